@@ -1,0 +1,42 @@
+// The `clip-decoder` command line: each command lives in its own module and only parses flags, then calls
+// the library. Errors the library raises on purpose print one line and exit 2; anything else is a bug.
+import { Command } from 'commander';
+import { ClipDecoderError } from '../errors.ts';
+import { registerEmbedCommands } from './embed.ts';
+import { registerDataCommands } from './data.ts';
+import { registerEvalCommand } from './eval.ts';
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('clip-decoder')
+    .description('Open-vocabulary multi-label image tagging with CLIP-Decoder')
+    .showHelpAfterError('(run with --help for usage)');
+  registerEmbedCommands(program);
+  registerDataCommands(program);
+  registerEvalCommand(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof ClipDecoderError) {
+      process.stderr.write(`clip-decoder: ${e.message}\n`);
+      return 2;
+    }
+    // commander's own exits (help, version, usage errors) carry an exitCode.
+    const code = (e as { exitCode?: unknown }).exitCode;
+    if (typeof code === 'number') return code === 1 ? 2 : code;
+    throw e;
+  }
+}
+
+const isEntry = process.argv[1] && /clip-decoder(\.js)?$|main\.ts$/.test(process.argv[1]);
+if (isEntry) {
+  main(process.argv).then((code) => process.exit(code));
+}
