@@ -1,2 +1,83 @@
+// `embed-text` and `embed-image`: the CLIP encoder layer from the command line.
 import type { Command } from 'commander';
-export function registerEmbedCommands(_program: Command): void {}
+import { ClipModel } from '../clip/model.ts';
+import { embedLabels } from '../clip/prompts.ts';
+import { expandImageInputs } from '../util/images.ts';
+import { modelOrDefault, positiveIntFlag } from './options.ts';
+import { startProgress } from './progress.ts';
+
+function preview(v: Float32Array): string {
+  let norm = 0;
+  for (const x of v) norm += x * x;
+  const head = Array.from(v.subarray(0, 4), (x) => x.toFixed(4)).join(' ');
+  return `|e|=${Math.sqrt(norm).toFixed(4)}  [${head}${v.length > 4 ? ' …' : ''}]`;
+}
+
+export function registerEmbedCommands(program: Command): void {
+  program
+    .command('embed-text')
+    .description('CLIP text embeddings of texts, or of labels through prompt templates (--labels)')
+    .argument('<texts...>', 'texts (or labels with --labels)')
+    .option('-m, --model <path|id>', 'CLIP model folder (default: the bundled model)')
+    .option('--labels', 'treat the arguments as labels: fill prompt templates, ensemble, L2-normalise')
+    .option('-t, --template <template...>', 'prompt template(s) with {label} (default: "a photo of {label}")')
+    .option('--no-normalize', 'with --labels: do not L2-normalise')
+    .option('--json', 'write JSON lines {text, embedding} to stdout')
+    .action(async (texts: string[], opts: { model?: string; labels?: boolean; template?: string[]; normalize: boolean; json?: boolean }) => {
+      const model = await ClipModel.load(modelOrDefault(opts.model));
+      try {
+        const E = model.embedDim;
+        const emb = opts.labels
+          ? await embedLabels(model, texts, { templates: opts.template, normalize: opts.normalize })
+          : await model.encodeTexts(texts);
+        texts.forEach((text, i) => {
+          const v = emb.subarray(i * E, (i + 1) * E);
+          process.stdout.write(opts.json ? `${JSON.stringify({ text, embedding: Array.from(v) })}\n` : `${text}\t${preview(v)}\n`);
+        });
+      } finally {
+        await model.dispose();
+      }
+    });
+
+  program
+    .command('embed-image')
+    .description('CLIP image embeddings (and optionally patch tokens) of image files or folders')
+    .argument('<paths...>', 'image files or folders (walked recursively)')
+    .option('-m, --model <path|id>', 'CLIP model folder (default: the bundled model)')
+    .option('--json', 'write JSON lines {file, embedding} to stdout')
+    .option('--tokens', 'with --json: include the patch tokens [T, C] as "tokens"')
+    .option('--keep-cls', 'keep the CLS token among the patch tokens')
+    .option('-b, --batch-size <n>', 'images per ONNX run', '16')
+    .action(async (paths: string[], opts: { model?: string; json?: boolean; tokens?: boolean; keepCls?: boolean; batchSize: string }) => {
+      const batchSize = positiveIntFlag(opts.batchSize, '--batch-size');
+      const { files, missing } = expandImageInputs(paths);
+      let failures = missing.length;
+      for (const m of missing) process.stderr.write(`clip-decoder: ${m.path}: ${m.reason}\n`);
+      const model = await ClipModel.load(modelOrDefault(opts.model), { keepCls: opts.keepCls });
+      const progress = startProgress('embedding', files.length);
+      try {
+        for await (const r of model.encodeImages(files, { batchSize, onProgress: (d) => progress.update(d) })) {
+          if (r.error) {
+            failures++;
+            process.stderr.write(`clip-decoder: ${r.error.message}\n`);
+            continue;
+          }
+          const file = String(r.source);
+          if (opts.json) {
+            const rec: Record<string, unknown> = { file, embedding: Array.from(r.imageEmbed) };
+            if (opts.tokens) Object.assign(rec, { tokensShape: [model.numTokens, model.tokenDim], tokens: Array.from(r.tokens) });
+            process.stdout.write(`${JSON.stringify(rec)}\n`);
+          } else {
+            process.stdout.write(`${file}\t${preview(r.imageEmbed)}\n`);
+          }
+        }
+      } finally {
+        progress.stop();
+        await model.dispose();
+      }
+      if (failures > 0) {
+        process.stderr.write(`clip-decoder: ${failures} of ${files.length + missing.length} inputs failed\n`);
+        process.exitCode = 1;
+      }
+    });
+}

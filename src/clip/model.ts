@@ -1,0 +1,280 @@
+// The CLIP encoder layer: ONNX vision and text sessions of a model folder, run through onnxruntime-node.
+// Images → patch tokens [B, T, C] + projected image embeddings [B, E]; texts → projected text embeddings [N, E].
+// Outputs are looked up by name; decoding of batch k+1 overlaps inference of batch k.
+import { availableParallelism } from 'node:os';
+import ort from 'onnxruntime-node';
+import { CLIPTokenizer } from '@huggingface/transformers';
+import { ClipDecoderError } from '../errors.ts';
+import { openClipFolder, type ClipFolder } from './folder.ts';
+import { resolveModelPath, type ResolveOptions } from './hub.ts';
+import { preprocessInto, type ImageSource, type PreprocessOptions } from './preprocess.ts';
+
+export interface ClipModelOptions extends ResolveOptions {
+  /** Keep the CLS token in the patch tokens (default false: T = number of patches). */
+  keepCls?: boolean;
+  /** ONNX Runtime intra-op threads (default: all cores). */
+  threads?: number;
+  /** Output names, where a model names them otherwise. */
+  outputs?: { patchTokens?: string; imageEmbeds?: string; textEmbeds?: string };
+  /** Images with more pixels are refused (see preprocess.ts). */
+  pixelLimit?: number;
+}
+
+/** One image's encoding: patch tokens [T, C] and projected embedding [E]. */
+export interface ImageEncoding {
+  tokens: Float32Array;
+  imageEmbed: Float32Array;
+}
+
+/** The outcome for one input of encodeImages: an encoding, or the error that names the file. */
+export type ImageResult =
+  | ({ index: number; source: ImageSource; error?: undefined } & ImageEncoding)
+  | { index: number; source: ImageSource; error: ClipDecoderError };
+
+export interface EncodeImagesOptions {
+  /** Images per ONNX run (default 16). */
+  batchSize?: number;
+  /** Called after each batch with the number of images done. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+type Session = ort.InferenceSession;
+
+function sessionOptions(threads: number): ort.InferenceSession.SessionOptions {
+  return { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' };
+}
+
+export class ClipModel {
+  readonly folder: ClipFolder;
+  private readonly options: ClipModelOptions;
+  private visionSession?: Promise<Session>;
+  private textSession?: Promise<Session>;
+  private readonly tokenizer: CLIPTokenizer;
+  /** Patch tokens per image (T) and their width (C); known from the config, checked on the first run. */
+  numTokens: number;
+  tokenDim: number;
+  readonly embedDim: number;
+
+  private constructor(folder: ClipFolder, options: ClipModelOptions) {
+    this.folder = folder;
+    this.options = options;
+    const patches = (folder.imageSize.height / folder.patchSize) * (folder.imageSize.width / folder.patchSize);
+    this.numTokens = patches + (options.keepCls ? 1 : 0);
+    this.tokenDim = folder.visionHidden;
+    this.embedDim = folder.projectionDim;
+    try {
+      // The constructor takes the parsed files directly, so no global transformers.js setting is touched.
+      const Tok = CLIPTokenizer as unknown as new (json: unknown, config: unknown) => CLIPTokenizer;
+      this.tokenizer = new Tok(folder.tokenizerJSON, folder.tokenizerConfig);
+    } catch (e) {
+      throw new ClipDecoderError('MODEL_INVALID', `${folder.dir}/tokenizer.json: not a usable tokenizer (${(e as Error).message})`, folder.dir, { cause: e });
+    }
+  }
+
+  /** Loads a CLIP folder (local path, or hub id where a network or cache exists). Sessions open lazily. */
+  static async load(pathOrId: string, options: ClipModelOptions = {}): Promise<ClipModel> {
+    const dir = await resolveModelPath(pathOrId, options);
+    return new ClipModel(await openClipFolder(dir), options);
+  }
+
+  get id(): string {
+    return this.folder.id;
+  }
+
+  private threads(): number {
+    return this.options.threads ?? availableParallelism();
+  }
+
+  private async open(path: string): Promise<Session> {
+    try {
+      return await ort.InferenceSession.create(path, sessionOptions(this.threads()));
+    } catch (e) {
+      throw new ClipDecoderError('MODEL_INVALID', `${path}: ONNX Runtime cannot load it (${(e as Error).message.split('\n')[0]})`, path, { cause: e });
+    }
+  }
+
+  private vision(): Promise<Session> {
+    this.visionSession ??= this.open(this.folder.visionModelPath);
+    return this.visionSession;
+  }
+
+  private text(): Promise<Session> {
+    this.textSession ??= this.open(this.folder.textModelPath);
+    return this.textSession;
+  }
+
+  private output(session: Session, result: ort.InferenceSession.OnnxValueMapType, name: string, path: string): ort.Tensor {
+    const t = result[name];
+    if (!t) {
+      throw new ClipDecoderError(
+        'MODEL_OUTPUT_MISSING',
+        `${path}: has no output "${name}" (it has: ${session.outputNames.join(', ')}); pass the right name in the outputs option`,
+        path,
+      );
+    }
+    return t as ort.Tensor;
+  }
+
+  /** Input tensor size of one image: 3 × H × W. */
+  get pixelsPerImage(): number {
+    return 3 * this.folder.imageSize.height * this.folder.imageSize.width;
+  }
+
+  /**
+   * Runs the vision model on preprocessed pixels [B, 3, H, W]. Returns the patch tokens [B, T, C] (CLS dropped
+   * unless keepCls) and the image embeddings [B, E], as flat row-major arrays.
+   */
+  async encodePixels(pixels: Float32Array, batch: number): Promise<{ tokens: Float32Array; imageEmbeds: Float32Array }> {
+    const { height: H, width: W } = this.folder.imageSize;
+    if (pixels.length !== batch * 3 * H * W) {
+      throw new ClipDecoderError('INPUT_INVALID', `pixels hold ${pixels.length} values, expected ${batch}×3×${H}×${W}`);
+    }
+    const session = await this.vision();
+    const path = this.folder.visionModelPath;
+    const inputName = session.inputNames.includes('pixel_values') ? 'pixel_values' : session.inputNames[0]!;
+    const result = await session.run({ [inputName]: new ort.Tensor('float32', pixels, [batch, 3, H, W]) });
+    const hidden = this.output(session, result, this.options.outputs?.patchTokens ?? 'last_hidden_state', path);
+    const embeds = this.output(session, result, this.options.outputs?.imageEmbeds ?? 'image_embeds', path);
+    const tokens = this.toTokens(hidden, batch, path);
+    const e = embeds.data as Float32Array;
+    if (embeds.dims.length !== 2 || embeds.dims[0] !== batch || embeds.dims[1] !== this.embedDim) {
+      throw new ClipDecoderError('MODEL_INVALID', `${path}: image embeddings have shape [${embeds.dims}], expected [${batch}, ${this.embedDim}] (config projection_dim)`, path);
+    }
+    return { tokens, imageEmbeds: e };
+  }
+
+  // [B, T+1, C] transformer output (CLS first) or [B, C, h, w] feature map → [B, T, C].
+  private toTokens(hidden: ort.Tensor, batch: number, path: string): Float32Array {
+    const d = hidden.dims.map(Number);
+    const data = hidden.data as Float32Array;
+    let out: Float32Array;
+    let T: number;
+    let C: number;
+    if (d.length === 3) {
+      const keep = this.options.keepCls ? 0 : 1;
+      T = d[1]! - keep;
+      C = d[2]!;
+      out = keep === 0 ? data : new Float32Array(batch * T * C);
+      if (keep) for (let b = 0; b < batch; b++) out.set(data.subarray((b * d[1]! + 1) * C, (b + 1) * d[1]! * C), b * T * C);
+    } else if (d.length === 4) {
+      C = d[1]!;
+      T = d[2]! * d[3]!;
+      out = new Float32Array(batch * T * C);
+      for (let b = 0; b < batch; b++) for (let c = 0; c < C; c++) for (let t = 0; t < T; t++) out[(b * T + t) * C + c] = data[(b * C + c) * T + t]!;
+    } else {
+      throw new ClipDecoderError('MODEL_INVALID', `${path}: patch-token output has shape [${d}], expected [B, T, C] or [B, C, H, W]`, path);
+    }
+    if (T !== this.numTokens || C !== this.tokenDim) {
+      // The config's patch grid or width disagrees with the graph: trust the graph, which is what runs.
+      this.numTokens = T;
+      this.tokenDim = C;
+    }
+    return out;
+  }
+
+  /**
+   * Encodes images, pipelined: while batch k runs in ONNX Runtime, batch k+1 is read and preprocessed (sharp
+   * decodes on libuv's thread pool). A file that cannot be read or decoded yields an error naming it; the rest
+   * of its batch is still encoded. Results come in input order.
+   */
+  async *encodeImages(sources: ImageSource[], options: EncodeImagesOptions & PreprocessOptions = {}): AsyncGenerator<ImageResult> {
+    const B = Math.max(1, options.batchSize ?? 16);
+    const per = this.pixelsPerImage;
+    const prepOptions: PreprocessOptions = { pixelLimit: options.pixelLimit ?? this.options.pixelLimit };
+    const prepare = async (start: number) => {
+      const items = sources.slice(start, start + B);
+      const pixels = new Float32Array(items.length * per);
+      const errors = await Promise.all(
+        items.map((src, i) =>
+          preprocessInto(src, this.folder.preprocess, pixels, i * per, prepOptions).then(
+            () => undefined,
+            (e: unknown) => (e instanceof ClipDecoderError ? e : new ClipDecoderError('IMAGE_INVALID', `${String(src)}: ${(e as Error).message}`, String(src))),
+          ),
+        ),
+      );
+      // Move the good images to the front so one ONNX run covers exactly them.
+      const ok: number[] = [];
+      errors.forEach((err, i) => {
+        if (!err) {
+          if (ok.length !== i) pixels.copyWithin(ok.length * per, i * per, (i + 1) * per);
+          ok.push(i);
+        }
+      });
+      return { start, items, errors, ok, pixels: pixels.subarray(0, ok.length * per) };
+    };
+
+    let next = sources.length > 0 ? prepare(0) : undefined;
+    let done = 0;
+    while (next) {
+      const batch = await next;
+      const after = batch.start + B;
+      next = after < sources.length ? prepare(after) : undefined;
+      const enc = batch.ok.length > 0 ? await this.encodePixels(batch.pixels, batch.ok.length) : undefined;
+      const T = this.numTokens;
+      const C = this.tokenDim;
+      const E = this.embedDim;
+      let k = 0;
+      for (let i = 0; i < batch.items.length; i++) {
+        const index = batch.start + i;
+        const source = batch.items[i]!;
+        const error = batch.errors[i];
+        if (error) {
+          yield { index, source, error };
+        } else {
+          yield {
+            index,
+            source,
+            tokens: enc!.tokens.subarray(k * T * C, (k + 1) * T * C),
+            imageEmbed: enc!.imageEmbeds.subarray(k * E, (k + 1) * E),
+          };
+          k++;
+        }
+      }
+      done += batch.items.length;
+      options.onProgress?.(done, sources.length);
+    }
+  }
+
+  /** Token ids and attention mask for texts, padded to the longest and truncated to the model's maximum. */
+  tokenize(texts: string[]): { ids: BigInt64Array; mask: BigInt64Array; length: number } {
+    const enc = this.tokenizer(texts, { padding: true, truncation: true, max_length: this.folder.textMaxLength }) as unknown as {
+      input_ids: { data: BigInt64Array; dims: number[] };
+      attention_mask: { data: BigInt64Array; dims: number[] };
+    };
+    return { ids: enc.input_ids.data, mask: enc.attention_mask.data, length: enc.input_ids.dims[1]! };
+  }
+
+  /** Projected text embeddings [N, E] (as the model outputs them: not normalised). */
+  async encodeTexts(texts: string[], options: { batchSize?: number } = {}): Promise<Float32Array> {
+    const E = this.embedDim;
+    const out = new Float32Array(texts.length * E);
+    if (texts.length === 0) return out;
+    const session = await this.text();
+    const path = this.folder.textModelPath;
+    const B = Math.max(1, options.batchSize ?? 64);
+    for (let start = 0; start < texts.length; start += B) {
+      const chunk = texts.slice(start, start + B);
+      const { ids, mask, length } = this.tokenize(chunk);
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const name of session.inputNames) {
+        if (name === 'input_ids') feeds[name] = new ort.Tensor('int64', ids, [chunk.length, length]);
+        else if (name === 'attention_mask') feeds[name] = new ort.Tensor('int64', mask, [chunk.length, length]);
+        else throw new ClipDecoderError('MODEL_INVALID', `${path}: unexpected input "${name}" (expected input_ids, attention_mask)`, path);
+      }
+      const result = await session.run(feeds);
+      const t = this.output(session, result, this.options.outputs?.textEmbeds ?? 'text_embeds', path);
+      if (t.dims.length !== 2 || t.dims[1] !== E) {
+        throw new ClipDecoderError('MODEL_INVALID', `${path}: text embeddings have shape [${t.dims}], expected [N, ${E}] (config projection_dim)`, path);
+      }
+      out.set(t.data as Float32Array, start * E);
+    }
+    return out;
+  }
+
+  /** Releases the ONNX sessions. */
+  async dispose(): Promise<void> {
+    const sessions = [this.visionSession, this.textSession];
+    this.visionSession = this.textSession = undefined;
+    for (const s of sessions) if (s) await (await s.catch(() => undefined))?.release();
+  }
+}
