@@ -87,6 +87,8 @@ export type ImageSource = string | Uint8Array;
 export interface PreprocessOptions {
   /** Images with more pixels than this are refused (decompression bombs). */
   pixelLimit?: number;
+  /** Training augmentation, applied before the resize: a crop (fractions of the oriented image) and a mirror. */
+  augment?: { flip?: boolean; crop?: { left: number; top: number; width: number; height: number } };
 }
 
 function describe(src: ImageSource): string {
@@ -141,13 +143,24 @@ export async function preprocessInto(
     // failOn 'truncated': a cut-off JPEG/PNG is an error, not a half-grey image.
     let img = sharp(data, { limitInputPixels: limit, failOn: 'truncated', density, pages: 1, autoOrient: true });
     img = img.flatten({ background: { r: 255, g: 255, b: 255 } }).toColourspace('srgb');
+    // EXIF orientations 5–8 swap width and height once applied.
+    const swap = (meta.orientation ?? 1) >= 5;
+    let iw = Math.round((swap ? h0 : w0) * (density ? density / 72 : 1));
+    let ih = Math.round((swap ? w0 : h0) * (density ? density / 72 : 1));
+    const crop = options.augment?.crop;
+    if (crop) {
+      const left = Math.min(iw - 1, Math.max(0, Math.round(crop.left * iw)));
+      const top = Math.min(ih - 1, Math.max(0, Math.round(crop.top * ih)));
+      const width = Math.max(1, Math.min(iw - left, Math.round(crop.width * iw)));
+      const height = Math.max(1, Math.min(ih - top, Math.round(crop.height * ih)));
+      img = img.extract({ left, top, width, height });
+      iw = width;
+      ih = height;
+    }
+    if (options.augment?.flip) img = img.flop();
     if (cfg.doResize) {
       let rw: number;
       let rh: number;
-      // EXIF orientations 5–8 swap width and height once applied.
-      const swap = (meta.orientation ?? 1) >= 5;
-      const iw = Math.round((swap ? h0 : w0) * (density ? density / 72 : 1));
-      const ih = Math.round((swap ? w0 : h0) * (density ? density / 72 : 1));
       if ('shortestEdge' in cfg.resize) {
         // Hugging Face: short side = size, long side = int(size * long / short).
         const s = cfg.resize.shortestEdge;

@@ -1,0 +1,222 @@
+// The on-disk feature cache: append-only shards of records plus an append-only index, so that a process killed
+// at any moment (kill -9) leaves every indexed record whole, and a rerun continues where it stopped.
+//
+//   DIR/meta.json      fingerprint (model + preprocessing + dataset) and shapes; written once, atomically
+//   DIR/shard-NNNN.bin records: [tokens f32 T×C][imageEmbed f32 E], fixed size, back to back
+//   DIR/index.jsonl    one line per committed record: {"key","shard","slot"}; written after the shard is fsynced
+//
+// A record counts only once its index line is complete; bytes a crash left past the last indexed record are
+// overwritten by the next append. Keys are "<image id>" for the plain view and "<image id>#<view>" for
+// augmented views.
+import { existsSync, mkdirSync, openSync, readFileSync, closeSync, fsyncSync, writeSync, readSync, ftruncateSync, fstatSync } from 'node:fs';
+import { join } from 'node:path';
+import { ClipDecoderError } from '../errors.ts';
+import { writeFileAtomic } from '../util/fs.ts';
+
+export const CACHE_FORMAT_VERSION = 1;
+/** Records per shard file (keeps files a manageable size). */
+const RECORDS_PER_SHARD = 4096;
+
+export interface CacheMeta {
+  format: number;
+  /** Hash of the model files, preprocessing and options that determine the features. */
+  modelFingerprint: string;
+  /** Hash of the dataset manifest the features belong to. */
+  datasetFingerprint: string;
+  modelId: string;
+  numTokens: number;
+  tokenDim: number;
+  embedDim: number;
+  keepCls: boolean;
+}
+
+export interface CacheEntry {
+  shard: number;
+  slot: number;
+}
+
+export class FeatureCache {
+  readonly dir: string;
+  readonly meta: CacheMeta;
+  private readonly index = new Map<string, CacheEntry>();
+  /** Next free slot overall (shard = floor(next / RECORDS_PER_SHARD)). */
+  private next = 0;
+  private indexFd: number | undefined;
+  private readonly shardFds = new Map<number, number>();
+
+  private constructor(dir: string, meta: CacheMeta) {
+    this.dir = dir;
+    this.meta = meta;
+  }
+
+  get recordFloats(): number {
+    return this.meta.numTokens * this.meta.tokenDim + this.meta.embedDim;
+  }
+
+  get size(): number {
+    return this.index.size;
+  }
+
+  has(key: string): boolean {
+    return this.index.has(key);
+  }
+
+  keys(): IterableIterator<string> {
+    return this.index.keys();
+  }
+
+  /**
+   * Opens the cache in DIR, creating it with `meta` if absent. An existing cache made for another model or
+   * dataset is refused by name.
+   */
+  static async open(dir: string, meta: CacheMeta): Promise<FeatureCache> {
+    mkdirSync(dir, { recursive: true });
+    const metaPath = join(dir, 'meta.json');
+    if (existsSync(metaPath)) {
+      let old: CacheMeta;
+      try {
+        old = JSON.parse(readFileSync(metaPath, 'utf8')) as CacheMeta;
+      } catch (e) {
+        throw new ClipDecoderError('CACHE_MISMATCH', `${metaPath}: unreadable (${(e as Error).message}); delete the cache folder to rebuild it`, metaPath);
+      }
+      const problems: string[] = [];
+      if (old.format !== CACHE_FORMAT_VERSION) problems.push(`format ${old.format} (this version reads ${CACHE_FORMAT_VERSION})`);
+      if (old.modelFingerprint !== meta.modelFingerprint) problems.push(`another model or preprocessing (${old.modelId}, fingerprint ${old.modelFingerprint.slice(0, 12)} ≠ ${meta.modelFingerprint.slice(0, 12)})`);
+      if (old.datasetFingerprint !== meta.datasetFingerprint) problems.push(`another dataset manifest (fingerprint ${old.datasetFingerprint.slice(0, 12)} ≠ ${meta.datasetFingerprint.slice(0, 12)})`);
+      if (problems.length) {
+        throw new ClipDecoderError('CACHE_MISMATCH', `${dir}: this feature cache was made for ${problems.join(' and ')}; use another --cache folder or delete this one`, dir);
+      }
+      const cache = new FeatureCache(dir, old);
+      cache.loadIndex();
+      return cache;
+    }
+    await writeFileAtomic(metaPath, `${JSON.stringify(meta, null, 2)}\n`);
+    const cache = new FeatureCache(dir, meta);
+    cache.loadIndex();
+    return cache;
+  }
+
+  /** Opens an existing cache for reading, checking it was made for the given fingerprints when given. */
+  static async openExisting(dir: string, expect: { modelFingerprint?: string; datasetFingerprint?: string } = {}): Promise<FeatureCache> {
+    const metaPath = join(dir, 'meta.json');
+    if (!existsSync(metaPath)) throw new ClipDecoderError('CACHE_MISMATCH', `${dir}: not a feature cache (no meta.json); run \`clip-decoder extract\` first`, dir);
+    const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as CacheMeta;
+    return FeatureCache.open(dir, {
+      ...meta,
+      modelFingerprint: expect.modelFingerprint ?? meta.modelFingerprint,
+      datasetFingerprint: expect.datasetFingerprint ?? meta.datasetFingerprint,
+    });
+  }
+
+  private loadIndex(): void {
+    const path = join(this.dir, 'index.jsonl');
+    if (!existsSync(path)) return;
+    const text = readFileSync(path, 'utf8');
+    const lines = text.split('\n');
+    // The last element is '' after a complete final line, or a torn line after a crash: drop it either way.
+    lines.pop();
+    let maxSlot = -1;
+    for (const line of lines) {
+      let rec: { key: string; shard: number; slot: number };
+      try {
+        rec = JSON.parse(line);
+      } catch {
+        continue; // a torn line can only be the last one; treat any unreadable line as not committed
+      }
+      this.index.set(rec.key, { shard: rec.shard, slot: rec.slot });
+      maxSlot = Math.max(maxSlot, rec.shard * RECORDS_PER_SHARD + rec.slot);
+    }
+    this.next = maxSlot + 1;
+    // Drop a torn final line so the next append starts on a fresh line.
+    const complete = text.lastIndexOf('\n') + 1;
+    if (complete < Buffer.byteLength(text)) {
+      const fd = openSync(path, 'r+');
+      ftruncateSync(fd, Buffer.byteLength(text.slice(0, complete)));
+      closeSync(fd);
+    }
+  }
+
+  private shardFd(shard: number, mode: 'r' | 'a'): number {
+    let fd = this.shardFds.get(shard);
+    if (fd === undefined) {
+      const path = join(this.dir, `shard-${String(shard).padStart(4, '0')}.bin`);
+      fd = openSync(path, existsSync(path) ? 'r+' : mode === 'a' ? 'w+' : 'r');
+      this.shardFds.set(shard, fd);
+    }
+    return fd;
+  }
+
+  /**
+   * Appends records and commits them: data first (fsynced), then their index lines (fsynced). Keys already
+   * present are skipped.
+   */
+  append(records: { key: string; tokens: Float32Array; imageEmbed: Float32Array }[]): void {
+    const { numTokens: T, tokenDim: C, embedDim: E } = this.meta;
+    const bytes = this.recordFloats * 4;
+    const lines: string[] = [];
+    const touched = new Set<number>();
+    for (const r of records) {
+      if (this.index.has(r.key)) continue;
+      if (r.tokens.length !== T * C || r.imageEmbed.length !== E) {
+        throw new ClipDecoderError('INPUT_INVALID', `feature record "${r.key}" has ${r.tokens.length}+${r.imageEmbed.length} values, expected ${T}×${C}+${E}`, r.key);
+      }
+      const shard = Math.floor(this.next / RECORDS_PER_SHARD);
+      const slot = this.next % RECORDS_PER_SHARD;
+      const fd = this.shardFd(shard, 'a');
+      const buf = Buffer.allocUnsafe(bytes);
+      Buffer.from(r.tokens.buffer, r.tokens.byteOffset, r.tokens.byteLength).copy(buf, 0);
+      Buffer.from(r.imageEmbed.buffer, r.imageEmbed.byteOffset, r.imageEmbed.byteLength).copy(buf, T * C * 4);
+      writeSync(fd, buf, 0, bytes, slot * bytes);
+      touched.add(fd);
+      lines.push(JSON.stringify({ key: r.key, shard, slot }));
+      this.index.set(r.key, { shard, slot });
+      this.next++;
+    }
+    if (lines.length === 0) return;
+    for (const fd of touched) fsyncSync(fd);
+    this.indexFd ??= openSync(join(this.dir, 'index.jsonl'), 'a');
+    writeSync(this.indexFd, `${lines.join('\n')}\n`);
+    fsyncSync(this.indexFd);
+  }
+
+  /** Reads one record into the given arrays (or fresh ones). Throws if the key is not cached. */
+  read(key: string, into?: { tokens: Float32Array; imageEmbed: Float32Array }): { tokens: Float32Array; imageEmbed: Float32Array } {
+    const e = this.index.get(key);
+    if (!e) throw new ClipDecoderError('CACHE_MISMATCH', `${this.dir}: no features for "${key}"; run \`clip-decoder extract\` to complete the cache`, key);
+    const { numTokens: T, tokenDim: C, embedDim: E } = this.meta;
+    const bytes = this.recordFloats * 4;
+    const fd = this.shardFd(e.shard, 'r');
+    const buf = Buffer.allocUnsafe(bytes);
+    const n = readSync(fd, buf, 0, bytes, e.slot * bytes);
+    if (n !== bytes) {
+      throw new ClipDecoderError('CACHE_MISMATCH', `${this.dir}: shard ${e.shard} is shorter than its index says (record "${key}"); delete the cache to rebuild it`, key);
+    }
+    const f = new Float32Array(buf.buffer, buf.byteOffset, this.recordFloats);
+    const tokens = into?.tokens ?? new Float32Array(T * C);
+    const imageEmbed = into?.imageEmbed ?? new Float32Array(E);
+    tokens.set(f.subarray(0, T * C));
+    imageEmbed.set(f.subarray(T * C));
+    return { tokens, imageEmbed };
+  }
+
+  /** Total bytes of shard data (for reports). */
+  diskBytes(): number {
+    let total = 0;
+    for (let s = 0; s <= Math.floor(Math.max(0, this.next - 1) / RECORDS_PER_SHARD); s++) {
+      const path = join(this.dir, `shard-${String(s).padStart(4, '0')}.bin`);
+      if (existsSync(path)) {
+        const fd = openSync(path, 'r');
+        total += fstatSync(fd).size;
+        closeSync(fd);
+      }
+    }
+    return total;
+  }
+
+  close(): void {
+    for (const fd of this.shardFds.values()) closeSync(fd);
+    this.shardFds.clear();
+    if (this.indexFd !== undefined) closeSync(this.indexFd);
+    this.indexFd = undefined;
+  }
+}

@@ -1,0 +1,155 @@
+// Feature extraction: every image of a dataset through the CLIP vision model into the feature cache, pipelined
+// (decode overlaps inference), resumable (finished records are skipped), with optional augmented views.
+import { createHash } from 'node:crypto';
+import { createReadStream, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ClipModel } from '../clip/model.ts';
+import { preprocessInto, type PreprocessOptions } from '../clip/preprocess.ts';
+import { ClipDecoderError } from '../errors.ts';
+import { createRng } from '../data/random.ts';
+import { FeatureCache, CACHE_FORMAT_VERSION } from './cache.ts';
+
+async function hashFile(path: string, h: ReturnType<typeof createHash>): Promise<void> {
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+}
+
+/** Fingerprint of everything that determines a model's features: configs, vision weights, CLS option. */
+export async function modelFingerprint(model: ClipModel, keepCls: boolean): Promise<string> {
+  const h = createHash('sha256');
+  h.update(readFileSync(join(model.folder.dir, 'config.json')));
+  h.update(readFileSync(join(model.folder.dir, 'preprocessor_config.json')));
+  await hashFile(model.folder.visionModelPath, h);
+  h.update(`keepCls=${keepCls}`);
+  return h.digest('hex');
+}
+
+/** Fingerprint of a dataset's images: ids and files, in order. */
+export function datasetFingerprint(items: readonly { id: string; file: string }[]): string {
+  const h = createHash('sha256');
+  for (const it of items) h.update(`${it.id}\t${it.file}\n`);
+  return h.digest('hex');
+}
+
+/** Cache key of an image's view: the plain view is the id itself. */
+export function viewKey(id: string, view: number): string {
+  return view === 0 ? id : `${id}#${view}`;
+}
+
+/**
+ * The augmentation of view `view` (≥ 1) of image `id`: a random crop of 60–100 % of the area (aspect 3/4–4/3)
+ * and a mirror with probability 1/2, drawn from a generator seeded by (seed, id, view), so reruns agree.
+ */
+export function viewAugmentation(id: string, view: number, seed: number): NonNullable<PreprocessOptions['augment']> {
+  const h = createHash('sha256').update(`${seed}\t${id}\t${view}`).digest();
+  const rng = createRng(h.readUInt32LE(0));
+  const area = 0.6 + 0.4 * rng.next();
+  const aspect = Math.exp(Math.log(3 / 4) + (Math.log(4 / 3) - Math.log(3 / 4)) * rng.next());
+  const width = Math.min(1, Math.sqrt(area * aspect));
+  const height = Math.min(1, Math.sqrt(area / aspect));
+  return { flip: rng.next() < 0.5, crop: { left: (1 - width) * rng.next(), top: (1 - height) * rng.next(), width, height } };
+}
+
+export interface ExtractItem {
+  id: string;
+  /** Absolute or root-relative path of the image. */
+  path: string;
+  /** Augmented views to add beyond the plain one (0 for test images). */
+  extraViews?: number;
+}
+
+export interface ExtractOptions {
+  cacheDir: string;
+  /** Fingerprint of the dataset (refuses a cache made for another one). */
+  datasetFingerprint: string;
+  keepCls?: boolean;
+  batchSize?: number;
+  seed?: number;
+  pixelLimit?: number;
+  onProgress?: (done: number, total: number) => void;
+  /** Called for each image that fails; extraction goes on. */
+  onError?: (error: ClipDecoderError) => void;
+}
+
+export interface ExtractSummary {
+  total: number;
+  computed: number;
+  skipped: number;
+  failed: number;
+  seconds: number;
+}
+
+/** Extracts every missing (image, view) record into the cache. Safe to kill at any moment and rerun. */
+export async function extractFeatures(model: ClipModel, items: readonly ExtractItem[], options: ExtractOptions): Promise<ExtractSummary> {
+  const t0 = performance.now();
+  const keepCls = options.keepCls ?? false;
+  const cache = await FeatureCache.open(options.cacheDir, {
+    format: CACHE_FORMAT_VERSION,
+    modelFingerprint: await modelFingerprint(model, keepCls),
+    datasetFingerprint: options.datasetFingerprint,
+    modelId: model.id,
+    numTokens: model.numTokens,
+    tokenDim: model.tokenDim,
+    embedDim: model.embedDim,
+    keepCls,
+  });
+  const seed = options.seed ?? 0;
+  const todo: { key: string; path: string; augment?: PreprocessOptions['augment'] }[] = [];
+  let total = 0;
+  for (const it of items) {
+    for (let v = 0; v <= (it.extraViews ?? 0); v++) {
+      total++;
+      const key = viewKey(it.id, v);
+      if (!cache.has(key)) todo.push({ key, path: it.path, augment: v === 0 ? undefined : viewAugmentation(it.id, v, seed) });
+    }
+  }
+  const skipped = total - todo.length;
+  let failed = 0;
+  let computed = 0;
+  const B = Math.max(1, options.batchSize ?? 16);
+  const per = model.pixelsPerImage;
+  try {
+    // Pipeline: preprocess batch k+1 while batch k runs; commit each batch to the cache as it finishes.
+    const prepare = async (start: number) => {
+      const batch = todo.slice(start, start + B);
+      const pixels = new Float32Array(batch.length * per);
+      const ok: typeof batch = [];
+      const results = await Promise.all(
+        batch.map((t, i) =>
+          preprocessInto(t.path, model.folder.preprocess, pixels, i * per, { pixelLimit: options.pixelLimit, augment: t.augment }).then(
+            () => undefined,
+            (e: unknown) => (e instanceof ClipDecoderError ? e : new ClipDecoderError('IMAGE_INVALID', `${t.path}: ${(e as Error).message}`, t.path)),
+          ),
+        ),
+      );
+      results.forEach((err, i) => {
+        if (err) {
+          failed++;
+          options.onError?.(err);
+        } else {
+          if (ok.length !== i) pixels.copyWithin(ok.length * per, i * per, (i + 1) * per);
+          ok.push(batch[i]!);
+        }
+      });
+      return { start, size: batch.length, ok, pixels: pixels.subarray(0, ok.length * per) };
+    };
+    let next = todo.length > 0 ? prepare(0) : undefined;
+    while (next) {
+      const batch = await next;
+      next = batch.start + B < todo.length ? prepare(batch.start + B) : undefined;
+      if (batch.ok.length > 0) {
+        const enc = await model.encodePixels(batch.pixels, batch.ok.length);
+        const TC = model.numTokens * model.tokenDim;
+        const E = model.embedDim;
+        if (TC + E !== cache.recordFloats) {
+          throw new ClipDecoderError('CACHE_MISMATCH', `${options.cacheDir}: the model yields ${model.numTokens}×${model.tokenDim} tokens, the cache holds ${cache.meta.numTokens}×${cache.meta.tokenDim}`, options.cacheDir);
+        }
+        cache.append(batch.ok.map((t, k) => ({ key: t.key, tokens: enc.tokens.subarray(k * TC, (k + 1) * TC), imageEmbed: enc.imageEmbeds.subarray(k * E, (k + 1) * E) })));
+        computed += batch.ok.length;
+      }
+      options.onProgress?.(skipped + batch.start + batch.size, total);
+    }
+  } finally {
+    cache.close();
+  }
+  return { total, computed, skipped, failed, seconds: (performance.now() - t0) / 1000 };
+}
