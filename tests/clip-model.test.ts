@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, mkdtempSync, cpSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ClipModel } from '../src/clip/model.ts';
+import { ClipModel, type ImageResult } from '../src/clip/model.ts';
 import { embedLabels, validateLabels } from '../src/clip/prompts.ts';
 import { ClipDecoderError } from '../src/errors.ts';
 import { makeTestImages } from './helpers/images.ts';
@@ -85,7 +85,7 @@ test('label lists are validated by name', () => {
 test('a batch with bad files encodes the good ones, in order, and names the bad ones', async () => {
   const imgs = await makeTestImages();
   const files = [imgs.good.pngAlpha!, imgs.bad.text!, imgs.good.jpegWide!, imgs.bad.empty!, imgs.good.svg!, join(imgs.dir, 'missing.png')];
-  const results = [];
+  const results: ImageResult[] = [];
   for await (const r of model.encodeImages(files, { batchSize: 4 })) results.push(r);
   assert.deepEqual(results.map((r) => r.index), [0, 1, 2, 3, 4, 5]);
   assert.deepEqual(results.map((r) => (r.error ? r.error.code : 'ok')), ['ok', 'IMAGE_INVALID', 'ok', 'IMAGE_INVALID', 'ok', 'IMAGE_INVALID']);
@@ -94,7 +94,7 @@ test('a batch with bad files encodes the good ones, in order, and names the bad 
   for (const i of [0, 2, 4]) {
     const r = results[i]!;
     assert.ok(!r.error);
-    let solo;
+    let solo: ImageResult | undefined;
     for await (const s of model.encodeImages([files[i]!])) solo = s;
     assert.ok(solo && !solo.error);
     assert.ok(maxAbs(r.tokens, solo.tokens) < 1e-5);
