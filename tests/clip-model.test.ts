@@ -118,3 +118,17 @@ test('a model whose graph lacks an output is refused by name', async () => {
   await assert.rejects(broken.encodePixels(new Float32Array(3 * 32 * 32), 1), /vision_model\.onnx: ONNX Runtime cannot load it/);
   await m.dispose();
 });
+
+test('a text longer than the model takes is truncated but still ends with <|endoftext|>', async () => {
+  const long = Array.from({ length: 60 }, (_, i) => `word${i} xylophone`).join(' ');
+  const { ids, mask, length } = model.tokenize([long, 'dog']);
+  assert.equal(length, 77);
+  assert.equal(Number(ids[76]), 999, 'EOS at the end of the truncated row');
+  assert.equal(Number(ids[0]), 998);
+  assert.equal(mask.slice(0, 77).every((m) => m === 1n), true);
+  // The short row keeps its own EOS and padding.
+  const row = Array.from(ids.slice(77, 154), Number);
+  assert.equal(row[row.indexOf(999)], 999);
+  const emb = await model.encodeTexts([long]);
+  assert.ok(emb.every(Number.isFinite));
+});

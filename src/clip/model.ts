@@ -235,13 +235,30 @@ export class ClipModel {
     }
   }
 
+  private get eosId(): number {
+    const id = this.tokenizer.eos_token_id ?? this.tokenizer.convert_tokens_to_ids('<|endoftext|>');
+    if (typeof id !== 'number') throw new ClipDecoderError('MODEL_INVALID', `${this.folder.dir}/tokenizer.json: no <|endoftext|> token`, this.folder.dir);
+    return id;
+  }
+
   /** Token ids and attention mask for texts, padded to the longest and truncated to the model's maximum. */
   tokenize(texts: string[]): { ids: BigInt64Array; mask: BigInt64Array; length: number } {
     const enc = this.tokenizer(texts, { padding: true, truncation: true, max_length: this.folder.textMaxLength }) as unknown as {
       input_ids: { data: BigInt64Array; dims: number[] };
       attention_mask: { data: BigInt64Array; dims: number[] };
     };
-    return { ids: enc.input_ids.data, mask: enc.attention_mask.data, length: enc.input_ids.dims[1]! };
+    const ids = enc.input_ids.data;
+    const mask = enc.attention_mask.data;
+    const length = enc.input_ids.dims[1]!;
+    // transformers.js truncates the special tokens away too; CLIP pools at the end-of-text token, so a text
+    // cut at max_length must still end with it (as OpenAI's clip.tokenize does).
+    const eos = BigInt(this.eosId);
+    for (let r = 0; r < texts.length; r++) {
+      let last = -1;
+      for (let j = 0; j < length; j++) if (mask[r * length + j] === 1n) last = j;
+      if (last >= 0 && ids[r * length + last] !== eos) ids[r * length + last] = eos;
+    }
+    return { ids, mask, length };
   }
 
   /** Projected text embeddings [N, E] (as the model outputs them: not normalised). */
