@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { CLIPImageProcessor, RawImage } from '@huggingface/transformers';
-import { ClipModel } from '../src/clip/model.ts';
+import { ClipModel, sessionOptions } from '../src/clip/model.ts';
 import { preprocessInto } from '../src/clip/preprocess.ts';
 import { notoSvg, renderPng } from '../tests/helpers/images.ts';
 
@@ -33,7 +33,7 @@ for (let i = 0; i < N; i++) {
   const png = renderPng(notoSvg(names[i % names.length]!), 256 + 64 * (i % 5));
   const file = join(dir, `img${i}.${i % 2 ? 'jpg' : 'png'}`);
   if (i % 2) {
-    const bg = await sharp({ create: { width: 640, height: 480, channels: 3, background: { r: (i * 37) % 255, g: 128, b: 200 } } })
+    const bg = await sharp({ create: { width: 900, height: 700, channels: 3, background: { r: (i * 37) % 255, g: 128, b: 200 } } })
       .composite([{ input: png, left: 100, top: 60 }]).jpeg({ quality: 88 }).toBuffer();
     writeFileSync(file, bg);
   } else writeFileSync(file, png);
@@ -45,7 +45,7 @@ const per = model.pixelsPerImage;
 const { height: H, width: W } = model.folder.imageSize;
 const pre = new Float32Array(N * per);
 for (let i = 0; i < N; i++) await preprocessInto(files[i]!, model.folder.preprocess, pre, i * per);
-const session = await ort.InferenceSession.create(model.folder.visionModelPath, { intraOpNumThreads: (await import('node:os')).availableParallelism(), interOpNumThreads: 1 });
+const session = await ort.InferenceSession.create(model.folder.visionModelPath, sessionOptions((await import('node:os')).availableParallelism()));
 
 async function bare(): Promise<number> {
   const t0 = performance.now();

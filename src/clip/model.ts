@@ -40,8 +40,16 @@ export interface EncodeImagesOptions {
 
 type Session = ort.InferenceSession;
 
-function sessionOptions(threads: number): ort.InferenceSession.SessionOptions {
-  return { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' };
+export function sessionOptions(threads: number, spinning = process.env.CLIP_DECODER_ORT_SPIN === '1'): ort.InferenceSession.SessionOptions {
+  return {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+    // Spinning threads wait for work by burning a core; with image decoding running beside inference that
+    // stalls both, so by default the pool sleeps when idle.
+    extra: { session: { intra_op: { allow_spinning: spinning ? '1' : '0' } } },
+  };
 }
 
 export class ClipModel {
