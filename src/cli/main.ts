@@ -5,6 +5,7 @@ import { ClipDecoderError } from '../errors.ts';
 import { registerEmbedCommands } from './embed.ts';
 import { registerDataCommands } from './data.ts';
 import { registerEvalCommand } from './eval.ts';
+import { registerTagCommand } from './tag.ts';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -12,6 +13,7 @@ export function buildProgram(): Command {
     .name('clip-decoder')
     .description('Open-vocabulary multi-label image tagging with CLIP-Decoder')
     .showHelpAfterError('(run with --help for usage)');
+  registerTagCommand(program);
   registerEmbedCommands(program);
   registerDataCommands(program);
   registerEvalCommand(program);

@@ -1,11 +1,7 @@
 // Flags shared by several commands, and the bundled default model.
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { ClipDecoderError } from '../errors.ts';
-
-/** The repository's models/ folder (bundled models live there). */
-export const MODELS_DIR = fileURLToPath(new URL('../../models/', import.meta.url));
-export const DEFAULT_MODEL = `${MODELS_DIR}pico-clip`;
+import { DEFAULT_MODEL } from '../tagger/tagger.ts';
 
 /** The --model value, or the bundled model when none is given. */
 export function modelOrDefault(model: string | undefined): string {

@@ -1,0 +1,199 @@
+// The product in one object: a CLIP model plus a trained CLIP-Decoder head. Give it images and any labels; it
+// answers an independent probability per label per image, and on request the head's attention over the patch
+// grid. Everything image-independent about a label set (text embeddings, query projection, LN1, the attention
+// Q projection) is computed once and cached, so large vocabularies cost little per image.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { ClipModel } from '../clip/model.ts';
+import { embedLabels, validateLabels } from '../clip/prompts.ts';
+import type { ImageSource } from '../clip/preprocess.ts';
+import { ClipDecoderError } from '../errors.ts';
+import type { ClipDecoderHead, PreparedLabels } from '../head/head.ts';
+import { OrtMatmul } from '../nn/ort-matmul.ts';
+import { loadCheckpoint, type CheckpointMeta } from '../train/checkpoint.ts';
+
+const MODELS_DIR = fileURLToPath(new URL('../../models/', import.meta.url));
+/** The bundled CLIP model and head, used when no other is named. */
+export const DEFAULT_MODEL = `${MODELS_DIR}pico-clip`;
+export const DEFAULT_HEAD = `${MODELS_DIR}pico-clip-decoder`;
+
+export interface TaggerOptions {
+  /** CLIP model folder or hub id (default: the bundled pico-CLIP). */
+  model?: string;
+  /** Head checkpoint folder (default: the bundled head). */
+  head?: string;
+  /** CPU threads for ONNX Runtime (default: all cores). */
+  threads?: number;
+  /** Images with more pixels are refused. */
+  pixelLimit?: number;
+  /** How many label sets to keep prepared (default 16). */
+  labelCacheSize?: number;
+}
+
+export interface TagOptions {
+  /** Keep only the K most probable labels per image. */
+  top?: number;
+  /** Keep only labels with probability ≥ p. */
+  threshold?: number;
+  /** Also return each label's attention over the patch grid. */
+  attention?: boolean;
+  /** Images per ONNX run (default 16). */
+  batchSize?: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface LabelProbability {
+  label: string;
+  probability: number;
+  /** Attention over the patch grid [gridHeight × gridWidth], row-major (when asked for). */
+  attention?: Float32Array;
+}
+
+export interface TagResult {
+  /** Position of the image in the input. */
+  index: number;
+  /** File path, or a description of a buffer. */
+  source: string;
+  /** Labels by decreasing probability (after top/threshold). */
+  labels: LabelProbability[];
+  error?: ClipDecoderError;
+}
+
+interface LabelSet {
+  labels: string[];
+  prepared: PreparedLabels;
+}
+
+function describe(src: ImageSource): string {
+  return typeof src === 'string' ? src : `<image of ${src.byteLength} bytes>`;
+}
+
+export class Tagger {
+  readonly model: ClipModel;
+  readonly head: ClipDecoderHead;
+  readonly meta: CheckpointMeta;
+  /** Patch grid of the attention maps. */
+  readonly grid: { height: number; width: number };
+  private readonly labelSets = new Map<string, Promise<LabelSet>>();
+  private readonly labelCacheSize: number;
+
+  private constructor(model: ClipModel, head: ClipDecoderHead, meta: CheckpointMeta, labelCacheSize: number) {
+    this.model = model;
+    this.head = head;
+    this.meta = meta;
+    this.labelCacheSize = labelCacheSize;
+    const { imageSize, patchSize } = model.folder;
+    this.grid = { height: imageSize.height / patchSize, width: imageSize.width / patchSize };
+  }
+
+  static async load(options: TaggerOptions = {}): Promise<Tagger> {
+    const headDir = options.head ?? DEFAULT_HEAD;
+    if (!options.head && !existsSync(headDir)) {
+      throw new ClipDecoderError('MODEL_NOT_FOUND', `no --head given and the bundled head ${headDir} is not there: train one with \`clip-decoder train\` and pass --head`, '--head');
+    }
+    const ck = await loadCheckpoint(headDir, new OrtMatmul({ threads: options.threads }));
+    const keepCls = ck.meta.extra?.keepCls === true;
+    const model = await ClipModel.load(options.model ?? DEFAULT_MODEL, { threads: options.threads, pixelLimit: options.pixelLimit, keepCls });
+    const cfg = ck.head.config;
+    if (cfg.mode !== 'zero-shot') {
+      throw new ClipDecoderError('CHECKPOINT_INVALID', `${headDir}: a closed-set head cannot score arbitrary labels; use a zero-shot (CLIP-Decoder) head`, headDir);
+    }
+    if (cfg.inputDim !== model.tokenDim || cfg.queryDim !== model.embedDim) {
+      throw new ClipDecoderError(
+        'INPUT_INVALID',
+        `${headDir} expects ${cfg.inputDim}-wide image tokens and ${cfg.queryDim}-wide text embeddings (trained with ${ck.meta.clipModel}), ` +
+          `but ${model.folder.dir} gives ${model.tokenDim} and ${model.embedDim}: pass the matching --model`,
+        headDir,
+      );
+    }
+    return new Tagger(model, ck.head, ck.meta, options.labelCacheSize ?? 16);
+  }
+
+  /** The prompt templates the head was trained with. */
+  get templates(): string[] {
+    return this.meta.promptTemplates.length ? this.meta.promptTemplates : ['a photo of {label}'];
+  }
+
+  /** Encodes a label set once (text model + head's image-independent part); cached by content. */
+  prepareLabels(labels: readonly string[]): Promise<LabelSet> {
+    const clean = validateLabels(labels);
+    const key = clean.join('\u0000');
+    let set = this.labelSets.get(key);
+    if (set) {
+      // Refresh its place in the LRU order.
+      this.labelSets.delete(key);
+      this.labelSets.set(key, set);
+      return set;
+    }
+    set = (async () => {
+      const queries = await embedLabels(this.model, clean, { templates: this.templates, normalize: this.meta.extra?.normalizeQueries !== false });
+      return { labels: clean, prepared: this.head.prepareLabels(clean, queries) };
+    })();
+    set.catch(() => this.labelSets.delete(key));
+    this.labelSets.set(key, set);
+    while (this.labelSets.size > this.labelCacheSize) this.labelSets.delete(this.labelSets.keys().next().value!);
+    return set;
+  }
+
+  /** Tags images as they are encoded, in input order; a bad image yields its error and the rest go on. */
+  async *tagStream(images: readonly ImageSource[], labels: readonly string[], options: TagOptions = {}): AsyncGenerator<TagResult> {
+    const { labels: names, prepared } = await this.prepareLabels(labels);
+    const L = names.length;
+    const T = this.model.numTokens;
+    const gridCells = this.grid.height * this.grid.width;
+    const pending: { index: number; source: ImageSource; tokens: Float32Array }[] = [];
+    const flush = function* (this: Tagger): Generator<TagResult> {
+      if (pending.length === 0) return;
+      const B = pending.length;
+      const C = this.model.tokenDim;
+      const features = new Float32Array(B * T * C);
+      pending.forEach((p, b) => features.set(p.tokens, b * T * C));
+      const pred = this.head.predict(features, B, T, prepared, { attention: options.attention });
+      for (let b = 0; b < B; b++) {
+        const out: LabelProbability[] = [];
+        for (let l = 0; l < L; l++) {
+          const probability = 1 / (1 + Math.exp(-pred.logits[b * L + l]!));
+          const item: LabelProbability = { label: names[l]!, probability };
+          if (pred.attention) {
+            // Drop the CLS token's weight so the map is exactly the patch grid.
+            const off = (b * L + l) * T + (T - gridCells);
+            item.attention = pred.attention.slice(off, off + gridCells);
+          }
+          out.push(item);
+        }
+        out.sort((x, y) => y.probability - x.probability);
+        let kept = options.threshold !== undefined ? out.filter((x) => x.probability >= options.threshold!) : out;
+        if (options.top !== undefined) kept = kept.slice(0, options.top);
+        yield { index: pending[b]!.index, source: describe(pending[b]!.source), labels: kept };
+      }
+      pending.length = 0;
+    }.bind(this);
+
+    const batchSize = options.batchSize ?? 16;
+    for await (const r of this.model.encodeImages(images as ImageSource[], { batchSize, onProgress: options.onProgress })) {
+      if (r.error) {
+        yield* flush();
+        yield { index: r.index, source: describe(r.source), labels: [], error: r.error };
+        continue;
+      }
+      pending.push({ index: r.index, source: r.source, tokens: r.tokens });
+      if (pending.length >= batchSize) yield* flush();
+    }
+    yield* flush();
+  }
+
+  /** Tags one image (→ one result) or several (→ one result each, in order). */
+  async tag(image: ImageSource, labels: readonly string[], options?: TagOptions): Promise<TagResult>;
+  async tag(images: readonly ImageSource[], labels: readonly string[], options?: TagOptions): Promise<TagResult[]>;
+  async tag(input: ImageSource | readonly ImageSource[], labels: readonly string[], options: TagOptions = {}): Promise<TagResult | TagResult[]> {
+    const many = Array.isArray(input);
+    const list = (many ? input : [input]) as ImageSource[];
+    const results: TagResult[] = [];
+    for await (const r of this.tagStream(list, labels, options)) results.push(r);
+    return many ? results : results[0]!;
+  }
+
+  async dispose(): Promise<void> {
+    await this.model.dispose();
+  }
+}
