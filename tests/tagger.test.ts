@@ -88,3 +88,15 @@ test('a head and a model of different widths are refused by name', async () => {
   await assert.rejects(Tagger.load({ model: 'bench/models/does-not-exist', head: tiny.dir }), /no such model folder/);
   await assert.rejects(Tagger.load({ model: TINY_CLIP, head: '/no/such/head' }), /no readable checkpoint at \/no\/such\/head/);
 });
+
+test('the overlay puts the heat where the attention is', async () => {
+  const grid = new Float32Array(16);
+  grid[0] = 1; // top-left patch only
+  const png = await attentionOverlayPng(tiny.images[2]!.file, grid, 4, 4, { size: 64, alpha: 1 });
+  const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+  assert.equal(info.channels, 3);
+  const px = (x: number, y: number) => [...data.subarray((y * 64 + x) * 3, (y * 64 + x) * 3 + 3)];
+  // Hot = yellow (high green), cold = dark purple (low green).
+  assert.ok(px(2, 2)[1]! > 200, `top-left ${px(2, 2)}`);
+  assert.ok(px(60, 60)[1]! < 40, `bottom-right ${px(60, 60)}`);
+});

@@ -61,6 +61,7 @@ export async function attentionOverlayPng(
   for (let i = 0; i < grid.length; i++) grid[i] = hi > lo ? Math.round((255 * (weights[i]! - lo)) / (hi - lo)) : 0;
   const heat = await sharp(grid, { raw: { width: gw, height: gh, channels: 1 } })
     .resize({ width: size, height: size, fit: 'fill', kernel: 'cubic' })
+    .extractChannel(0) // sharp widens one-channel raw input to sRGB on output
     .raw()
     .toBuffer();
   const out = Buffer.alloc(size * size * 3);
