@@ -6,6 +6,7 @@ import { registerEmbedCommands } from './embed.ts';
 import { registerDataCommands } from './data.ts';
 import { registerEvalCommand } from './eval.ts';
 import { registerTagCommand } from './tag.ts';
+import { registerServeCommand } from './serve.ts';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -14,6 +15,7 @@ export function buildProgram(): Command {
     .description('Open-vocabulary multi-label image tagging with CLIP-Decoder')
     .showHelpAfterError('(run with --help for usage)');
   registerTagCommand(program);
+  registerServeCommand(program);
   registerEmbedCommands(program);
   registerDataCommands(program);
   registerEvalCommand(program);
