@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Tagger } from '../src/tagger/tagger.ts';
 import { buildServer } from '../src/serve/server.ts';
+import type { InjectOptions } from 'fastify';
 import { trainTinyHead, TINY_CLIP } from './helpers/tiny-head.ts';
 
 const tiny = await trainTinyHead();
@@ -43,7 +44,7 @@ test('POST /v1/tag raw bytes with labels in the query string', async () => {
 });
 
 test('bad requests get a 4xx JSON error that says what was wrong, and the server keeps serving', async () => {
-  const cases: [string, Parameters<typeof app.inject>[0], number, RegExp][] = [
+  const cases: [string, InjectOptions, number, RegExp][] = [
     ['not an image', { method: 'POST', url: '/v1/tag?labels=dog', payload: Buffer.from('hello'), headers: { 'content-type': 'image/png' } }, 400, /not a readable image/],
     ['corrupt png', { method: 'POST', url: '/v1/tag?labels=dog', payload: dog.subarray(0, 200), headers: { 'content-type': 'image/png' } }, 400, /image/],
     ['no labels', { method: 'POST', url: '/v1/tag', payload: dog, headers: { 'content-type': 'image/png' } }, 400, /no labels/],

@@ -1,0 +1,131 @@
+// Evaluation plots as hand-written SVG (no plotting dependency): precision-recall curves and a histogram.
+
+const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
+
+export function escapeXml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+const fmt = (v: number) => (Math.round(v * 100) / 100).toString();
+
+interface Frame {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+
+/** Axes with ticks in [0, 1] on both sides (or [0, yMax] on y), labels and a title. */
+function axes(f: Frame, title: string, xLabel: string, yLabel: string, yMax = 1, yTicks = 5): string {
+  const parts: string[] = [];
+  parts.push(`<rect x="${f.x}" y="${f.y}" width="${f.w}" height="${f.h}" fill="white" stroke="#333"/>`);
+  for (let i = 0; i <= 5; i++) {
+    const x = f.x + (f.w * i) / 5;
+    parts.push(`<line x1="${fmt(x)}" y1="${f.y + f.h}" x2="${fmt(x)}" y2="${f.y + f.h + 4}" stroke="#333"/>`);
+    parts.push(`<text x="${fmt(x)}" y="${f.y + f.h + 16}" text-anchor="middle" font-size="11">${fmt(i / 5)}</text>`);
+    if (i > 0 && i < 5) parts.push(`<line x1="${fmt(x)}" y1="${f.y}" x2="${fmt(x)}" y2="${f.y + f.h}" stroke="#eee"/>`);
+  }
+  for (let i = 0; i <= yTicks; i++) {
+    const y = f.y + f.h - (f.h * i) / yTicks;
+    parts.push(`<line x1="${f.x - 4}" y1="${fmt(y)}" x2="${f.x}" y2="${fmt(y)}" stroke="#333"/>`);
+    parts.push(`<text x="${f.x - 7}" y="${fmt(y + 4)}" text-anchor="end" font-size="11">${fmt((yMax * i) / yTicks)}</text>`);
+    if (i > 0 && i < yTicks) parts.push(`<line x1="${f.x}" y1="${fmt(y)}" x2="${f.x + f.w}" y2="${fmt(y)}" stroke="#eee"/>`);
+  }
+  parts.push(`<text x="${fmt(f.x + f.w / 2)}" y="${f.y - 10}" text-anchor="middle" font-size="13" font-weight="bold">${escapeXml(title)}</text>`);
+  parts.push(`<text x="${fmt(f.x + f.w / 2)}" y="${f.y + f.h + 34}" text-anchor="middle" font-size="12">${escapeXml(xLabel)}</text>`);
+  parts.push(
+    `<text x="${f.x - 40}" y="${fmt(f.y + f.h / 2)}" text-anchor="middle" font-size="12" transform="rotate(-90 ${f.x - 40} ${fmt(f.y + f.h / 2)})">${escapeXml(yLabel)}</text>`,
+  );
+  return parts.join('\n');
+}
+
+export interface Curve {
+  name: string;
+  /** Points after each positive in the ranking. */
+  precision: readonly number[];
+  recall: readonly number[];
+}
+
+/** One panel of PR curves drawn as steps from (0, p1), with a legend. */
+function prPanel(f: Frame, title: string, curves: readonly Curve[]): string {
+  const parts = [axes(f, title, 'recall', 'precision')];
+  const px = (r: number) => fmt(f.x + r * f.w);
+  const py = (p: number) => fmt(f.y + f.h - p * f.h);
+  curves.forEach((c, k) => {
+    const color = COLORS[k % COLORS.length]!;
+    const pts: string[] = [];
+    let prevR = 0;
+    for (let i = 0; i < c.precision.length; i++) {
+      pts.push(`${px(prevR)},${py(c.precision[i]!)}`, `${px(c.recall[i]!)},${py(c.precision[i]!)}`);
+      prevR = c.recall[i]!;
+    }
+    if (pts.length > 0) parts.push(`<polyline fill="none" stroke="${color}" stroke-width="1.8" points="${pts.join(' ')}"/>`);
+    const ly = f.y + 14 + k * 16;
+    parts.push(`<line x1="${f.x + f.w - 150}" y1="${ly - 4}" x2="${f.x + f.w - 132}" y2="${ly - 4}" stroke="${color}" stroke-width="2.5"/>`);
+    parts.push(`<text x="${f.x + f.w - 127}" y="${ly}" font-size="11">${escapeXml(c.name)}</text>`);
+  });
+  return parts.join('\n');
+}
+
+/** Two panels side by side: the best and the worst labels' precision-recall curves. */
+export function prCurvesSvg(best: readonly Curve[], worst: readonly Curve[], what: string): string {
+  const W = 900;
+  const H = 400;
+  const left: Frame = { x: 70, y: 40, w: 360, h: 300 };
+  const right: Frame = { x: 520, y: 40, w: 360, h: 300 };
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    prPanel(left, `Best ${what} (highest AP)`, best),
+    prPanel(right, `Worst ${what} (lowest AP)`, worst),
+    '</svg>',
+    '',
+  ].join('\n');
+}
+
+export interface HistogramSeries {
+  name: string;
+  values: readonly number[]; // in [0, 1]
+}
+
+/** A histogram of values in [0, 1] in `bins` bins, series stacked. */
+export function histogramSvg(series: readonly HistogramSeries[], title: string, xLabel: string, bins = 10): string {
+  const W = 560;
+  const H = 400;
+  const f: Frame = { x: 70, y: 40, w: 460, h: 300 };
+  const counts = series.map((s) => {
+    const c = new Array<number>(bins).fill(0);
+    for (const v of s.values) c[Math.min(bins - 1, Math.max(0, Math.floor(v * bins)))]! += 1;
+    return c;
+  });
+  const totals = Array.from({ length: bins }, (_, b) => counts.reduce((a, c) => a + c[b]!, 0));
+  // A round tick step (1, 2 or 5 × 10^k) giving at most 6 ticks.
+  const top = Math.max(1, ...totals);
+  const mag = 10 ** Math.floor(Math.log10(top / 5));
+  const step = [1, 2, 5, 10].map((m) => m * mag).find((st) => top / st <= 6) ?? 10 * mag;
+  const ticks = Math.max(1, Math.ceil(top / step));
+  const yMax = ticks * step;
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    axes(f, title, xLabel, 'labels', yMax, ticks),
+  ];
+  const bw = f.w / bins;
+  for (let b = 0; b < bins; b++) {
+    let base = 0;
+    counts.forEach((c, k) => {
+      if (c[b] === 0) return;
+      const h = (c[b]! / yMax) * f.h;
+      const y = f.y + f.h - ((base + c[b]!) / yMax) * f.h;
+      parts.push(`<rect x="${fmt(f.x + b * bw + 1)}" y="${fmt(y)}" width="${fmt(bw - 2)}" height="${fmt(h)}" fill="${COLORS[k % COLORS.length]}"><title>${escapeXml(series[k]!.name)}: ${c[b]}</title></rect>`);
+      base += c[b]!;
+    });
+  }
+  series.forEach((s, k) => {
+    const ly = f.y + 14 + k * 16;
+    parts.push(`<rect x="${f.x + f.w - 120}" y="${ly - 10}" width="12" height="12" fill="${COLORS[k % COLORS.length]}"/>`);
+    parts.push(`<text x="${f.x + f.w - 103}" y="${ly}" font-size="11">${escapeXml(s.name)} (${s.values.length})</text>`);
+  });
+  parts.push('</svg>', '');
+  return parts.join('\n');
+}
