@@ -34,9 +34,19 @@ test('upload an image, enter labels, see the bars and the overlay', async () => 
   await page.fill('#labels', 'pizza, dog, sun, food');
   await page.click('#tag');
   await page.waitForSelector('.bar');
-  const rows = await page.$$eval('.bar', (els) => els.map((e) => ({ label: (e as HTMLElement).dataset.label, pct: e.querySelector('.pct')!.textContent, width: (e.querySelector('.fill') as HTMLElement).style.width })));
+  const rows = await page.$$eval('.bar', (els) =>
+    els.map((e) => ({
+      label: (e as HTMLElement).dataset.label,
+      pct: e.querySelector('.pct')!.textContent,
+      // The drawn bar: its rendered width as a fraction of the track.
+      drawn: e.querySelector('.fill')!.getBoundingClientRect().width / e.querySelector('.track')!.getBoundingClientRect().width,
+    })),
+  );
   assert.deepEqual(rows.map((r) => r.label).sort(), ['dog', 'food', 'pizza', 'sun']);
-  for (const r of rows) assert.match(r.pct!, /^\d+\.\d%$/);
+  for (const r of rows) {
+    assert.match(r.pct!, /^\d+\.\d%$/);
+    assert.ok(Math.abs(r.drawn - parseFloat(r.pct!) / 100) < 0.02, `${r.label}: bar drawn at ${r.drawn}, label says ${r.pct}`);
+  }
   assert.ok(['pizza', 'food'].includes(rows[0]!.label!), `top label ${rows[0]!.label}`);
   // The first label's overlay is drawn; clicking another label redraws it.
   assert.equal(await page.getAttribute('#view', 'data-overlay'), rows[0]!.label);

@@ -28,8 +28,8 @@ export const PAGE_HTML = `<!doctype html>
   .bar:hover { background: #ebe9fb; }
   .bar.selected { background: #dcd8ff; }
   .bar .name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-  .bar .track { height: 14px; background: #e4e4ec; border-radius: 7px; overflow: hidden; }
-  .bar .fill { height: 100%; background: linear-gradient(90deg, #7e03a8, #f89540); }
+  .bar .track { display: block; height: 14px; background: #e4e4ec; border-radius: 7px; overflow: hidden; }
+  .bar .fill { display: block; height: 100%; background: linear-gradient(90deg, #7e03a8, #f89540); }
   .bar .pct { text-align: right; font-variant-numeric: tabular-nums; }
 </style>
 </head>
