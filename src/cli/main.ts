@@ -7,6 +7,7 @@ import { registerDataCommands } from './data.ts';
 import { registerEvalCommand } from './eval.ts';
 import { registerTagCommand } from './tag.ts';
 import { registerServeCommand } from './serve.ts';
+import { registerTrainCommands } from './train.ts';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)');
   registerTagCommand(program);
   registerServeCommand(program);
+  registerTrainCommands(program);
   registerEmbedCommands(program);
   registerDataCommands(program);
   registerEvalCommand(program);

@@ -1,0 +1,191 @@
+// Dataset → trained head → test report, in one call: make sure the features are cached, build the queries (CLIP
+// text embeddings of prompts, or word vectors learned from text alone) and the seen-label captions, fit with
+// validation-based selection, then score the test split with the best checkpoint. The CLI's `train` and the
+// experiments both call this; plain CLIP zero-shot scoring (no head) lives here too, as the baseline.
+import { join } from 'node:path';
+import { ClipModel } from '../clip/model.ts';
+import { embedLabels, l2normalizeRows } from '../clip/prompts.ts';
+import { ClipDecoderError } from '../errors.ts';
+import { loadDataset } from '../data/load.ts';
+import { evaluationSet, imagePath, splitItems, targetMatrix, trainingSet, type Dataset, type EvaluationSet, type TrainingSet } from '../data/types.ts';
+import { evaluateAndWriteReport, type EvalReport } from '../eval/report.ts';
+import type { ScoreTable } from '../eval/scores.ts';
+import { FeatureCache } from '../features/cache.ts';
+import { datasetFingerprint, extractFeatures, type ExtractSummary } from '../features/extract.ts';
+import type { HeadConfig } from '../head/config.ts';
+import { OrtMatmul } from '../nn/ort-matmul.ts';
+import { labelVectors, trainWordVectors } from '../text/wordvec.ts';
+import { loadCheckpoint } from './checkpoint.ts';
+import { fitHead, scoreFromCache, type FitResult } from './fit.ts';
+import type { TrainerOptions } from './trainer.ts';
+
+export type QuerySource = 'clip' | 'wordvec';
+
+export interface TrainRunOptions {
+  /** Dataset folder/file, or a loaded dataset. */
+  dataset: string | Dataset;
+  /** CLIP model folder (features + text embeddings). */
+  model: string | ClipModel;
+  cacheDir: string;
+  outDir: string;
+  /** Label queries: CLIP text embeddings (CLIP-Decoder) or text-only word vectors (ML-Decoder baseline). */
+  queries?: QuerySource;
+  /** Texts the word vectors learn from (queries = 'wordvec'); default: the training images' seen-label captions. */
+  wordvecCorpus?: readonly string[];
+  wordvecDim?: number;
+  templates?: string[];
+  epochs: number;
+  batchSize: number;
+  seed: number;
+  /** Augmented views per training image (features extracted once, one view drawn per epoch). */
+  extraViews?: number;
+  trainer?: Partial<Omit<TrainerOptions, 'totalSteps' | 'seed'>>;
+  head?: Partial<HeadConfig>;
+  /** Upper bound, not zero-shot: the unseen labels are training targets too. */
+  trainOnUnseen?: boolean;
+  resume?: boolean;
+  /** Stop after this many epochs in this call (simulates an interruption in tests). */
+  stopAfterEpochs?: number;
+  onLog?: (line: string) => void;
+  onExtractProgress?: (done: number, total: number) => void;
+}
+
+export interface TrainRunResult {
+  extract: ExtractSummary;
+  fit: FitResult;
+  test: EvalReport;
+  reportDir: string;
+  seconds: number;
+}
+
+/** "a photo of dog, pet and animal" from an image's training labels. */
+export function captionOf(labels: readonly string[], template = 'a photo of {label}'): string {
+  const words = labels.length <= 1 ? labels.join('') : `${labels.slice(0, -1).join(', ')} and ${labels[labels.length - 1]}`;
+  return template.replace('{label}', words);
+}
+
+/** The caption of each training image from its training targets only (never an unseen label). */
+export function trainingCaptions(set: TrainingSet): string[] {
+  const L = set.labels.length;
+  return set.ids.map((_, i) => captionOf(set.labels.filter((_, l) => set.targets[i * L + l] === 1)));
+}
+
+/** Ensures every image of the dataset has features in the cache (train images with extra views). */
+export async function ensureFeatures(model: ClipModel, dataset: Dataset, cacheDir: string, extraViews: number, onProgress?: (d: number, t: number) => void, onError?: (m: string) => void): Promise<ExtractSummary> {
+  const items = [
+    ...[...splitItems(dataset, 'train'), ...splitItems(dataset, 'val')].map((it) => ({ id: it.id, path: imagePath(dataset, it), extraViews })),
+    ...splitItems(dataset, 'test').map((it) => ({ id: it.id, path: imagePath(dataset, it) })),
+  ];
+  const summary = await extractFeatures(model, items, { cacheDir, datasetFingerprint: datasetFingerprint(dataset.items), seed: 0, onProgress, onError: (e) => onError?.(e.message) });
+  if (summary.failed > 0) {
+    throw new ClipDecoderError('DATASET_INVALID', `${summary.failed} image(s) of ${dataset.name} could not be read (named above); fix or remove them and rerun`, dataset.name);
+  }
+  return summary;
+}
+
+async function queryEmbeddings(model: ClipModel, labels: readonly string[], opts: TrainRunOptions, wordvec: ReturnType<typeof trainWordVectors> | undefined): Promise<Float32Array> {
+  if (wordvec) return l2normalizeRows(labelVectors(wordvec, labels).vectors, wordvec.dim);
+  return embedLabels(model, labels, { templates: opts.templates });
+}
+
+/** Scores [N, L] of plain CLIP zero-shot: cosine of the cached image embedding and each label's prompt embedding. */
+export function clipZeroShotScores(cache: FeatureCache, ids: readonly string[], labelEmbeds: Float32Array, L: number): Float32Array {
+  const E = cache.meta.embedDim;
+  const T = cache.meta.numTokens * cache.meta.tokenDim;
+  const tokens = new Float32Array(T);
+  const img = new Float32Array(E);
+  const out = new Float32Array(ids.length * L);
+  ids.forEach((id, i) => {
+    cache.read(id, { tokens, imageEmbed: img });
+    l2normalizeRows(img, E);
+    for (let l = 0; l < L; l++) {
+      let dot = 0;
+      for (let e = 0; e < E; e++) dot += img[e]! * labelEmbeds[l * E + e]!;
+      out[i * L + l] = dot;
+    }
+  });
+  return out;
+}
+
+/** Plain CLIP zero-shot on the test split (baseline (a)): no training. */
+export async function evaluateClipZeroShot(opts: { dataset: string | Dataset; model: string | ClipModel; cacheDir: string; outDir: string; templates?: string[] }): Promise<EvalReport> {
+  const dataset = typeof opts.dataset === 'string' ? loadDataset(opts.dataset) : opts.dataset;
+  const model = typeof opts.model === 'string' ? await ClipModel.load(opts.model) : opts.model;
+  await ensureFeatures(model, dataset, opts.cacheDir, 0);
+  const cache = await FeatureCache.openExisting(opts.cacheDir, { datasetFingerprint: datasetFingerprint(dataset.items) });
+  try {
+    const test: EvaluationSet = evaluationSet(dataset, 'final');
+    const emb = await embedLabels(model, test.labels, { templates: opts.templates });
+    const table: ScoreTable = { ids: test.ids, labels: test.labels, scores: clipZeroShotScores(cache, test.ids, emb, test.labels.length) };
+    return (await evaluateAndWriteReport(table, dataset, opts.outDir)).report;
+  } finally {
+    cache.close();
+  }
+}
+
+export async function trainOnDataset(opts: TrainRunOptions): Promise<TrainRunResult> {
+  const t0 = performance.now();
+  const log = (s: string) => opts.onLog?.(s);
+  const dataset = typeof opts.dataset === 'string' ? loadDataset(opts.dataset) : opts.dataset;
+  const model = typeof opts.model === 'string' ? await ClipModel.load(opts.model) : opts.model;
+  const extraViews = opts.extraViews ?? 0;
+  const extract = await ensureFeatures(model, dataset, opts.cacheDir, extraViews, opts.onExtractProgress, (m) => log(m));
+  if (extract.computed > 0) log(`features: ${extract.computed} computed, ${extract.skipped} cached, ${extract.seconds.toFixed(1)} s`);
+  // ensureFeatures has checked the cache's model fingerprint; the dataset's is checked again on opening.
+  const cache = await FeatureCache.openExisting(opts.cacheDir, { datasetFingerprint: datasetFingerprint(dataset.items) });
+  try {
+    // Model selection: train on the training part without the pseudo-unseen labels, select on validation.
+    const train = trainingSet(dataset, 'select');
+    const val = evaluationSet(dataset, 'select');
+    const test = evaluationSet(dataset, 'final');
+    // Upper bound (trainOnUnseen): the test's unseen labels become targets as well; not a zero-shot result.
+    const labels = opts.trainOnUnseen ? [...train.labels, ...dataset.split.unseen] : train.labels;
+    const targets = opts.trainOnUnseen ? targetMatrix(splitItems(dataset, 'train'), labels) : train.targets;
+    const captions = trainingCaptions({ ids: train.ids, labels: train.labels, targets: train.targets });
+    const wantClipLoss = (opts.trainer?.alpha ?? 1) > 0;
+    let captionEmbeds: Float32Array | undefined;
+    if (wantClipLoss) {
+      const unique = [...new Set(captions)];
+      const emb = l2normalizeRows(await model.encodeTexts(unique), model.embedDim);
+      const row = new Map(unique.map((c, i) => [c, i]));
+      captionEmbeds = new Float32Array(captions.length * model.embedDim);
+      captions.forEach((c, i) => captionEmbeds!.set(emb.subarray(row.get(c)! * model.embedDim, (row.get(c)! + 1) * model.embedDim), i * model.embedDim));
+    }
+    const wordvec = opts.queries === 'wordvec' ? trainWordVectors(opts.wordvecCorpus ?? captions, { dim: opts.wordvecDim ?? 64, seed: opts.seed, epochs: 5 }) : undefined;
+    if (wordvec) {
+      const oov = labelVectors(wordvec, [...test.labels]).outOfVocabulary;
+      log(`word vectors: ${wordvec.vocab.size} words, ${oov.length} of ${test.labels.length} labels outside the vocabulary (trigram fallback)`);
+    }
+    const fit = await fitHead(
+      cache,
+      { ids: train.ids, extraViews, labels, targets, queries: await queryEmbeddings(model, labels, opts, wordvec), captions: captionEmbeds },
+      { ids: val.ids, seen: val.seen, unseen: val.unseen, targets: val.targets, queries: await queryEmbeddings(model, [...val.seen, ...val.unseen], opts, wordvec) },
+      new OrtMatmul(),
+      {
+        outDir: opts.outDir,
+        epochs: opts.epochs,
+        batchSize: opts.batchSize,
+        seed: opts.seed,
+        trainer: opts.trainer,
+        head: opts.head,
+        resume: opts.resume,
+        stopAfterEpochs: opts.stopAfterEpochs,
+        onLog: opts.onLog,
+        meta: {
+          clipModel: model.id,
+          promptTemplates: opts.templates ?? ['a photo of {label}'],
+          extra: { queries: opts.queries ?? 'clip', keepCls: false, trainOnUnseen: Boolean(opts.trainOnUnseen), dataset: dataset.name },
+        },
+      },
+    );
+    if (fit.bestEpoch < 0) throw new ClipDecoderError('INPUT_INVALID', 'no epoch was trained; raise --epochs', '--epochs');
+    log(`best epoch ${fit.bestEpoch} (validation ${(fit.bestScore * 100).toFixed(2)} mAP); scoring the test split`);
+    const best = await loadCheckpoint(fit.bestDir, new OrtMatmul());
+    const scores = scoreFromCache(best.head, cache, test.ids, test.labels, await queryEmbeddings(model, test.labels, opts, wordvec));
+    const reportDir = join(opts.outDir, 'test-report');
+    const { report } = await evaluateAndWriteReport({ ids: test.ids, labels: test.labels, scores }, dataset, reportDir);
+    return { extract, fit, test: report, reportDir, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    cache.close();
+  }
+}
