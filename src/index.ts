@@ -1,0 +1,28 @@
+// The public library API of clip-decoder. See README.md for a runnable example.
+
+// Tagging: a CLIP model + a CLIP-Decoder head → an independent probability per label per image.
+export { Tagger, DEFAULT_MODEL, DEFAULT_HEAD } from './tagger/tagger.ts';
+export type { TaggerOptions, TagOptions, TagResult, LabelProbability } from './tagger/tagger.ts';
+export { attentionOverlayPng } from './tagger/overlay.ts';
+
+// CLIP encoders over ONNX (any Hugging Face / transformers.js CLIP folder).
+export { ClipModel } from './clip/model.ts';
+export type { ClipModelOptions, ImageResult, ImageEncoding } from './clip/model.ts';
+export { embedLabels, DEFAULT_TEMPLATES } from './clip/prompts.ts';
+export { preprocessImage, parsePreprocessConfig } from './clip/preprocess.ts';
+
+// Datasets, features, training and evaluation.
+export { loadDataset } from './data/load.ts';
+export { trainingSet, evaluationSet } from './data/types.ts';
+export type { Dataset, DatasetItem, DatasetSplit } from './data/types.ts';
+export { buildEmojiTags, planEmojiTags } from './data/emoji/build.ts';
+export { extractFeatures } from './features/extract.ts';
+export { FeatureCache } from './features/cache.ts';
+export { trainOnDataset, evaluateClipZeroShot } from './train/pipeline.ts';
+export type { TrainRunOptions, TrainRunResult } from './train/pipeline.ts';
+export { evaluateScores, evaluateAndWriteReport } from './eval/report.ts';
+export { readScoresFile, writeScoresFile } from './eval/scores.ts';
+export { buildServer } from './serve/server.ts';
+
+export { ClipDecoderError, isClipDecoderError } from './errors.ts';
+export type { ErrorCode } from './errors.ts';
