@@ -83,6 +83,15 @@ test('word-vector queries, the upper bound and plain CLIP run through the same p
   assert.ok(zs.zsl && zs.zsl.mAP > 0);
 });
 
+test('a final run trains on train + validation with every seen label and keeps its last epoch', async () => {
+  const out = join(root, 'final');
+  const r = await run(out, { final: true, epochs: 2 });
+  assert.equal(r.fit.bestEpoch, 2);
+  const ck = await loadCheckpoint(join(out, 'best'), new TsMatmul());
+  assert.deepEqual(ck.meta.labels, dataset.split.seen);
+  assert.ok(r.fit.epochs.every((e) => e.val.zslMAP === null));
+});
+
 test('EMA decay scales down for short runs', () => {
   assert.equal(autoEmaDecay(1_000_000), 0.9997);
   assert.equal(autoEmaDecay(1000), 0.99);

@@ -42,6 +42,7 @@ interface TrainFlags {
   dropout: string;
   resume?: boolean;
   trainOnUnseen?: boolean;
+  final?: boolean;
 }
 
 export function registerTrainCommands(program: Command): void {
@@ -92,6 +93,7 @@ export function registerTrainCommands(program: Command): void {
     .option('--dropout <x>', 'dropout', '0.1')
     .option('--resume', 'continue from OUT/last if it is there')
     .option('--train-on-unseen', 'upper bound: train with the unseen labels as targets too (not zero-shot)')
+    .option('--final', 'train on train + validation with all seen labels for exactly --epochs (no selection)')
     .action(async (o: TrainFlags) => {
       const queries = o.queries as QuerySource;
       if (queries !== 'clip' && queries !== 'wordvec') throw new ClipDecoderError('INPUT_INVALID', `--queries must be clip or wordvec, got "${o.queries}"`, '--queries');
@@ -138,6 +140,7 @@ export function registerTrainCommands(program: Command): void {
         },
         resume: o.resume,
         trainOnUnseen: o.trainOnUnseen,
+        final: o.final,
         onLog: (line) => {
           progress.stop();
           process.stderr.write(`${line}\n`);
@@ -149,7 +152,7 @@ export function registerTrainCommands(program: Command): void {
         m ? `| ${name} | ${m.mAP.toFixed(2)} | ${m.f1['3']?.toFixed(2)} | ${m.f1['5']?.toFixed(2)} | ${m.precision['3']?.toFixed(2)} | ${m.recall['3']?.toFixed(2)} | ${m.precision['5']?.toFixed(2)} | ${m.recall['5']?.toFixed(2)} |` : `| ${name} | – | | | | | | |`;
       process.stdout.write(
         [
-          `test split of ${dataset.name}: best epoch ${r.fit.bestEpoch}, ${r.fit.secondsPerEpoch.toFixed(1)} s/epoch, ${r.seconds.toFixed(0)} s in all`,
+          `test split of ${dataset.name}: ${o.final ? 'final run,' : 'best epoch'} ${r.fit.bestEpoch}${o.final ? ' epochs' : ''}, ${r.fit.secondsPerEpoch.toFixed(1)} s/epoch, ${r.seconds.toFixed(0)} s in all`,
           '',
           '| protocol | mAP | F1@3 | F1@5 | P@3 | R@3 | P@5 | R@5 |',
           '|---|---|---|---|---|---|---|---|',

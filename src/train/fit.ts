@@ -66,7 +66,7 @@ export interface EpochLog {
   asl: number;
   clip: number;
   seconds: number;
-  val: { zslMAP: number | null; gzslMAP: number };
+  val: { zslMAP: number | null; gzslMAP: number | null };
 }
 
 export interface FitResult {
@@ -108,14 +108,17 @@ export function evaluateHead(head: ClipDecoderHead, cache: FeatureCache, data: F
   return evaluateProtocol({ scores, labels, targets: data.targets, images: data.ids.length }, data.seen, data.unseen);
 }
 
-function checkNoLeak(train: FitTrainData, val: FitEvalData): void {
-  const held = new Set(val.unseen);
+function checkNoLeak(train: FitTrainData, val: FitEvalData | null): void {
+  const held = new Set(val?.unseen ?? []);
   const leak = train.labels.find((l) => held.has(l));
   if (leak) throw new ClipDecoderError('DATASET_INVALID', `label "${leak}" is a training target but is held out as unseen for validation`, leak);
 }
 
-/** Trains (or resumes) a head; returns the per-epoch log and where the best and last checkpoints are. */
-export async function fitHead(cache: FeatureCache, train: FitTrainData, val: FitEvalData, backend: MatmulBackend, opts: FitOptions): Promise<FitResult> {
+/**
+ * Trains (or resumes) a head; returns the per-epoch log and where the best and last checkpoints are. Without
+ * validation data (a final run on all training images) the last epoch counts as the best.
+ */
+export async function fitHead(cache: FeatureCache, train: FitTrainData, val: FitEvalData | null, backend: MatmulBackend, opts: FitOptions): Promise<FitResult> {
   checkNoLeak(train, val);
   const N = train.ids.length, L = train.labels.length;
   const { numTokens: T, tokenDim: C, embedDim: E } = cache.meta;
@@ -124,7 +127,7 @@ export async function fitHead(cache: FeatureCache, train: FitTrainData, val: Fit
     throw new ClipDecoderError('INPUT_INVALID', `query embeddings hold ${train.queries.length} values for ${L} labels`, 'queries');
   }
   const queryDim = train.queries.length / L;
-  for (const id of [...train.ids, ...val.ids]) {
+  for (const id of [...train.ids, ...(val?.ids ?? [])]) {
     if (!cache.has(id)) throw new ClipDecoderError('CACHE_MISMATCH', `${cache.dir}: no features for image "${id}"; run \`clip-decoder extract\` first`, id);
   }
   const B = Math.min(opts.batchSize, N);
@@ -183,8 +186,8 @@ export async function fitHead(cache: FeatureCache, train: FitTrainData, val: Fit
       sums = { loss: sums.loss + r.loss, asl: sums.asl + r.asl, clip: sums.clip + r.clip };
     }
     const evalHead = trainer.emaHead();
-    const result = evaluateHead(evalHead, cache, val);
-    const score = selectionScore(result);
+    const result = val ? evaluateHead(evalHead, cache, val) : null;
+    const score = result ? selectionScore(result) : epoch;
     const entry: EpochLog = {
       epoch: epoch + 1,
       step: trainer.step,
@@ -192,12 +195,12 @@ export async function fitHead(cache: FeatureCache, train: FitTrainData, val: Fit
       asl: sums.asl / stepsPerEpoch,
       clip: sums.clip / stepsPerEpoch,
       seconds: (performance.now() - t0) / 1000,
-      val: { zslMAP: result.zsl ? result.zsl.mAP * 100 : null, gzslMAP: result.gzsl.mAP * 100 },
+      val: { zslMAP: result?.zsl ? result.zsl.mAP * 100 : null, gzslMAP: result ? result.gzsl.mAP * 100 : null },
     };
     epochs.push(entry);
     log(
       `epoch ${entry.epoch}/${opts.epochs}  loss ${entry.loss.toFixed(3)} (asl ${entry.asl.toFixed(3)}, clip ${entry.clip.toFixed(3)})  ` +
-        `val ZSL mAP ${entry.val.zslMAP?.toFixed(2) ?? '-'}  GZSL mAP ${entry.val.gzslMAP.toFixed(2)}  ${entry.seconds.toFixed(1)} s`,
+        `val ZSL mAP ${entry.val.zslMAP?.toFixed(2) ?? '-'}  GZSL mAP ${entry.val.gzslMAP?.toFixed(2) ?? '-'}  ${entry.seconds.toFixed(1)} s`,
     );
     if (score > best.score) {
       best = { epoch: entry.epoch, score };
@@ -222,7 +225,7 @@ function curvesSvg(epochs: readonly EpochLog[]): string {
         title: 'validation mAP (%)',
         series: [
           { name: 'ZSL (held-out labels)', points: epochs.filter((e) => e.val.zslMAP !== null).map((e) => [e.epoch, e.val.zslMAP!]) },
-          { name: 'GZSL', points: epochs.map((e) => [e.epoch, e.val.gzslMAP]) },
+          { name: 'GZSL', points: epochs.filter((e) => e.val.gzslMAP !== null).map((e) => [e.epoch, e.val.gzslMAP!]) },
         ],
       },
     ],

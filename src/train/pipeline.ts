@@ -43,6 +43,11 @@ export interface TrainRunOptions {
   head?: Partial<HeadConfig>;
   /** Upper bound, not zero-shot: the unseen labels are training targets too. */
   trainOnUnseen?: boolean;
+  /**
+   * Final run: train on train + validation with every seen label for exactly `epochs` epochs (chosen earlier on
+   * validation) and keep the last epoch; no per-epoch selection.
+   */
+  final?: boolean;
   resume?: boolean;
   /** Stop after this many epochs in this call (simulates an interruption in tests). */
   stopAfterEpochs?: number;
@@ -135,12 +140,14 @@ export async function trainOnDataset(opts: TrainRunOptions): Promise<TrainRunRes
   const cache = await FeatureCache.openExisting(opts.cacheDir, { datasetFingerprint: datasetFingerprint(dataset.items) });
   try {
     // Model selection: train on the training part without the pseudo-unseen labels, select on validation.
-    const train = trainingSet(dataset, 'select');
-    const val = evaluationSet(dataset, 'select');
+    // A final run trains on train + validation with all seen labels.
+    const train = trainingSet(dataset, opts.final ? 'final' : 'select');
+    const val = opts.final ? null : evaluationSet(dataset, 'select');
     const test = evaluationSet(dataset, 'final');
     // Upper bound (trainOnUnseen): the test's unseen labels become targets as well; not a zero-shot result.
     const labels = opts.trainOnUnseen ? [...train.labels, ...dataset.split.unseen] : train.labels;
-    const targets = opts.trainOnUnseen ? targetMatrix(splitItems(dataset, 'train'), labels) : train.targets;
+    const trainItems = opts.final ? [...splitItems(dataset, 'train'), ...splitItems(dataset, 'val')] : splitItems(dataset, 'train');
+    const targets = opts.trainOnUnseen ? targetMatrix(trainItems, labels) : train.targets;
     const captions = trainingCaptions({ ids: train.ids, labels: train.labels, targets: train.targets });
     const wantClipLoss = (opts.trainer?.alpha ?? 1) > 0;
     let captionEmbeds: Float32Array | undefined;
@@ -159,7 +166,7 @@ export async function trainOnDataset(opts: TrainRunOptions): Promise<TrainRunRes
     const fit = await fitHead(
       cache,
       { ids: train.ids, extraViews, labels, targets, queries: await queryEmbeddings(model, labels, opts, wordvec), captions: captionEmbeds },
-      { ids: val.ids, seen: val.seen, unseen: val.unseen, targets: val.targets, queries: await queryEmbeddings(model, [...val.seen, ...val.unseen], opts, wordvec) },
+      val && { ids: val.ids, seen: val.seen, unseen: val.unseen, targets: val.targets, queries: await queryEmbeddings(model, [...val.seen, ...val.unseen], opts, wordvec) },
       new OrtMatmul(),
       {
         outDir: opts.outDir,
@@ -179,7 +186,7 @@ export async function trainOnDataset(opts: TrainRunOptions): Promise<TrainRunRes
       },
     );
     if (fit.bestEpoch < 0) throw new ClipDecoderError('INPUT_INVALID', 'no epoch was trained; raise --epochs', '--epochs');
-    log(`best epoch ${fit.bestEpoch} (validation ${(fit.bestScore * 100).toFixed(2)} mAP); scoring the test split`);
+    log(opts.final ? `trained ${fit.bestEpoch} epochs; scoring the test split` : `best epoch ${fit.bestEpoch} (validation ${(fit.bestScore * 100).toFixed(2)} mAP); scoring the test split`);
     const best = await loadCheckpoint(fit.bestDir, new OrtMatmul());
     const scores = scoreFromCache(best.head, cache, test.ids, test.labels, await queryEmbeddings(model, test.labels, opts, wordvec));
     const reportDir = join(opts.outDir, 'test-report');
