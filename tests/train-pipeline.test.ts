@@ -9,8 +9,7 @@ import { trainingSet } from '../src/data/types.ts';
 import { ClipModel } from '../src/clip/model.ts';
 import { loadCheckpoint } from '../src/train/checkpoint.ts';
 import { TsMatmul } from '../src/nn/matmul.ts';
-import { captionOf, trainOnDataset, trainingCaptions, evaluateClipZeroShot, type TrainRunOptions } from '../src/train/pipeline.ts';
-import { autoEmaDecay } from '../src/cli/train.ts';
+import { autoEmaDecay, captionOf, trainOnDataset, trainingCaptions, evaluateClipZeroShot, type TrainRunOptions } from '../src/train/pipeline.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'pipeline-'));
 const dataDir = join(root, 'emojitags');

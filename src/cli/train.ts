@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { ClipModel } from '../clip/model.ts';
 import { ClipDecoderError } from '../errors.ts';
 import { loadDataset } from '../data/load.ts';
-import { ensureFeatures, trainOnDataset, type QuerySource } from '../train/pipeline.ts';
+import { autoEmaDecay, ensureFeatures, trainOnDataset, type QuerySource } from '../train/pipeline.ts';
 import { readFileSync } from 'node:fs';
 import { modelOrDefault, positiveIntFlag } from './options.ts';
 import { startProgress } from './progress.ts';
@@ -12,11 +12,6 @@ function numberFlag(value: string, flag: string, check: (n: number) => boolean, 
   const n = Number(value);
   if (!check(n)) throw new ClipDecoderError('INPUT_INVALID', `${flag} must be ${want}, got "${value}"`, flag);
   return n;
-}
-
-/** EMA decay for a run of `steps` steps: the paper's 0.9997, or shorter memory (≈ steps/10) for short runs. */
-export function autoEmaDecay(steps: number): number {
-  return Math.min(0.9997, 1 - 10 / Math.max(20, steps));
 }
 
 interface TrainFlags {

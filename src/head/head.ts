@@ -424,13 +424,23 @@ export class ClipDecoderHead {
     // memory: dm += CLIP-branch gradient / T (mean over tokens), then ReLU; Σ = embed bias grad
     const accE = w.accD[7];
     accE.fill(0);
+    const invT = 1 / T;
     for (let b = 0; b < B; b++) {
+      const dp = useClip ? w.dpooled.subarray(b * D, (b + 1) * D) : null;
       for (let t = 0; t < T; t++) {
         const o = (b * T + t) * D;
-        for (let d = 0; d < D; d++) {
-          const v = w.m[o + d] > 0 ? w.dm[o + d] + (useClip ? w.dpooled[b * D + d] / T : 0) : 0;
-          w.dm[o + d] = v;
-          accE[d] += v;
+        if (dp) {
+          for (let d = 0; d < D; d++) {
+            const v = w.m[o + d] > 0 ? w.dm[o + d] + dp[d] * invT : 0;
+            w.dm[o + d] = v;
+            accE[d] += v;
+          }
+        } else {
+          for (let d = 0; d < D; d++) {
+            const v = w.m[o + d] > 0 ? w.dm[o + d] : 0;
+            w.dm[o + d] = v;
+            accE[d] += v;
+          }
         }
       }
     }

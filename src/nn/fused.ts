@@ -128,15 +128,26 @@ export function adamEmaKernel(
   w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, ema: Float32Array | null, emaDecay: number,
   wd: number, b1: number, b2: number, stepSize: number, bc2sqrt: number, eps: number,
 ): void {
-  const c1 = 1 - b1, c2 = 1 - b2, ce = 1 - emaDecay;
+  const c1 = 1 - b1, c2 = 1 - b2, ce = 1 - emaDecay, inv = 1 / bc2sqrt;
   const n = w.length;
-  for (let i = 0; i < n; i++) {
-    const gi = g[i] + wd * w[i];
-    const mi = b1 * m[i] + c1 * gi;
-    const vi = b2 * v[i] + c2 * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    w[i] -= (stepSize * mi) / (Math.sqrt(vi) / bc2sqrt + eps);
-    if (ema) ema[i] = emaDecay * ema[i] + ce * w[i]; // reads back the float32-rounded weight, as a separate EMA pass would
+  if (ema) {
+    for (let i = 0; i < n; i++) {
+      const gi = g[i] + wd * w[i];
+      const mi = b1 * m[i] + c1 * gi;
+      const vi = b2 * v[i] + c2 * gi * gi;
+      m[i] = mi;
+      v[i] = vi;
+      w[i] -= (stepSize * mi) / (Math.sqrt(vi) * inv + eps);
+      ema[i] = emaDecay * ema[i] + ce * w[i]; // reads back the float32-rounded weight, as a separate EMA pass would
+    }
+  } else {
+    for (let i = 0; i < n; i++) {
+      const gi = g[i] + wd * w[i];
+      const mi = b1 * m[i] + c1 * gi;
+      const vi = b2 * v[i] + c2 * gi * gi;
+      m[i] = mi;
+      v[i] = vi;
+      w[i] -= (stepSize * mi) / (Math.sqrt(vi) * inv + eps);
+    }
   }
 }

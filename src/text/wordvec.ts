@@ -12,6 +12,8 @@ export interface WordVecOptions {
   learningRate?: number;
   /** Words seen fewer times are dropped from the vocabulary. */
   minCount?: number;
+  /** Context words drawn per word of a caption (all of them when the caption is shorter). */
+  contexts?: number;
   seed?: number;
 }
 
@@ -34,6 +36,7 @@ export function trainWordVectors(captions: readonly string[], options: WordVecOp
   const K = options.negatives ?? 5;
   const lr0 = options.learningRate ?? 0.025;
   const minCount = options.minCount ?? 1;
+  const contexts = options.contexts ?? 6;
   const rng = createRng(options.seed ?? 0);
 
   const counts = new Map<string, number>();
@@ -66,7 +69,7 @@ export function trainWordVectors(captions: readonly string[], options: WordVecOp
   const grad = new Float32Array(dim);
   const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
   let pairsTotal = 0;
-  for (const d of ids) pairsTotal += d.length * (d.length - 1);
+  for (const d of ids) pairsTotal += d.length * Math.min(contexts, d.length - 1);
   const steps = Math.max(1, pairsTotal * epochs);
   let step = 0;
   const order = ids.map((_, i) => i);
@@ -78,7 +81,10 @@ export function trainWordVectors(captions: readonly string[], options: WordVecOp
     for (const di of order) {
       const d = ids[di]!;
       for (let a = 0; a < d.length; a++) {
-        for (let b = 0; b < d.length; b++) {
+        // Every other word of the caption is context; long captions draw `contexts` of them (bag of words).
+        const all = d.length - 1 <= contexts;
+        for (let c = 0; c < (all ? d.length : contexts); c++) {
+          const b = all ? c : (a + 1 + rng.int(d.length - 1)) % d.length;
           if (a === b) continue;
           const lr = lr0 * Math.max(1e-4, 1 - step++ / steps);
           const w = d[a]! * dim;

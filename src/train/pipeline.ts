@@ -63,6 +63,11 @@ export interface TrainRunResult {
   seconds: number;
 }
 
+/** EMA decay for a run of `steps` steps: the paper's 0.9997, or a memory of about steps/10 for short runs. */
+export function autoEmaDecay(steps: number): number {
+  return Math.min(0.9997, 1 - 10 / Math.max(20, steps));
+}
+
 /** "a photo of dog, pet and animal" from an image's training labels. */
 export function captionOf(labels: readonly string[], template = 'a photo of {label}'): string {
   const words = labels.length <= 1 ? labels.join('') : `${labels.slice(0, -1).join(', ')} and ${labels[labels.length - 1]}`;
@@ -158,7 +163,7 @@ export async function trainOnDataset(opts: TrainRunOptions): Promise<TrainRunRes
       captionEmbeds = new Float32Array(captions.length * model.embedDim);
       captions.forEach((c, i) => captionEmbeds!.set(emb.subarray(row.get(c)! * model.embedDim, (row.get(c)! + 1) * model.embedDim), i * model.embedDim));
     }
-    const wordvec = opts.queries === 'wordvec' ? trainWordVectors(opts.wordvecCorpus ?? captions, { dim: opts.wordvecDim ?? 64, seed: opts.seed, epochs: 5 }) : undefined;
+    const wordvec = opts.queries === 'wordvec' ? trainWordVectors(opts.wordvecCorpus ?? captions, { dim: opts.wordvecDim ?? 64, seed: opts.seed, epochs: 3 }) : undefined;
     if (wordvec) {
       const oov = labelVectors(wordvec, [...test.labels]).outOfVocabulary;
       log(`word vectors: ${wordvec.vocab.size} words, ${oov.length} of ${test.labels.length} labels outside the vocabulary (trigram fallback)`);
@@ -173,7 +178,8 @@ export async function trainOnDataset(opts: TrainRunOptions): Promise<TrainRunRes
         epochs: opts.epochs,
         batchSize: opts.batchSize,
         seed: opts.seed,
-        trainer: opts.trainer,
+        // Without an explicit EMA decay, scale it to the run: 0.9997 over 95 steps would keep the initial weights.
+        trainer: { ...opts.trainer, emaDecay: opts.trainer?.emaDecay ?? autoEmaDecay(opts.epochs * Math.floor(train.ids.length / Math.min(opts.batchSize, train.ids.length))) },
         head: opts.head,
         resume: opts.resume,
         stopAfterEpochs: opts.stopAfterEpochs,
