@@ -2,7 +2,7 @@
 // for a hub id), its files checked and its configs parsed before any ONNX session is created.
 import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { ClipDecoderError } from '../errors.ts';
 import { parsePreprocessConfig, outputSize, type PreprocessConfig } from './preprocess.ts';
 
@@ -18,7 +18,7 @@ export const REQUIRED_FILES = [
 export interface ClipFolder {
   /** Absolute path of the folder. */
   dir: string;
-  /** A name for the model: config `_name_or_path`, else the folder path. Used in checkpoints and cache fingerprints. */
+  /** A name for the model: config `_name_or_path`, else the folder's name. Recorded in checkpoints and reports. */
   id: string;
   visionModelPath: string;
   textModelPath: string;
@@ -98,7 +98,7 @@ export async function openClipFolder(path: string): Promise<ClipFolder> {
   if (imageSizeCfg % patchSize !== 0) {
     throw new ClipDecoderError('MODEL_INVALID', `${configPath}: image_size ${imageSizeCfg} is not a multiple of patch_size ${patchSize}`, configPath);
   }
-  const id = typeof config._name_or_path === 'string' && config._name_or_path ? config._name_or_path : dir;
+  const id = typeof config._name_or_path === 'string' && config._name_or_path ? config._name_or_path : basename(dir);
   return {
     dir,
     id,
