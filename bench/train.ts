@@ -8,6 +8,7 @@
 // Then the inference cost per image for 100 / 1,000 / 10,000 labels (must grow linearly), and peak RSS over
 // a run of --rss-steps training steps (must not grow).
 import { spawnSync } from 'node:child_process';
+import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { OrtMatmul } from '../src/nn/ort-matmul.ts';
 import { planMatmul, type MatmulBackend, type MatmulOptions } from '../src/nn/matmul.ts';
@@ -33,17 +34,29 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const fmt = (x: number, d = 1) => x.toFixed(d);
 const log = (s = '') => process.stdout.write(s + '\n');
 
-/** Wraps a backend and adds up the FLOPs of every product (2 per multiply-add). */
+/** Wraps a backend: adds up the FLOPs of every product (2 per multiply-add) and the time spent in them. */
 class CountingMatmul implements MatmulBackend {
   readonly name = 'counting';
   flops = 0;
+  ms = 0;
   constructor(private readonly inner: MatmulBackend) {}
   matmul(out: Buf, a: Buf, aDims: readonly number[], b: Buf, bDims: readonly number[], o: MatmulOptions = {}): void {
     const p = planMatmul(aDims, bDims, !!o.transA, !!o.transB);
     this.flops += 2 * p.batchCount * p.m * p.n * p.k;
+    const t0 = performance.now();
     this.inner.matmul(out, a, aDims, b, bDims, o);
+    this.ms += performance.now() - t0;
   }
   dispose(): void {}
+}
+
+/** Which BLAS Debian's PyTorch will load (libblas.so.3 is an alternatives link). */
+function blasLibrary(): string {
+  try {
+    return realpathSync('/usr/lib/x86_64-linux-gnu/libblas.so.3').replace('/usr/lib/x86_64-linux-gnu/', '');
+  } catch {
+    return 'unknown';
+  }
 }
 
 /** Best GFLOP/s of a square ORT GEMM (transB, as the Linear layers use it). */
@@ -102,7 +115,13 @@ async function main(): Promise<void> {
   const probe = Trainer.create(cfg, counter, { totalSteps: 10, alpha: 1, beta: 1 });
   const batch = makeBatch(new Rng(2));
   probe.trainStep(batch);
-  const flops = counter.flops;
+  probe.trainStep(batch);
+  counter.flops = 0;
+  counter.ms = 0;
+  const tProbe = performance.now();
+  probe.trainStep(batch);
+  const probeMs = performance.now() - tProbe;
+  const flops = counter.flops, probeMatmulMs = counter.ms;
   probe.head.releaseBuffers();
 
   // the TS step
@@ -125,10 +144,11 @@ async function main(): Promise<void> {
   log(`matmul FLOPs per step (counted): ${fmt(flops / 1e9, 2)} GFLOP`);
   log(`peak ORT GEMM rate (2048³, best of 8): ${fmt(peak, 0)} GFLOP/s → a step can take no less than ${fmt(flops / peak / 1e6, 0)} ms`);
   log(`TypeScript step: ${fmt(tsMs, 0)} ms (median of ${STEPS}; min ${fmt(Math.min(...times), 0)}) = ${fmt(achieved, 0)} GFLOP/s = ${fmt((100 * achieved) / peak, 0)} % of peak (goal ≥ 75 %)`);
+  log(`  one instrumented step: ${fmt(probeMs, 0)} ms = matmuls ${fmt(probeMatmulMs, 0)} ms (${fmt(flops / probeMatmulMs / 1e6, 0)} GFLOP/s) + everything else ${fmt(probeMs - probeMatmulMs, 0)} ms (element-wise layers, losses, Adam + EMA)`);
   if (typeof torch === 'string') {
     log(torch);
   } else {
-    log(`PyTorch ${torch.torch} (${torch.threads} threads, BLAS ${torch.blas_info}): ${fmt(torch.median_ms, 0)} ms per step (median of ${STEPS})`);
+    log(`PyTorch ${torch.torch} (${torch.threads} threads, BLAS ${blasLibrary()}): ${fmt(torch.median_ms, 0)} ms per step (median of ${STEPS}), same shapes, dropout, losses, Adam, OneCycle, EMA`);
     log(`ratio TypeScript / PyTorch: ${fmt(tsMs / torch.median_ms, 2)} (goal ≤ 0.40)`);
   }
 
@@ -140,8 +160,9 @@ async function main(): Promise<void> {
   const r = new Rng(3);
   const imgB = 8;
   const feats = Float32Array.from({ length: imgB * T * SHAPE.C }, () => r.normal());
-  const perLabel: number[] = [];
-  for (const n of [100, 1000, 10000]) {
+  const perImageMs: number[] = [];
+  const counts = [100, 1000, 10000];
+  for (const n of counts) {
     const q = Float32Array.from({ length: n * SHAPE.E }, () => r.normal());
     const labels = Array.from({ length: n }, (_, i) => `label ${i}`);
     const t0 = performance.now();
@@ -155,10 +176,13 @@ async function main(): Promise<void> {
       ts.push(performance.now() - t1);
     }
     const perImage = median(ts) / imgB;
-    perLabel.push(perImage / n);
+    perImageMs.push(perImage);
     log(`  ${String(n).padStart(6)} labels: ${fmt(perImage, 2).padStart(8)} ms/image  (${fmt((1000 * perImage) / n, 2)} µs per image per label; label set prepared once in ${fmt(prepMs, 1)} ms)`);
   }
-  log(`  cost per label, 10,000 vs 100 labels: ×${fmt(perLabel[2] / perLabel[0], 2)} (1.00 = perfectly linear)`);
+  // cost = fixed (memory + its K/V, per image) + per-label slope: compare the slopes of the two intervals
+  const slope1 = (perImageMs[1] - perImageMs[0]) / (counts[1] - counts[0]);
+  const slope2 = (perImageMs[2] - perImageMs[1]) / (counts[2] - counts[1]);
+  log(`  marginal cost per label: ${fmt(1000 * slope1, 1)} µs (100→1,000) vs ${fmt(1000 * slope2, 1)} µs (1,000→10,000): ratio ${fmt(slope2 / slope1, 2)} (1.00 = linear); fixed part ≈ ${fmt(perImageMs[0] - 100 * slope1, 1)} ms/image`);
   head.releaseBuffers();
 
   // peak RSS over a long run

@@ -71,7 +71,7 @@ test('Rng.dropoutInPlace draws the same masks as fillKeepMask', () => {
   Rng.fromState(st).fillKeepMask(keep, 0.1);
   const y = Float32Array.from(x);
   Rng.fromState(st).dropoutInPlace(y, 0.1, 1 / 0.9);
-  for (let i = 0; i < n; i++) assert.equal(y[i], keep[i] ? Math.fround(x[i] * (1 / 0.9)) : 0);
+  for (let i = 0; i < n; i++) assert.ok(y[i] === (keep[i] ? Math.fround(x[i] * (1 / 0.9)) : 0), `at ${i}`); // === : −0 equals 0
 });
 
 test('headsToRowsSum = headsToRows + column sums; softmaxDropoutRows = softmax then dropout', () => {

@@ -369,7 +369,7 @@ export class ClipDecoderHead {
     // feed-forward: h = dropout(ReLU(linear1(t2))) in place, f = linear2(h)
     linearForward(be, w.h, w.t2, this.l1W.data, this.l1b.data, R, D, F, true);
     if (dropping) {
-      if (mk) for (let i = 0; i < R * F; i++) w.h[i] = mk.ffn[i] ? w.h[i] * s : 0;
+      if (mk) for (let i = 0; i < R * F; i++) w.h[i] = w.h[i] * mk.ffn[i] * s;
       else rng!.dropoutInPlace(w.h, p, s);
     }
     linearForward(be, w.f, w.h, this.l2W.data, this.l2b.data, R, F, D);
@@ -415,7 +415,7 @@ export class ClipDecoderHead {
       dtq.fill(0);
       for (let b = 0; b < B; b++) {
         const o = b * Nq * D;
-        if (keep1) for (let i = 0; i < Nq * D; i++) dtq[i] += w.dB[o + i] * (keep1[o + i] ? 1 + s : 1);
+        if (keep1) for (let i = 0; i < Nq * D; i++) dtq[i] += w.dB[o + i] * (1 + keep1[o + i] * s);
         else for (let i = 0; i < Nq * D; i++) dtq[i] += 2 * w.dB[o + i];
       }
       reluBackward(dtq, dtq, w.tq, Nq * D);
@@ -431,13 +431,13 @@ export class ClipDecoderHead {
         const o = (b * T + t) * D;
         if (dp) {
           for (let d = 0; d < D; d++) {
-            const v = w.m[o + d] > 0 ? w.dm[o + d] + dp[d] * invT : 0;
+            const v = Number(w.m[o + d] > 0) * (w.dm[o + d] + dp[d] * invT);
             w.dm[o + d] = v;
             accE[d] += v;
           }
         } else {
           for (let d = 0; d < D; d++) {
-            const v = w.m[o + d] > 0 ? w.dm[o + d] : 0;
+            const v = Number(w.m[o + d] > 0) * w.dm[o + d];
             w.dm[o + d] = v;
             accE[d] += v;
           }

@@ -135,7 +135,7 @@ export function softmaxDropoutRows(p: Buf, pd: Buf | null, keep: Uint8Array | nu
       for (let c = 0; c < C; c++) {
         const v = p[o + c] * inv;
         p[o + c] = v;
-        pd[o + c] = keep[o + c] ? v * s : 0;
+        pd[o + c] = v * keep[o + c] * s;
       }
     } else {
       for (let c = 0; c < C; c++) p[o + c] *= inv;
@@ -256,7 +256,7 @@ export function crossAttentionBackward(
   const dropScale = c.dropScale;
   for (let r = 0; r < R; r++) {
     const o = r * T;
-    if (c.hasDropout) for (let t = 0; t < T; t++) c.dp[o + t] = c.keep[o + t] ? c.dp[o + t] * dropScale : 0;
+    if (c.hasDropout) for (let t = 0; t < T; t++) c.dp[o + t] *= c.keep[o + t] * dropScale;
     let dot = 0;
     for (let t = 0; t < T; t++) dot += c.dp[o + t] * c.p[o + t];
     for (let t = 0; t < T; t++) c.dp[o + t] = c.p[o + t] * (c.dp[o + t] - dot);

@@ -111,8 +111,9 @@ export class OrtMatmul implements MatmulBackend {
     }
     checkOut(out, p);
     const bias = opts.bias;
-    if ((bias || opts.relu) && (!(bias instanceof Float32Array || !bias) || p.outDims.length !== 2)) {
-      this.fallback.matmul(out, a, aDims, b, bDims, opts);
+    const badBias = bias !== undefined && !(bias instanceof Float32Array);
+    if (badBias || ((bias || opts.relu) && p.outDims.length !== 2)) {
+      this.fallback.matmul(out, a, aDims, b, bDims, opts); // TsMatmul validates and reports these cases
       return;
     }
     const sess = this.session(aDims.length, bDims.length, transA, transB, alpha, !!bias, !!opts.relu);

@@ -97,8 +97,8 @@ export class Rng {
       s0 ^= s3;
       s2 ^= t;
       s3 = (s3 << 11) | (s3 >>> 21);
-      x[i] = (r & 0xffff) >= thr ? x[i] * s : 0;
-      if (i + 1 < n) x[i + 1] = r >>> 16 >= thr ? x[i + 1] * s : 0;
+      x[i] = x[i] * ((((r & 0xffff) - thr) >>> 31) ^ 1) * s;
+      if (i + 1 < n) x[i + 1] = x[i + 1] * ((((r >>> 16) - thr) >>> 31) ^ 1) * s;
     }
     this.s0 = s0;
     this.s1 = s1;
@@ -123,8 +123,9 @@ export class Rng {
       s0 ^= s3;
       s2 ^= t;
       s3 = (s3 << 11) | (s3 >>> 21);
-      keep[i] = (x & 0xffff) >= thr ? 1 : 0;
-      if (i + 1 < n) keep[i + 1] = x >>> 16 >= thr ? 1 : 0;
+      // keep = lane ≥ thr, branchless: (lane − thr) is negative exactly when dropped
+      keep[i] = (((x & 0xffff) - thr) >>> 31) ^ 1;
+      if (i + 1 < n) keep[i + 1] = (((x >>> 16) - thr) >>> 31) ^ 1;
     }
     this.s0 = s0;
     this.s1 = s1;
