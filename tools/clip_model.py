@@ -68,6 +68,10 @@ class CLIPVisionConfig:
     attention_dropout: float = 0.0
     dropout: float = 0.0
     model_type: str = "clip_vision_model"
+    # Optional convolutional stem (not in HF's CLIP): 3x3 stride-2 conv + BatchNorm + ReLU per entry, then
+    # patch_embedding reduces the remaining patch_size / 2^len(stem_channels) pixels per token. Empty = plain
+    # ViT patchify, exactly HF's. The token grid is (image_size / patch_size)^2 either way.
+    stem_channels: list = field(default_factory=list)
 
     @property
     def num_patches(self) -> int:
@@ -86,6 +90,8 @@ class CLIPConfig:
         """config.json as HF's CLIPConfig.to_dict() lays it out (the fields transformers(.js) read)."""
         text = {**asdict(self.text_config), "projection_dim": self.projection_dim}
         vision = {**asdict(self.vision_config), "projection_dim": self.projection_dim}
+        if not vision["stem_channels"]:
+            del vision["stem_channels"]  # a plain ViT's config.json stays exactly HF's
         return {
             "architectures": ["CLIPModel"],
             "model_type": "clip",
@@ -192,11 +198,23 @@ class CLIPVisionEmbeddings(nn.Module):
         super().__init__()
         self.image_size = c.image_size
         self.class_embedding = nn.Parameter(torch.zeros(c.hidden_size))
-        self.patch_embedding = nn.Conv2d(c.num_channels, c.hidden_size, c.patch_size, stride=c.patch_size, bias=False)
+        self.stem = None
+        channels, patch = c.num_channels, c.patch_size
+        if c.stem_channels:
+            layers: list[nn.Module] = []
+            for ch in c.stem_channels:
+                layers += [nn.Conv2d(channels, ch, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(ch), nn.ReLU()]
+                channels, patch = ch, patch // 2
+            assert patch >= 1 and patch * 2 ** len(c.stem_channels) == c.patch_size, \
+                f"patch_size {c.patch_size} is not divisible by the stem's stride {2 ** len(c.stem_channels)}"
+            self.stem = nn.Sequential(*layers)
+        self.patch_embedding = nn.Conv2d(channels, c.hidden_size, patch, stride=patch, bias=False)
         self.position_embedding = nn.Embedding(c.num_patches + 1, c.hidden_size)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         B = pixel_values.shape[0]  # [B, 3, S, S]
+        if self.stem is not None:
+            pixel_values = self.stem(pixel_values)  # [B, C0, S/2^k, S/2^k]
         patches = self.patch_embedding(pixel_values).flatten(2).transpose(1, 2)  # [B, N, C]
         cls = self.class_embedding.reshape(1, 1, -1).expand(B, 1, -1)  # [B, 1, C]
         return torch.cat([cls, patches], dim=1) + self.position_embedding.weight.unsqueeze(0)  # [B, 1+N, C]
@@ -325,7 +343,14 @@ def init_weights(model: CLIPModel, generator: torch.Generator, perturb: float = 
             normal(emb.position_embedding.weight, f * 0.02)
         else:
             normal(emb.class_embedding, H ** -0.5 * f)
-            normal(emb.patch_embedding.weight, c.initializer_range * f)
+            if emb.stem is None:
+                normal(emb.patch_embedding.weight, c.initializer_range * f)
+            else:  # He initialisation through the ReLU stem, then unit-variance tokens
+                for conv in emb.stem:
+                    if isinstance(conv, nn.Conv2d):
+                        normal(conv.weight, (2 / (conv.in_channels * 9)) ** 0.5)
+                w = emb.patch_embedding.weight
+                normal(w, (w.shape[1] * w.shape[2] * w.shape[3]) ** -0.5)
             normal(emb.position_embedding.weight, c.initializer_range * f)
         in_std = H ** -0.5 * (2 * layers) ** -0.5 * f
         for layer in tower.encoder.layers:
@@ -439,14 +464,14 @@ def export_onnx(model: CLIPModel, out_dir: str, opset: int = 17) -> tuple[str, s
     text_path = os.path.join(out_dir, "text_model.onnx")
     with torch.no_grad():
         pixels = torch.zeros(2, v.num_channels, v.image_size, v.image_size)
-        torch.onnx.export(VisionExport(model), (pixels,), vision_path, opset_version=opset,
+        torch.onnx.export(VisionExport(model).eval(), (pixels,), vision_path, opset_version=opset,
                           input_names=["pixel_values"], output_names=["image_embeds", "last_hidden_state"],
                           dynamic_axes={"pixel_values": {0: "batch_size"}, "image_embeds": {0: "batch_size"},
                                         "last_hidden_state": {0: "batch_size"}},
                           do_constant_folding=True)
         ids = torch.tensor([[t.bos_token_id, 5, 6, t.eos_token_id], [t.bos_token_id, 7, t.eos_token_id, t.pad_token_id]])
         mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
-        torch.onnx.export(TextExport(model), (ids, mask), text_path, opset_version=opset,
+        torch.onnx.export(TextExport(model).eval(), (ids, mask), text_path, opset_version=opset,
                           input_names=["input_ids", "attention_mask"], output_names=["text_embeds", "last_hidden_state"],
                           dynamic_axes={"input_ids": {0: "batch_size", 1: "sequence_length"},
                                         "attention_mask": {0: "batch_size", 1: "sequence_length"},
