@@ -16,14 +16,15 @@ TRAIN_ARGS=${TRAIN_ARGS:-"--stem 24,48,96,128 --patch 16 --emoji-share 0.9"}
 
 node --import tsx tools/pico-clip/corpus.ts --out "$WORK/corpus-$SIZE" --size "$SIZE"
 # shellcheck disable=SC2086
-/usr/bin/python3 tools/pico-clip/train.py --corpus "$WORK/corpus-$SIZE" --out "$WORK/run-$SEED" --seed "$SEED" \
+/usr/bin/python3 tools/pico-clip/train.py --corpus "$WORK/corpus-$SIZE" --out "$WORK/run-s$SEED-n$STEPS" --seed "$SEED" \
   --steps "$STEPS" --threads "$THREADS" $TRAIN_ARGS
 
 # ship: the exported folder plus its training record and loss curve (no checkpoint, no safetensors: 32 MB budget)
 rm -rf "$OUT.tmp"
 mkdir -p "$OUT.tmp"
-cp -r "$WORK/run-$SEED/model/." "$OUT.tmp/"
-cp "$WORK/run-$SEED/training.json" "$WORK/run-$SEED/loss.svg" "$OUT.tmp/"
+RUN="$WORK/run-s$SEED-n$STEPS"  # a rerun of the same settings resumes from its checkpoint
+cp -r "$RUN/model/." "$OUT.tmp/"
+cp "$RUN/training.json" "$RUN/loss.svg" "$OUT.tmp/"
 if [ -f "$OUT/README.md" ]; then cp "$OUT/README.md" "$OUT.tmp/"; fi
 rm -rf "$OUT"
 mv "$OUT.tmp" "$OUT"

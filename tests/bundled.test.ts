@@ -1,0 +1,32 @@
+// The bundled model and head work out of the box: the README's library example runs, and the default `tag`
+// command tags a real drawing with its own concept first.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { notoSvg, renderPng } from './helpers/images.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'bundled-'));
+const pizza = join(dir, 'pizza.png');
+writeFileSync(pizza, renderPng(notoSvg('pizza'), 256));
+const dog = join(dir, 'dog.png');
+writeFileSync(dog, renderPng(notoSvg('dog-face'), 256));
+
+test('the README example runs with the bundled model and head', () => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'examples/quickstart.ts', pizza, dog], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  assert.equal(lines.length, 2);
+  assert.match(lines[0]!, /pizza\.png (\w+ 0\.\d{3}(, )?){3}$/);
+});
+
+test('`tag` with no --model or --head uses the bundled ones and ranks the drawn concept high', () => {
+  const r = spawnSync(process.execPath, ['bin/clip-decoder.js', 'tag', pizza, dog, '--labels', 'food,animal,vehicle,music,weather', '--format', 'jsonl'], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const [p, d] = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { labels: Record<string, number> });
+  const top = (x: { labels: Record<string, number> }) => Object.entries(x.labels).sort((a, b) => b[1] - a[1])[0]![0];
+  assert.equal(top(p!), 'food', JSON.stringify(p));
+  assert.equal(top(d!), 'animal', JSON.stringify(d));
+});
