@@ -61,26 +61,20 @@ for (const [name, labels] of [['10 labels', labels10], ['1,000 labels', labels10
   );
 }
 
+const loadTest = () =>
+  autocannon({
+    url: `${address}/v1/tag?labels=${encodeURIComponent(labels10.join(','))}`,
+    method: 'POST',
+    headers: { 'content-type': 'image/png' },
+    body: image,
+    connections: 32,
+    amount: 2000,
+    timeout: 30,
+  });
 const rss0 = process.memoryUsage().rss;
-const load = await autocannon({
-  url: `${address}/v1/tag?labels=${encodeURIComponent(labels10.join(','))}`,
-  method: 'POST',
-  headers: { 'content-type': 'image/png' },
-  body: image,
-  connections: 32,
-  amount: 2000,
-  timeout: 30,
-});
+const load = await loadTest();
 const rss1 = process.memoryUsage().rss;
-const load2 = await autocannon({
-  url: `${address}/v1/tag?labels=${encodeURIComponent(labels10.join(','))}`,
-  method: 'POST',
-  headers: { 'content-type': 'image/png' },
-  body: image,
-  connections: 32,
-  amount: 2000,
-  timeout: 30,
-});
+const load2 = await loadTest();
 const rss2 = process.memoryUsage().rss;
 const non2xx = load.non2xx + load2.non2xx;
 console.log(

@@ -16,7 +16,7 @@ import { Resvg } from '@resvg/resvg-js';
 import sharp from 'sharp';
 import { planEmojiTags } from '../../src/data/emoji/build.ts';
 import type { EmojiTagsPlan } from '../../src/data/emoji/build.ts';
-import { EMOJI_STYLES, loadEmojiStyle, svgDocument } from '../../src/data/emoji/sources.ts';
+import { EMOJI_STYLES, loadEmojiStyle, squareIcon, svgDocument, type IconifySet } from '../../src/data/emoji/sources.ts';
 import type { EmojiEntry, EmojiStyle, SquareSvg } from '../../src/data/emoji/sources.ts';
 import { renderSvgPng } from '../../src/data/emoji/render.ts';
 import { writeFileAtomic } from '../../src/util/fs.ts';
@@ -60,24 +60,7 @@ export interface CorpusPlan {
   licences: Record<string, string>;
 }
 
-interface IconifyJson {
-  icons: Record<string, { body: string; left?: number; top?: number; width?: number; height?: number }>;
-  aliases?: Record<string, { parent: string }>;
-  width?: number;
-  height?: number;
-  left?: number;
-  top?: number;
-}
 
-function squareOf(set: IconifyJson, name: string): SquareSvg {
-  const icon = set.icons[name]!;
-  const left = icon.left ?? set.left ?? 0;
-  const top = icon.top ?? set.top ?? 0;
-  const w = icon.width ?? set.width ?? 16;
-  const h = icon.height ?? set.height ?? 16;
-  const side = Math.max(w, h);
-  return { body: icon.body, x: left - (side - w) / 2, y: top - (side - h) / 2, side };
-}
 
 /** "account-arrow-down" → "account arrow down"; meta-words and digits dropped. */
 export function iconPhrase(name: string): string {
@@ -103,10 +86,10 @@ function emojiItems(plan: EmojiTagsPlan, keys: ReadonlySet<string>, withSkins: b
   const items: CorpusItem[] = [];
   const styles: EmojiStyle[] = plan.styles;
   const charsOf = new Map<string, Record<string, string>>();
-  const setOf = new Map<string, IconifyJson>();
+  const setOf = new Map<string, IconifySet>();
   for (const s of styles) {
     charsOf.set(s.name, require(`${s.pkg}/chars.json`) as Record<string, string>);
-    setOf.set(s.name, require(`${s.pkg}/icons.json`) as IconifyJson);
+    setOf.set(s.name, require(`${s.pkg}/icons.json`) as IconifySet);
   }
   for (const e of plan.pool as EmojiEntry[]) {
     if (!keys.has(e.key)) continue;
@@ -129,7 +112,7 @@ function emojiItems(plan: EmojiTagsPlan, keys: ReadonlySet<string>, withSkins: b
       for (const skin of skinsOf.get(e.hexcode) ?? []) {
         const name = chars[skin.hexcode.toLowerCase().split('-').filter((p) => p !== 'fe0f').join('-')];
         if (!name || !set.icons[name]) continue;
-        items.push({ id: `emoji/${s.name}/${e.key}/${skin.hexcode.toLowerCase()}`, set: s.name, svg: squareOf(set, name), ...fields });
+        items.push({ id: `emoji/${s.name}/${e.key}/${skin.hexcode.toLowerCase()}`, set: s.name, svg: squareIcon(set, name), ...fields });
       }
     }
   }
@@ -137,7 +120,7 @@ function emojiItems(plan: EmojiTagsPlan, keys: ReadonlySet<string>, withSkins: b
 }
 
 function iconItems(setName: string): CorpusItem[] {
-  const set = require(`@iconify-json/${setName}/icons.json`) as IconifyJson;
+  const set = require(`@iconify-json/${setName}/icons.json`) as IconifySet;
   const meta = require(`@iconify-json/${setName}/metadata.json`) as { categories?: Record<string, string[]> };
   const categoryOf = new Map<string, string[]>();
   for (const [cat, names] of Object.entries(meta.categories ?? {})) {
@@ -180,7 +163,7 @@ function iconItems(setName: string): CorpusItem[] {
       keywords,
       words: [],
       categories: cleanWords(cats.flatMap((c) => c.split(/\s*[/&,]\s*/))),
-      svg: squareOf(set, name),
+      svg: squareIcon(set, name),
     });
   }
   return items;

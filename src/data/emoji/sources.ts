@@ -170,7 +170,7 @@ interface IconifyIcon {
   width?: number;
   height?: number;
 }
-interface IconifySet {
+export interface IconifySet {
   icons: Record<string, IconifyIcon>;
   aliases?: Record<string, { parent: string } & Record<string, unknown>>;
   width?: number;
@@ -178,6 +178,17 @@ interface IconifySet {
   left?: number;
   top?: number;
 }
+/** An Iconify icon centred in a square view box, so every render has the same aspect. */
+export function squareIcon(set: IconifySet, iconName: string): SquareSvg {
+  const icon = set.icons[iconName]!;
+  const left = icon.left ?? set.left ?? 0;
+  const top = icon.top ?? set.top ?? 0;
+  const w = icon.width ?? set.width ?? 16;
+  const h = icon.height ?? set.height ?? 16;
+  const side = Math.max(w, h);
+  return { body: icon.body, x: left - (side - w) / 2, y: top - (side - h) / 2, side };
+}
+
 export interface IconifyInfo {
   name: string;
   author?: { name: string; url?: string };
@@ -301,15 +312,8 @@ export function loadEmojiStyle(name: EmojiStyleName, emoji: readonly EmojiEntry[
   }
 
   const svg = (iconName: string): SquareSvg => {
-    const icon = set.icons[iconName];
-    if (!icon) throw new ClipDecoderError('DATASET_INVALID', `${pkg} has no icon "${iconName}"`, pkg);
-    const left = icon.left ?? set.left ?? 0;
-    const top = icon.top ?? set.top ?? 0;
-    const w = icon.width ?? set.width ?? 16;
-    const h = icon.height ?? set.height ?? 16;
-    // Centre non-square drawings in a square view box so every render has the same aspect.
-    const side = Math.max(w, h);
-    return { body: icon.body, x: left - (side - w) / 2, y: top - (side - h) / 2, side };
+    if (!set.icons[iconName]) throw new ClipDecoderError('DATASET_INVALID', `${pkg} has no icon "${iconName}"`, pkg);
+    return squareIcon(set, iconName);
   };
 
   return { name, pkg, version: packageVersion(pkg), info, iconOf, svg };
