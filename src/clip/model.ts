@@ -31,6 +31,9 @@ export type ImageResult =
   | ({ index: number; source: ImageSource; error?: undefined } & ImageEncoding)
   | { index: number; source: ImageSource; error: ClipDecoderError };
 
+/** An image to encode, optionally with a training augmentation. */
+export type ImageInput = ImageSource | { source: ImageSource; augment?: PreprocessOptions['augment'] };
+
 export interface EncodeImagesOptions {
   /** Images per ONNX run (default 16). */
   batchSize?: number;
@@ -185,20 +188,23 @@ export class ClipModel {
    * decodes on libuv's thread pool). A file that cannot be read or decoded yields an error naming it; the rest
    * of its batch is still encoded. Results come in input order.
    */
-  async *encodeImages(sources: ImageSource[], options: EncodeImagesOptions & PreprocessOptions = {}): AsyncGenerator<ImageResult> {
+  async *encodeImages(inputs: readonly ImageInput[], options: EncodeImagesOptions & PreprocessOptions = {}): AsyncGenerator<ImageResult> {
     const B = Math.max(1, options.batchSize ?? 16);
     const per = this.pixelsPerImage;
-    const prepOptions: PreprocessOptions = { pixelLimit: options.pixelLimit ?? this.options.pixelLimit };
+    const pixelLimit = options.pixelLimit ?? this.options.pixelLimit;
+    const sources = inputs.map((x) => (typeof x === 'string' || x instanceof Uint8Array ? x : x.source));
     const prepare = async (start: number) => {
       const items = sources.slice(start, start + B);
       const pixels = new Float32Array(items.length * per);
       const errors = await Promise.all(
-        items.map((src, i) =>
-          preprocessInto(src, this.folder.preprocess, pixels, i * per, prepOptions).then(
+        items.map((src, i) => {
+          const input = inputs[start + i]!;
+          const augment = typeof input === 'string' || input instanceof Uint8Array ? undefined : input.augment;
+          return preprocessInto(src, this.folder.preprocess, pixels, i * per, { pixelLimit, augment }).then(
             () => undefined,
             (e: unknown) => (e instanceof ClipDecoderError ? e : new ClipDecoderError('IMAGE_INVALID', `${String(src)}: ${(e as Error).message}`, String(src))),
-          ),
-        ),
+          );
+        }),
       );
       // Move the good images to the front so one ONNX run covers exactly them.
       const ok: number[] = [];

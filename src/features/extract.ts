@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClipModel } from '../clip/model.ts';
-import { preprocessInto, type PreprocessOptions } from '../clip/preprocess.ts';
+import type { PreprocessOptions } from '../clip/preprocess.ts';
 import { ClipDecoderError } from '../errors.ts';
 import { createRng } from '../data/random.ts';
 import { FeatureCache, CACHE_FORMAT_VERSION } from './cache.ts';
@@ -106,47 +106,28 @@ export async function extractFeatures(model: ClipModel, items: readonly ExtractI
   let failed = 0;
   let computed = 0;
   const B = Math.max(1, options.batchSize ?? 16);
-  const per = model.pixelsPerImage;
   try {
-    // Pipeline: preprocess batch k+1 while batch k runs; commit each batch to the cache as it finishes.
-    const prepare = async (start: number) => {
-      const batch = todo.slice(start, start + B);
-      const pixels = new Float32Array(batch.length * per);
-      const ok: typeof batch = [];
-      const results = await Promise.all(
-        batch.map((t, i) =>
-          preprocessInto(t.path, model.folder.preprocess, pixels, i * per, { pixelLimit: options.pixelLimit, augment: t.augment }).then(
-            () => undefined,
-            (e: unknown) => (e instanceof ClipDecoderError ? e : new ClipDecoderError('IMAGE_INVALID', `${t.path}: ${(e as Error).message}`, t.path)),
-          ),
-        ),
-      );
-      results.forEach((err, i) => {
-        if (err) {
-          failed++;
-          options.onError?.(err);
-        } else {
-          if (ok.length !== i) pixels.copyWithin(ok.length * per, i * per, (i + 1) * per);
-          ok.push(batch[i]!);
-        }
-      });
-      return { start, size: batch.length, ok, pixels: pixels.subarray(0, ok.length * per) };
-    };
-    let next = todo.length > 0 ? prepare(0) : undefined;
-    while (next) {
-      const batch = await next;
-      next = batch.start + B < todo.length ? prepare(batch.start + B) : undefined;
-      if (batch.ok.length > 0) {
-        const enc = await model.encodePixels(batch.pixels, batch.ok.length);
-        const TC = model.numTokens * model.tokenDim;
-        const E = model.embedDim;
-        if (TC + E !== cache.recordFloats) {
-          throw new ClipDecoderError('CACHE_MISMATCH', `${options.cacheDir}: the model yields ${model.numTokens}×${model.tokenDim} tokens, the cache holds ${cache.meta.numTokens}×${cache.meta.tokenDim}`, options.cacheDir);
-        }
-        cache.append(batch.ok.map((t, k) => ({ key: t.key, tokens: enc.tokens.subarray(k * TC, (k + 1) * TC), imageEmbed: enc.imageEmbeds.subarray(k * E, (k + 1) * E) })));
-        computed += batch.ok.length;
+    if (model.numTokens * model.tokenDim + model.embedDim !== cache.recordFloats) {
+      throw new ClipDecoderError('CACHE_MISMATCH', `${options.cacheDir}: the model yields ${model.numTokens}×${model.tokenDim} tokens, the cache holds ${cache.meta.numTokens}×${cache.meta.tokenDim}`, options.cacheDir);
+    }
+    // The model's pipeline decodes batch k+1 while batch k runs; each batch is committed to the cache as it ends.
+    let pending: { key: string; tokens: Float32Array; imageEmbed: Float32Array }[] = [];
+    const results = model.encodeImages(
+      todo.map((t) => ({ source: t.path, augment: t.augment })),
+      { batchSize: B, pixelLimit: options.pixelLimit, onProgress: (done) => {
+        cache.append(pending);
+        computed += pending.length;
+        pending = [];
+        options.onProgress?.(skipped + done, total);
+      } },
+    );
+    for await (const r of results) {
+      if (r.error) {
+        failed++;
+        options.onError?.(r.error);
+      } else {
+        pending.push({ key: todo[r.index]!.key, tokens: r.tokens, imageEmbed: r.imageEmbed });
       }
-      options.onProgress?.(skipped + batch.start + batch.size, total);
     }
   } finally {
     cache.close();
