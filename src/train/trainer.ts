@@ -9,20 +9,12 @@ import { Rng } from '../nn/rng.ts';
 import { Adam, ADAM_DEFAULTS } from './adam.ts';
 import { Ema } from './ema.ts';
 import { ASL_DEFAULTS, type AslOptions } from './losses.ts';
-import { OneCycle, ONE_CYCLE_DEFAULTS } from './schedule.ts';
+import { OneCycle, ONE_CYCLE_DEFAULTS, type OneCycleOptions } from './schedule.ts';
 import { loadCheckpoint, saveCheckpoint, type CheckpointMeta, type TrainingState } from './checkpoint.ts';
 
-export interface TrainerOptions {
+/** OneCycle's options (peak lr — §4: 1e-4 —, total steps of the run, phases, momentum cycle), plus: */
+export interface TrainerOptions extends OneCycleOptions {
   seed: number;
-  /** OneCycle peak learning rate (§4: 1e-4). */
-  maxLr: number;
-  /** Total optimiser steps of the run (epochs × steps per epoch). */
-  totalSteps: number;
-  pctStart: number;
-  divFactor: number;
-  finalDivFactor: number;
-  baseMomentum: number;
-  maxMomentum: number;
   beta2: number;
   eps: number;
   weightDecay: number;
