@@ -29,12 +29,14 @@ export function registerServeCommand(program: Command): void {
       });
       const address = await app.listen({ host: o.host, port });
       process.stderr.write(`clip-decoder: serving on ${address} (model ${tagger.model.id})\n`);
-      const stop = async () => {
-        await app.close();
-        await tagger.dispose();
-        process.exit(0);
-      };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
+      // The action resolves only once the server has closed: main() exits the process when it returns.
+      await new Promise<void>((resolve) => {
+        const stop = () => {
+          process.stderr.write('clip-decoder: shutting down\n');
+          app.close().then(() => tagger.dispose()).finally(resolve);
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
     });
 }
