@@ -28,6 +28,8 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import bpe  # noqa: E402
+# The one AP of the Python tools (reference/clip-decoder.md §5); every validation label has a positive.
+from metrics_reference import average_precision  # noqa: E402
 from clip_model import (CLIP_MEAN, CLIP_STD, CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig,  # noqa: E402
                         count_parameters, export_onnx, init_weights)
 
@@ -200,15 +202,6 @@ def soft_clip_loss(logits_per_text: torch.Tensor, P: torch.Tensor) -> torch.Tens
 # validation: the EmojiTags protocol on validation emoji (name retrieval, label mAP)
 
 
-def average_precision(scores: np.ndarray, target: np.ndarray) -> float:
-    order = np.argsort(-scores, kind="stable")
-    t = target[order]
-    if t.sum() == 0:
-        return float("nan")
-    hits = np.cumsum(t)
-    return float((hits[t > 0] / (np.nonzero(t)[0] + 1)).mean())
-
-
 @torch.no_grad()
 def validate(model: CLIPModel, tok: bpe.ClipBpeTokenizer, val: Corpus, S: int, pseudo_unseen: list[str]) -> dict:
     model.eval()
@@ -239,9 +232,9 @@ def validate(model: CLIPModel, tok: bpe.ClipBpeTokenizer, val: Corpus, S: int, p
     for tpl in ("a photo of {}", "an emoji of {}"):
         sim = img @ embed([tpl.format(l) for l in labels]).T
         aps = [average_precision(sim[:, j], Y[:, j]) for j in range(len(labels))]
-        res[f"mAP {tpl}"] = float(np.nanmean(aps) * 100)
+        res[f"mAP {tpl}"] = float(np.mean(aps) * 100)
         pu = [aps[labels.index(l)] for l in pseudo_unseen if l in labels]
-        res[f"mAP-pseudo-unseen {tpl}"] = float(np.nanmean(pu) * 100) if pu else float("nan")
+        res[f"mAP-pseudo-unseen {tpl}"] = float(np.mean(pu) * 100) if pu else float("nan")
     res["chance R@1"] = 100 / len(names)
     model.train()
     return res
