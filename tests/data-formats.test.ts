@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { loadDataset, detectDatasetKind } from '../src/data/load.ts';
-import { loadLabelFile } from '../src/data/folder.ts';
+import { loadLabelFile } from '../src/data/labelfile.ts';
 import { loadCoco } from '../src/data/coco.ts';
 import { loadNusWide, readBinaryMatrix } from '../src/data/nuswide.ts';
 import { parseCsv } from '../src/data/csv.ts';

@@ -4,8 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ClipDecoderError } from '../errors.ts';
-import { resolveUnseen } from './folder.ts';
-import type { EmptyPolicy, MissingPolicy } from './folder.ts';
+import { ItemPolicy, resolveUnseen, type EmptyPolicy, type MissingPolicy } from './loader-rules.ts';
 import { datasetError, validateDataset } from './types.ts';
 import type { Dataset, DatasetItem, SplitPart } from './types.ts';
 
@@ -40,8 +39,6 @@ interface CocoJson {
 
 export function loadCoco(files: readonly CocoFile[], options: CocoOptions = {}): Dataset {
   if (files.length === 0) throw new ClipDecoderError('INPUT_INVALID', 'no COCO annotation file given', 'coco');
-  const emptyPolicy = options.emptyLabels ?? 'drop';
-  const missingPolicy = options.missingFiles ?? 'error';
   const items: DatasetItem[] = [];
   const parts: Record<SplitPart, string[]> = { train: [], val: [], test: [] };
   const notes: string[] = [];
@@ -118,36 +115,20 @@ export function loadCoco(files: readonly CocoFile[], options: CocoOptions = {}):
       }
       labels.add(name);
     });
-    let empty = 0;
-    let missing = 0;
+    const policy = new ItemPolicy(
+      { empty: options.emptyLabels ?? 'drop', missing: options.missingFiles ?? 'error', lacks: 'annotations', missingHint: 'pass the image folder' },
+      problems,
+    );
     for (const id of order) {
       const fileName = imageFile.get(id)!;
       const labels = [...labelsOf.get(id)!].sort((x, y) => names.indexOf(x) - names.indexOf(y));
-      if (labels.length === 0) {
-        if (emptyPolicy === 'error') {
-          problems.push(`${path}: image ${id} ("${fileName}") has no annotations`);
-          continue;
-        }
-        if (emptyPolicy === 'drop') {
-          empty++;
-          continue;
-        }
-      }
       const abs = join(dirs[fi]!, fileName);
-      if (missingPolicy !== 'ignore' && !existsSync(abs)) {
-        if (missingPolicy === 'error') {
-          problems.push(`${path}: image ${id}: file ${abs} does not exist (pass the image folder)`);
-          continue;
-        }
-        missing++;
-        continue;
-      }
+      if (!policy.admit(`${path}: image ${id}`, fileName, labels, abs)) continue;
       items.push({ id: fileName, file: root === '/' ? abs : fileName, labels, meta: { cocoId: id } });
       parts[f.part].push(fileName);
     }
     if (problems.length > 0) throw datasetError(path, problems);
-    if (empty > 0) notes.push(`${basename(path)}: ${empty} image(s) without annotations ${emptyPolicy === 'drop' ? 'dropped' : 'kept'}`);
-    if (missing > 0) notes.push(`${basename(path)}: ${missing} image(s) whose file does not exist dropped`);
+    notes.push(...policy.notes(`${basename(path)}: `));
   });
 
   const labels = vocabulary ?? [];

@@ -16,8 +16,7 @@ import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ClipDecoderError } from '../errors.ts';
-import { readListFile } from './folder.ts';
-import type { MissingPolicy } from './folder.ts';
+import { ItemPolicy, readListFile, type MissingPolicy } from './loader-rules.ts';
 import { createRng, shuffleInPlace } from './random.ts';
 import { datasetError, validateDataset } from './types.ts';
 import type { Dataset, DatasetItem } from './types.ts';
@@ -158,17 +157,40 @@ function readImageList(path: string): string[] {
 /** The last two path parts, "<category>/<file>", of an Imagelist.txt entry like C:\ImageData\Flickr\actor\0001_2124494179.jpg. */
 const shortId = (p: string) => p.split('/').slice(-2).join('/');
 
-export function loadNusWide(dir: string, options: NusWideOptions = {}): Dataset {
-  const root = resolve(dir);
-  if (!existsSync(root)) throw new ClipDecoderError('DATASET_INVALID', `NUS-WIDE folder ${root} does not exist`, root);
-  const notes: string[] = [];
-  const need = (what: string, candidates: readonly string[]): string => {
-    const p = firstExisting(root, candidates);
-    if (!p) throw new ClipDecoderError('DATASET_INVALID', `NUS-WIDE: ${what} not found in ${root} (looked for ${candidates.join(', ')})`, root);
-    return p;
-  };
+/** A release folder: finds its files, and maps Imagelist.txt rows for the whole-dataset matrices (read once). */
+class NusWideRelease {
+  private allRow?: Map<string, number>;
+  constructor(readonly root: string) {}
 
-  // Label lists; the bundled copies stand in when the release folder lacks them.
+  find(candidates: readonly string[]): string | undefined {
+    return firstExisting(this.root, candidates);
+  }
+
+  need(what: string, candidates: readonly string[]): string {
+    const p = this.find(candidates);
+    if (!p) throw new ClipDecoderError('DATASET_INVALID', `NUS-WIDE: ${what} not found in ${this.root} (looked for ${candidates.join(', ')})`, this.root);
+    return p;
+  }
+
+  /** Rows of Imagelist.txt, by "<category>/<file>"; every train and test image (`all`) must have one. */
+  allRows(all: readonly string[]): Map<string, number> {
+    if (this.allRow) return this.allRow;
+    const listPath = this.need('the full image list (for AllTags1k.txt / AllLabels)', ['ImageList/Imagelist.txt', 'Imagelist.txt', 'ImageList/ImageList.txt']);
+    const list = readListFile(listPath, 'image list').map((l) => shortId(l.replace(/\\/g, '/')));
+    const rows = new Map(list.map((id, i) => [id, i]));
+    const missing = all.filter((id) => !rows.has(shortId(id)));
+    if (missing.length > 0) throw datasetError(listPath, [`${missing.length} train/test image(s) are not in it, e.g. "${missing[0]}"`]);
+    this.allRow = rows;
+    return rows;
+  }
+}
+
+function checkRows(m: SparseRows, path: string, want: number, listPath: string): void {
+  if (m.rows !== want) throw datasetError(path, [`${m.rows} rows, but ${listPath} has ${want} images`]);
+}
+
+/** Tags and concepts, each listed once; the bundled copies stand in when the release folder lacks them. */
+function readLabelLists(root: string, notes: string[]): { tags: string[]; concepts: string[]; conceptsPath: string } {
   const tagListPath = firstExisting(root, ['NUS_WID_Tags/TagList1k.txt', 'TagList1k.txt']) ?? BUNDLED_TAGLIST1K;
   const conceptsPath = firstExisting(root, ['ConceptsList/Concepts81.txt', 'Concepts81.txt']) ?? BUNDLED_CONCEPTS81;
   if (tagListPath === BUNDLED_TAGLIST1K) notes.push('TagList1k.txt not in the folder: used the copy bundled with clip-decoder');
@@ -179,133 +201,153 @@ export function loadNusWide(dir: string, options: NusWideOptions = {}): Dataset 
     const dup = list.find((t, i) => list.indexOf(t) !== i);
     if (dup) throw datasetError(path, [`label "${dup}" is listed twice`]);
   }
-  const conceptSet = new Set(concepts);
-  const seenCols: number[] = []; // tag column -> kept as a seen label
-  tags.forEach((t, j) => {
-    if (!conceptSet.has(t)) seenCols.push(j);
-  });
-  const seen = seenCols.map((j) => tags[j]!);
-  const isSeenCol = new Int32Array(tags.length).fill(-1);
-  seenCols.forEach((j, k) => (isSeenCol[j] = k));
+  return { tags, concepts, conceptsPath };
+}
 
-  const trainPath = need('the training image list', ['ImageList/TrainImagelist.txt', 'TrainImagelist.txt']);
-  const testPath = need('the test image list', ['ImageList/TestImagelist.txt', 'TestImagelist.txt']);
-  const train = readImageList(trainPath);
-  const test = readImageList(testPath);
-  const inTrain = new Set(train);
-  const both = test.find((id) => inTrain.has(id));
-  if (both) throw datasetError(testPath, [`image "${both}" is in both the training and the test list`]);
+interface ImageLists {
+  train: string[];
+  test: string[];
+  trainPath: string;
+  testPath: string;
+}
+
+/** The tag columns set per image (train rows, then test rows), from the split matrices or AllTags1k.txt. */
+function readTagRows(release: NusWideRelease, lists: ImageLists, tagCount: number): Uint16Array[] {
+  const { train, test, trainPath, testPath } = lists;
   const all = [...train, ...test];
-
-  // Rows of Imagelist.txt, by "<category>/<file>", for the whole-dataset matrices.
-  let allRow: Map<string, number> | undefined;
-  const allRows = (): Map<string, number> => {
-    if (allRow) return allRow;
-    const listPath = need('the full image list (for AllTags1k.txt / AllLabels)', ['ImageList/Imagelist.txt', 'Imagelist.txt', 'ImageList/ImageList.txt']);
-    const list = readListFile(listPath, 'image list').map((l) => shortId(l.replace(/\\/g, '/')));
-    allRow = new Map(list.map((id, i) => [id, i]));
-    const missing = all.filter((id) => !allRow!.has(shortId(id)));
-    if (missing.length > 0) throw datasetError(listPath, [`${missing.length} train/test image(s) are not in it, e.g. "${missing[0]}"`]);
-    return allRow;
-  };
-  const checkRows = (m: SparseRows, path: string, want: number, listPath: string) => {
-    if (m.rows !== want) throw datasetError(path, [`${m.rows} rows, but ${listPath} has ${want} images`]);
-  };
-
-  // Seen labels: Flickr tags, concept columns dropped.
-  const seenOf: Uint16Array[] = new Array(all.length);
-  const trainTags = firstExisting(root, ['NUS_WID_Tags/Train_Tags1k.dat', 'Train_Tags1k.dat']);
-  const testTags = firstExisting(root, ['NUS_WID_Tags/Test_Tags1k.dat', 'Test_Tags1k.dat']);
+  const out: Uint16Array[] = new Array(all.length);
+  const trainTags = release.find(['NUS_WID_Tags/Train_Tags1k.dat', 'Train_Tags1k.dat']);
+  const testTags = release.find(['NUS_WID_Tags/Test_Tags1k.dat', 'Test_Tags1k.dat']);
   if (trainTags && testTags) {
-    const a = readBinaryMatrix(trainTags, tags.length);
+    const a = readBinaryMatrix(trainTags, tagCount);
     checkRows(a, trainTags, train.length, trainPath);
-    const b = readBinaryMatrix(testTags, tags.length);
+    const b = readBinaryMatrix(testTags, tagCount);
     checkRows(b, testTags, test.length, testPath);
-    for (let i = 0; i < train.length; i++) seenOf[i] = rowCols(a, i);
-    for (let i = 0; i < test.length; i++) seenOf[train.length + i] = rowCols(b, i);
-  } else {
-    const allTags = need('a tag matrix (Train_Tags1k.dat + Test_Tags1k.dat, or AllTags1k.txt)', ['NUS_WID_Tags/AllTags1k.txt', 'AllTags1k.txt']);
-    const m = readBinaryMatrix(allTags, tags.length);
-    const rowOf = allRows();
-    checkRows(m, allTags, rowOf.size, 'Imagelist.txt');
-    all.forEach((id, i) => (seenOf[i] = rowCols(m, rowOf.get(shortId(id))!)));
+    for (let i = 0; i < train.length; i++) out[i] = rowCols(a, i);
+    for (let i = 0; i < test.length; i++) out[train.length + i] = rowCols(b, i);
+    return out;
   }
+  const allTags = release.need('a tag matrix (Train_Tags1k.dat + Test_Tags1k.dat, or AllTags1k.txt)', ['NUS_WID_Tags/AllTags1k.txt', 'AllTags1k.txt']);
+  const m = readBinaryMatrix(allTags, tagCount);
+  const rowOf = release.allRows(all);
+  checkRows(m, allTags, rowOf.size, 'Imagelist.txt');
+  all.forEach((id, i) => (out[i] = rowCols(m, rowOf.get(shortId(id))!)));
+  return out;
+}
 
-  // Unseen labels: human-checked concept ground truth.
-  const unseenOf: number[][] = all.map(() => []);
-  const trainTestDir = firstExisting(root, ['Groundtruth/TrainTestLabels', 'TrainTestLabels']);
-  const allLabelsDir = firstExisting(root, ['Groundtruth/AllLabels', 'AllLabels']);
-  const allLabels81 = firstExisting(root, ['AllLabels81.txt', 'Groundtruth/AllLabels81.txt']);
+/** The concepts (indices into Concepts81) per image, from the human-checked ground truth in any of its layouts. */
+function readConceptRows(release: NusWideRelease, lists: ImageLists, concepts: readonly string[], conceptsPath: string): number[][] {
+  const { train, test, trainPath, testPath } = lists;
+  const all = [...train, ...test];
+  const out: number[][] = all.map(() => []);
+  const trainTestDir = release.find(['Groundtruth/TrainTestLabels', 'TrainTestLabels']);
+  const allLabelsDir = release.find(['Groundtruth/AllLabels', 'AllLabels']);
+  const allLabels81 = release.find(['AllLabels81.txt', 'Groundtruth/AllLabels81.txt']);
   if (trainTestDir && concepts.every((c) => existsSync(join(trainTestDir, `Labels_${c}_Train.txt`)))) {
     concepts.forEach((c, k) => {
       const a = readBinaryMatrix(join(trainTestDir, `Labels_${c}_Train.txt`), 1);
       checkRows(a, join(trainTestDir, `Labels_${c}_Train.txt`), train.length, trainPath);
       const b = readBinaryMatrix(join(trainTestDir, `Labels_${c}_Test.txt`), 1);
       checkRows(b, join(trainTestDir, `Labels_${c}_Test.txt`), test.length, testPath);
-      for (let i = 0; i < train.length; i++) if (a.offsets[i + 1]! > a.offsets[i]!) unseenOf[i]!.push(k);
-      for (let i = 0; i < test.length; i++) if (b.offsets[i + 1]! > b.offsets[i]!) unseenOf[train.length + i]!.push(k);
+      for (let i = 0; i < train.length; i++) if (a.offsets[i + 1]! > a.offsets[i]!) out[i]!.push(k);
+      for (let i = 0; i < test.length; i++) if (b.offsets[i + 1]! > b.offsets[i]!) out[train.length + i]!.push(k);
     });
   } else if (allLabelsDir && concepts.every((c) => existsSync(join(allLabelsDir, `Labels_${c}.txt`)))) {
-    const rowOf = allRows();
+    const rowOf = release.allRows(all);
     concepts.forEach((c, k) => {
       const path = join(allLabelsDir, `Labels_${c}.txt`);
       const m = readBinaryMatrix(path, 1);
       checkRows(m, path, rowOf.size, 'Imagelist.txt');
       all.forEach((id, i) => {
         const r = rowOf.get(shortId(id))!;
-        if (m.offsets[r + 1]! > m.offsets[r]!) unseenOf[i]!.push(k);
+        if (m.offsets[r + 1]! > m.offsets[r]!) out[i]!.push(k);
       });
     });
   } else if (allLabels81) {
-    const rowOf = allRows();
+    const rowOf = release.allRows(all);
     const m = readBinaryMatrix(allLabels81, concepts.length);
     checkRows(m, allLabels81, rowOf.size, 'Imagelist.txt');
     all.forEach((id, i) => {
-      for (const k of rowCols(m, rowOf.get(shortId(id))!)) unseenOf[i]!.push(k);
+      for (const k of rowCols(m, rowOf.get(shortId(id))!)) out[i]!.push(k);
     });
   } else {
     throw new ClipDecoderError(
       'DATASET_INVALID',
-      `NUS-WIDE: concept ground truth not found in ${root}: expected Groundtruth/TrainTestLabels/Labels_<concept>_Train.txt and _Test.txt, Groundtruth/AllLabels/Labels_<concept>.txt, or AllLabels81.txt, for all ${concepts.length} concepts of ${basename(conceptsPath)}`,
-      root,
+      `NUS-WIDE: concept ground truth not found in ${release.root}: expected Groundtruth/TrainTestLabels/Labels_<concept>_Train.txt and _Test.txt, Groundtruth/AllLabels/Labels_<concept>.txt, or AllLabels81.txt, for all ${concepts.length} concepts of ${basename(conceptsPath)}`,
+      release.root,
     );
   }
+  return out;
+}
 
-  // Items: image folder default Flickr/<category>/<file>.
+/** Model selection: validation images out of train, and seen labels held out as pseudo-unseen on them. */
+function carveValidation(
+  keptTrain: readonly string[],
+  items: readonly DatasetItem[],
+  seen: readonly string[],
+  unseenCount: number,
+  options: NusWideOptions,
+): { val: Set<string>; pseudoUnseen: string[] } {
+  const rng = createRng(options.seed ?? 0);
+  const val = new Set(shuffleInPlace([...keptTrain], rng).slice(0, Math.round((options.valFraction ?? 0.1) * keptTrain.length)));
+  const valCount = new Map<string, number>();
+  for (const it of items) if (val.has(it.id)) for (const l of it.labels) valCount.set(l, (valCount.get(l) ?? 0) + 1);
+  const pseudoCandidates = seen.filter((l) => (valCount.get(l) ?? 0) >= (options.pseudoMinPositives ?? 10));
+  const pseudoUnseen = shuffleInPlace(pseudoCandidates, rng).slice(0, options.pseudoUnseen ?? unseenCount);
+  pseudoUnseen.sort((x, y) => seen.indexOf(x) - seen.indexOf(y));
+  return { val, pseudoUnseen };
+}
+
+export function loadNusWide(dir: string, options: NusWideOptions = {}): Dataset {
+  const root = resolve(dir);
+  if (!existsSync(root)) throw new ClipDecoderError('DATASET_INVALID', `NUS-WIDE folder ${root} does not exist`, root);
+  const notes: string[] = [];
+  const { tags, concepts, conceptsPath } = readLabelLists(root, notes);
+  // Seen labels: the Flickr tags that are not concepts; isSeenCol maps a tag column to its seen index or -1.
+  const conceptSet = new Set(concepts);
+  const seen = tags.filter((t) => !conceptSet.has(t));
+  const isSeenCol = new Int32Array(tags.length).fill(-1);
+  let nextSeen = 0;
+  tags.forEach((t, j) => {
+    if (!conceptSet.has(t)) isSeenCol[j] = nextSeen++;
+  });
+
+  const release = new NusWideRelease(root);
+  const trainPath = release.need('the training image list', ['ImageList/TrainImagelist.txt', 'TrainImagelist.txt']);
+  const testPath = release.need('the test image list', ['ImageList/TestImagelist.txt', 'TestImagelist.txt']);
+  const lists: ImageLists = { train: readImageList(trainPath), test: readImageList(testPath), trainPath, testPath };
+  const inTrain = new Set(lists.train);
+  const both = lists.test.find((id) => inTrain.has(id));
+  if (both) throw datasetError(testPath, [`image "${both}" is in both the training and the test list`]);
+  const all = [...lists.train, ...lists.test];
+  const tagRows = readTagRows(release, lists, tags.length);
+  const conceptRows = readConceptRows(release, lists, concepts, conceptsPath);
+
+  // Items: image folder default Flickr/<category>/<file>. NUS-WIDE keeps images with no label (many have
+  // none): only missing files are checked.
   const imagesDir = resolve(options.imagesDir ?? join(root, 'Flickr'));
-  const missingPolicy = options.missingFiles ?? 'error';
   const items: DatasetItem[] = [];
   const dropped = new Set<string>();
   const missingProblems: string[] = [];
+  const policy = new ItemPolicy({ empty: 'keep', missing: options.missingFiles ?? 'error' }, missingProblems);
   all.forEach((id, i) => {
     const labels: string[] = [];
-    for (const j of seenOf[i]!) {
+    for (const j of tagRows[i]!) {
       const k = isSeenCol[j]!;
       if (k >= 0) labels.push(seen[k]!);
     }
-    for (const k of unseenOf[i]!) labels.push(concepts[k]!);
-    const file = join(imagesDir, id);
-    if (missingPolicy !== 'ignore' && !existsSync(file)) {
-      if (missingPolicy === 'error') missingProblems.push(`image file ${file} does not exist`);
+    for (const k of conceptRows[i]!) labels.push(concepts[k]!);
+    if (!policy.admit('', id, labels, join(imagesDir, id))) {
       dropped.add(id);
       return;
     }
     items.push({ id, file: id, labels }); // relative to root (the image folder)
   });
   if (missingProblems.length > 0) throw datasetError(imagesDir, missingProblems);
-  if (dropped.size > 0) notes.push(`${dropped.size} image(s) whose file does not exist dropped`);
+  notes.push(...policy.notes());
 
-  // Model selection: validation images out of train, and seen labels held out as pseudo-unseen on them.
-  const valFraction = options.valFraction ?? 0.1;
-  const rng = createRng(options.seed ?? 0);
-  const keptTrain = train.filter((id) => !dropped.has(id));
-  const valSet = new Set(shuffleInPlace([...keptTrain], rng).slice(0, Math.round(valFraction * keptTrain.length)));
-  const valCount = new Map<string, number>();
-  for (const it of items) if (valSet.has(it.id)) for (const l of it.labels) valCount.set(l, (valCount.get(l) ?? 0) + 1);
-  const pseudoCandidates = seen.filter((l) => (valCount.get(l) ?? 0) >= (options.pseudoMinPositives ?? 10));
-  const pseudoUnseen = shuffleInPlace(pseudoCandidates, rng).slice(0, options.pseudoUnseen ?? concepts.length);
-  pseudoUnseen.sort((x, y) => seen.indexOf(x) - seen.indexOf(y));
-
+  const keptTrain = lists.train.filter((id) => !dropped.has(id));
+  const { val, pseudoUnseen } = carveValidation(keptTrain, items, seen, concepts.length, options);
   const dataset: Dataset = {
     name: 'nus-wide',
     format: 'nus-wide',
@@ -313,9 +355,9 @@ export function loadNusWide(dir: string, options: NusWideOptions = {}): Dataset 
     labels: [...seen, ...concepts],
     items,
     split: {
-      train: keptTrain.filter((id) => !valSet.has(id)),
-      val: keptTrain.filter((id) => valSet.has(id)),
-      test: test.filter((id) => !dropped.has(id)),
+      train: keptTrain.filter((id) => !val.has(id)),
+      val: keptTrain.filter((id) => val.has(id)),
+      test: lists.test.filter((id) => !dropped.has(id)),
       seen,
       unseen: concepts,
       pseudoUnseen,

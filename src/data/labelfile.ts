@@ -13,12 +13,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { ClipDecoderError } from '../errors.ts';
 import { CsvSyntaxError, parseCsv } from './csv.ts';
+import { ItemPolicy, readListFile, resolveUnseen, type EmptyPolicy, type MissingPolicy } from './loader-rules.ts';
 import { readSplitFile, SPLIT_FILE } from './manifest.ts';
 import { datasetError, validateDataset } from './types.ts';
 import type { Dataset, DatasetItem, DatasetSplit, SplitPart } from './types.ts';
-
-export type EmptyPolicy = 'error' | 'drop' | 'keep';
-export type MissingPolicy = 'error' | 'drop' | 'ignore';
 
 export interface LoadOptions {
   /** Folder image paths are relative to (default: the label file's folder). */
@@ -52,15 +50,6 @@ interface RawLine {
 function byLine(problems: readonly string[]): string[] {
   const lineOf = (p: string) => Number(/:(\d+): /.exec(p)?.[1] ?? 0);
   return [...problems].sort((a, b) => lineOf(a) - lineOf(b));
-}
-
-/** Reads a list file: one entry a line, blank lines and surrounding spaces ignored. */
-export function readListFile(path: string, what: string): string[] {
-  if (!existsSync(path)) throw new ClipDecoderError('DATASET_INVALID', `${what} ${path} does not exist`, path);
-  return readFileSync(path, 'utf8')
-    .split(/\r?\n/)
-    .map((l) => l.trim())
-    .filter((l) => l.length > 0);
 }
 
 function splitLabelCell(cell: string): string[] {
@@ -207,11 +196,97 @@ function resolveVocabulary(option: LoadOptions['vocabulary'], labelFile: string)
   return existsSync(sibling) ? readListFile(sibling, 'vocabulary file') : undefined;
 }
 
-export function resolveUnseen(option: LoadOptions['unseen'], labels: readonly string[]): string[] | undefined {
-  if (option === undefined) return undefined;
-  if (option === 'all') return [...labels];
-  if (Array.isArray(option)) return [...option];
-  return readListFile(option as string, 'unseen label file');
+/** The vocabulary and split of a label file: a split file, when there is one, also fixes the vocabulary. */
+interface LabelSpace {
+  vocabulary?: string[];
+  splitPath?: string;
+  splitFile?: DatasetSplit;
+}
+
+function resolveLabelSpace(labelFile: string, options: LoadOptions, oneHotLabels: string[] | undefined): LabelSpace {
+  const sibling = join(dirname(labelFile), SPLIT_FILE);
+  const splitPath = options.split ?? (existsSync(sibling) ? sibling : undefined);
+  const splitFile = splitPath ? readSplitFile(splitPath) : undefined;
+  const vocabulary = resolveVocabulary(options.vocabulary, labelFile) ?? oneHotLabels;
+  if (!splitFile) return { vocabulary, splitPath, splitFile };
+  const splitVocab = [...splitFile.seen, ...splitFile.unseen];
+  if (vocabulary) {
+    const a = new Set(vocabulary);
+    const diff = splitVocab.filter((l) => !a.has(l)).concat(vocabulary.filter((l) => !splitVocab.includes(l)));
+    if (diff.length > 0) throw datasetError(splitPath!, [`seen + unseen labels differ from the vocabulary (e.g. "${diff[0]}")`]);
+  }
+  return { vocabulary: splitVocab, splitPath, splitFile };
+}
+
+/** The parsed lines that become items: ids unique, labels known, then the empty-label and missing-file policies. */
+function admitItems(
+  labelFile: string,
+  root: string,
+  lines: readonly RawLine[],
+  space: LabelSpace,
+  options: LoadOptions,
+  problems: string[],
+): { items: DatasetItem[]; parts: Map<string, SplitPart>; listed: Set<string>; policy: ItemPolicy } {
+  const vocab = space.vocabulary ? new Set(space.vocabulary) : undefined;
+  const vocabSource = space.splitFile ? space.splitPath! : 'the vocabulary file';
+  const policy = new ItemPolicy({ empty: options.emptyLabels ?? 'error', missing: options.missingFiles ?? 'error' }, problems);
+  const firstLine = new Map<string, number>();
+  const items: DatasetItem[] = [];
+  const parts = new Map<string, SplitPart>();
+  for (const raw of lines) {
+    const at = `${labelFile}:${raw.line}`;
+    const prev = firstLine.get(raw.id);
+    if (prev !== undefined) {
+      problems.push(`${at}: duplicate id "${raw.id}" (first on line ${prev})`);
+      continue;
+    }
+    firstLine.set(raw.id, raw.line);
+    const labels = [...new Set(raw.labels)];
+    if (labels.some((l) => l.length === 0)) {
+      problems.push(`${at}: an empty label name`);
+      continue;
+    }
+    const unknown = vocab ? labels.filter((l) => !vocab.has(l)) : [];
+    if (unknown.length > 0) {
+      problems.push(`${at}: unknown label${unknown.length > 1 ? 's' : ''} ${unknown.map((l) => `"${l}"`).join(', ')} (not in ${vocabSource})`);
+      continue;
+    }
+    if (!policy.admit(at, raw.file, labels, resolve(root, raw.file))) continue;
+    items.push({ id: raw.id, file: raw.file, labels, ...(raw.meta ? { meta: raw.meta } : {}) });
+    if (raw.part) parts.set(raw.id, raw.part);
+  }
+  return { items, parts, listed: new Set(firstLine.keys()), policy };
+}
+
+/**
+ * The split: the split file's parts (images dropped above leave it too; anything else unknown is an error in
+ * validateDataset), or else per-line "split" fields with every other image in test.
+ */
+function resolveLabelSplit(
+  items: readonly DatasetItem[],
+  parts: ReadonlyMap<string, SplitPart>,
+  listed: ReadonlySet<string>,
+  labels: readonly string[],
+  splitFile: DatasetSplit | undefined,
+  unseenOption: LoadOptions['unseen'],
+): DatasetSplit {
+  const kept = new Set(items.map((it) => it.id));
+  if (splitFile && splitFile.train.length + splitFile.val.length + splitFile.test.length > 0) {
+    const keep = (ids: string[]) => ids.filter((id) => kept.has(id) || !listed.has(id));
+    return { ...splitFile, train: keep(splitFile.train), val: keep(splitFile.val), test: keep(splitFile.test) };
+  }
+  const unseen = splitFile ? splitFile.unseen : (resolveUnseen(unseenOption, labels) ?? []);
+  const unseenSet = new Set(unseen);
+  const byPart = (p: SplitPart) => items.filter((it) => (parts.get(it.id) ?? 'test') === p).map((it) => it.id);
+  return {
+    train: byPart('train'),
+    val: byPart('val'),
+    test: byPart('test'),
+    seen: splitFile ? splitFile.seen : labels.filter((l) => !unseenSet.has(l)),
+    unseen,
+    pseudoUnseen: splitFile?.pseudoUnseen ?? [],
+    ...(splitFile?.seed !== undefined ? { seed: splitFile.seed } : {}),
+  };
 }
 
 /** Loads a CSV or JSONL label file (format a), or a dataset folder written by clip-decoder (manifest.jsonl). */
@@ -226,99 +301,13 @@ export function loadLabelFile(path: string, options: LoadOptions = {}): Dataset 
   const root = resolve(options.imagesDir ?? dirname(labelFile));
   const text = readFileSync(labelFile, 'utf8');
   const problems: string[] = [];
-  const notes: string[] = [];
   const parsed = isJsonl ? { lines: parseJsonl(labelFile, text, problems) } : parseCsvLabels(labelFile, text, problems);
-
-  // The split file, when there is one, also fixes the vocabulary (seen + unseen).
-  const splitPath = options.split ?? (existsSync(join(dirname(labelFile), SPLIT_FILE)) ? join(dirname(labelFile), SPLIT_FILE) : undefined);
-  const splitFile = splitPath ? readSplitFile(splitPath) : undefined;
-  let vocabulary = resolveVocabulary(options.vocabulary, labelFile) ?? parsed.oneHotLabels;
-  if (splitFile) {
-    const splitVocab = [...splitFile.seen, ...splitFile.unseen];
-    if (vocabulary) {
-      const a = new Set(vocabulary);
-      const diff = splitVocab.filter((l) => !a.has(l)).concat(vocabulary.filter((l) => !splitVocab.includes(l)));
-      if (diff.length > 0) throw datasetError(splitPath!, [`seen + unseen labels differ from the vocabulary (e.g. "${diff[0]}")`]);
-    }
-    vocabulary = splitVocab;
-  }
-  const vocab = vocabulary ? new Set(vocabulary) : undefined;
-  const vocabSource = splitFile ? splitPath! : 'the vocabulary file';
-
-  const emptyPolicy = options.emptyLabels ?? 'error';
-  const missingPolicy = options.missingFiles ?? 'error';
-  const firstLine = new Map<string, number>();
-  const items: DatasetItem[] = [];
-  const parts = new Map<string, SplitPart>();
-  let dropped = 0;
-  let missing = 0;
-  for (const raw of parsed.lines) {
-    const at = `${labelFile}:${raw.line}`;
-    const prev = firstLine.get(raw.id);
-    if (prev !== undefined) {
-      problems.push(`${at}: duplicate id "${raw.id}" (first on line ${prev})`);
-      continue;
-    }
-    firstLine.set(raw.id, raw.line);
-    const labels = [...new Set(raw.labels)];
-    const empty = labels.find((l) => l.length === 0);
-    if (empty !== undefined) {
-      problems.push(`${at}: an empty label name`);
-      continue;
-    }
-    if (vocab) {
-      const unknown = labels.filter((l) => !vocab.has(l));
-      if (unknown.length > 0) {
-        problems.push(`${at}: unknown label${unknown.length > 1 ? 's' : ''} ${unknown.map((l) => `"${l}"`).join(', ')} (not in ${vocabSource})`);
-        continue;
-      }
-    }
-    if (labels.length === 0) {
-      if (emptyPolicy === 'error') {
-        problems.push(`${at}: image "${raw.file}" has no labels (remove the line, or allow empty label sets)`);
-        continue;
-      }
-      if (emptyPolicy === 'drop') {
-        dropped++;
-        continue;
-      }
-    }
-    if (missingPolicy !== 'ignore' && !existsSync(resolve(root, raw.file))) {
-      if (missingPolicy === 'error') {
-        problems.push(`${at}: image file ${resolve(root, raw.file)} does not exist`);
-        continue;
-      }
-      missing++;
-      continue;
-    }
-    items.push({ id: raw.id, file: raw.file, labels, ...(raw.meta ? { meta: raw.meta } : {}) });
-    if (raw.part) parts.set(raw.id, raw.part);
-  }
+  const space = resolveLabelSpace(labelFile, options, parsed.oneHotLabels);
+  const { items, parts, listed, policy } = admitItems(labelFile, root, parsed.lines, space, options, problems);
   if (problems.length > 0) throw datasetError(labelFile, byLine(problems));
-  if (dropped > 0) notes.push(`${dropped} image(s) without labels dropped`);
-  if (missing > 0) notes.push(`${missing} image(s) whose file does not exist dropped`);
 
-  const labels = vocabulary ?? [...new Set(items.flatMap((it) => it.labels))].sort();
-  const kept = new Set(items.map((it) => it.id));
-  let split: DatasetSplit;
-  if (splitFile && splitFile.train.length + splitFile.val.length + splitFile.test.length > 0) {
-    // Images dropped above leave the split too; anything else unknown is an error (validateDataset).
-    const keep = (ids: string[]) => ids.filter((id) => kept.has(id) || !firstLine.has(id));
-    split = { ...splitFile, train: keep(splitFile.train), val: keep(splitFile.val), test: keep(splitFile.test) };
-  } else {
-    const unseen = splitFile ? splitFile.unseen : (resolveUnseen(options.unseen, labels) ?? []);
-    const unseenSet = new Set(unseen);
-    const byPart = (p: SplitPart) => items.filter((it) => (parts.get(it.id) ?? 'test') === p).map((it) => it.id);
-    split = {
-      train: byPart('train'),
-      val: byPart('val'),
-      test: byPart('test'),
-      seen: splitFile ? splitFile.seen : labels.filter((l) => !unseenSet.has(l)),
-      unseen,
-      pseudoUnseen: splitFile?.pseudoUnseen ?? [],
-      ...(splitFile?.seed !== undefined ? { seed: splitFile.seed } : {}),
-    };
-  }
+  const labels = space.vocabulary ?? [...new Set(items.flatMap((it) => it.labels))].sort();
+  const split = resolveLabelSplit(items, parts, listed, labels, space.splitFile, options.unseen);
   const dataset: Dataset = {
     name: basename(dirname(labelFile)),
     format: isJsonl ? (basename(labelFile) === 'manifest.jsonl' ? 'manifest' : 'jsonl') : 'csv',
@@ -326,8 +315,8 @@ export function loadLabelFile(path: string, options: LoadOptions = {}): Dataset 
     labels: [...split.seen, ...split.unseen].length === labels.length ? [...split.seen, ...split.unseen] : labels,
     items,
     split,
-    notes,
+    notes: policy.notes(),
   };
-  validateDataset(dataset, splitPath ?? labelFile);
+  validateDataset(dataset, space.splitPath ?? labelFile);
   return dataset;
 }
