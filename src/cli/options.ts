@@ -5,6 +5,7 @@ import { ClipDecoderError } from '../errors.ts';
 import { checkLabels, parseLabelList, readLabelFile, type LabelLimits } from '../labels.ts';
 import { parseDecimal, type NumberKind } from '../numbers.ts';
 import { DEFAULT_MODEL } from '../tagger/tagger.ts';
+import type { ExpandedInputs } from '../util/images.ts';
 
 /** The --model value, or the bundled model when none is given. */
 export function modelOrDefault(model: string | undefined): string {
@@ -37,4 +38,18 @@ export function readLabelFlags(labels: string | undefined, labelsFile: string | 
   if (out.length === 0) throw new ClipDecoderError('NO_LABELS', 'no labels: give --labels a,b,c or --labels-file FILE', '--labels');
   // Both flags together: the union must still be free of duplicates and within the limits.
   return labels !== undefined && labelsFile !== undefined ? checkLabels(out, { ...limits, source: '--labels + --labels-file' }) : out;
+}
+
+/**
+ * Prints what listing the inputs found wrong (warnings for skipped entries, one line per failed input). When
+ * nothing is left to process it says so and sets exit code 1 (the inputs failed), and returns false.
+ */
+export function reportInputs(inputs: ExpandedInputs, verb: string): boolean {
+  for (const s of inputs.skipped) process.stderr.write(`clip-decoder: warning: ${s.path}: ${s.reason}\n`);
+  for (const m of inputs.missing) process.stderr.write(`clip-decoder: ${m.path}: ${m.reason}\n`);
+  if (inputs.files.length > 0) return true;
+  const n = inputs.missing.length;
+  process.stderr.write(`clip-decoder: nothing to ${verb}: ${n === 1 ? 'the input yields' : `none of the ${n} inputs yields`} an image\n`);
+  process.exitCode = 1;
+  return false;
 }

@@ -8,7 +8,7 @@ import { Tagger, type TagResult } from '../tagger/tagger.ts';
 import { attentionOverlayPng, overlayFileName, overlayLabelParts } from '../tagger/overlay.ts';
 import { expandImageInputs } from '../util/images.ts';
 import { DEFAULT_MAX_FILE_BYTES, writeFileAtomic } from '../util/fs.ts';
-import { numberFlag, optionalNumberFlag, readLabelFlags } from './options.ts';
+import { numberFlag, optionalNumberFlag, readLabelFlags, reportInputs } from './options.ts';
 import { startProgress } from './progress.ts';
 
 interface TagFlags {
@@ -70,16 +70,11 @@ export function registerTagCommand(program: Command): void {
       const maxFileBytes = numberFlag(flags.maxFileBytes, '--max-file-bytes', 'positive-integer');
       if (flags.explain !== undefined) prepareExplainDir(flags.explain);
 
-      const { files, missing, skipped } = expandImageInputs(paths);
-      for (const s of skipped) process.stderr.write(`clip-decoder: warning: ${s.path}: ${s.reason}\n`);
-      for (const m of missing) process.stderr.write(`clip-decoder: ${m.path}: ${m.reason}\n`);
+      const expanded = expandImageInputs(paths);
+      const { files, missing } = expanded;
       const inputs = files.length + missing.length;
-      if (files.length === 0) {
-        // Nothing was tagged: the inputs failed (exit 1), each named above; no model is loaded for nothing.
-        process.stderr.write(`clip-decoder: nothing to tag: ${inputs === 1 ? 'the input yields' : `none of the ${inputs} inputs yields`} an image\n`);
-        process.exitCode = 1;
-        return;
-      }
+      // Nothing to tag is a failed input (exit 1), each named; no model is loaded for nothing.
+      if (!reportInputs(expanded, 'tag')) return;
       let failures = missing.length;
 
       const tagger = await Tagger.load({ model: flags.model, head: flags.head, maxFileBytes });
