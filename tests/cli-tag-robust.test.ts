@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { trainTinyHead, TINY_CLIP } from './helpers/tiny-head.ts';
@@ -119,6 +119,23 @@ test('--explain onto a file, or an overlay that cannot be written: one line nami
   const c = tag(dogFace, '--labels', 'dog', '--explain', out, '--format', 'jsonl');
   assert.equal(c.code, 2);
   assert.equal(c.stderr, `clip-decoder: --explain: cannot write ${join(out, '0000-dog-face--dog.png')} (EISDIR: illegal operation on a directory)\n`);
+});
+
+// EACCES needs a user the permissions apply to: root runs the CLI as nobody through setpriv(1).
+const asRoot = process.getuid?.() === 0;
+const canDropRoot = asRoot && spawnSync('setpriv', ['--version']).status === 0;
+
+test('--explain into a folder without write permission: one line naming it, exit 2', { skip: asRoot && !canDropRoot && 'root without setpriv(1)' }, () => {
+  const dir = tmp('explain-ro');
+  const ro = join(dir, 'ro');
+  mkdirSync(ro, { mode: 0o555 });
+  for (const d of [dir, tiny.dir, join(tiny.dir, '..')]) chmodSync(d, 0o755); // mkdtemp's 0700 would hide them from nobody
+  const args = [...CLI, dogFace, '--labels', 'dog', '--explain', ro];
+  const r = asRoot
+    ? spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, ...args], { encoding: 'utf8', timeout: 60_000 })
+    : spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.stderr, `clip-decoder: --explain ${ro}: cannot create or write the folder (EACCES: permission denied)\n`);
+  assert.equal(r.status, 2);
 });
 
 test('a closed stdout (tag … | head -1) ends quietly with exit 0', () => {
