@@ -119,6 +119,7 @@ test('--explain onto a file, or an overlay that cannot be written: one line nami
   const c = tag(dogFace, '--labels', 'dog', '--explain', out, '--format', 'jsonl');
   assert.equal(c.code, 2);
   assert.equal(c.stderr, `clip-decoder: --explain: cannot write ${join(out, '0000-dog-face--dog.png')} (EISDIR: illegal operation on a directory)\n`);
+  assert.deepEqual(readdirSync(out), ['0000-dog-face--dog.png'], 'no temporary file left behind');
 });
 
 // EACCES needs a user the permissions apply to: root runs the CLI as nobody through setpriv(1).

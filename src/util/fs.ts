@@ -19,7 +19,12 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
     throw e;
   }
   await fh.close();
-  await rename(tmp, path);
+  try {
+    await rename(tmp, path);
+  } catch (e) {
+    await unlink(tmp).catch(() => {}); // a folder in the way, say: leave no stray temporary behind
+    throw e;
+  }
 }
 
 /** Image files larger than this are refused unless the caller raises the limit (a photo is rarely 50 MB). */
