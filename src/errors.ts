@@ -9,7 +9,15 @@ export type ErrorCode =
   | 'HUB_OFFLINE' // a hub id was given but no network / cache
   | 'IMAGE_INVALID' // an image file is corrupt, empty, truncated or not an image
   | 'IMAGE_TOO_LARGE' // an image exceeds the pixel limit
-  | 'INPUT_INVALID' // bad arguments: empty label list, NaN in features, shape mismatch
+  | 'INPUT_INVALID' // bad arguments: NaN in features, shape mismatch
+  | 'BAD_PARAMETER' // a numeric flag or parameter is not a plain decimal number in its range
+  | 'NO_LABELS' // a label list is empty
+  | 'TOO_MANY_LABELS' // a label list is longer than its limit
+  | 'LABEL_TOO_LONG' // a label is longer than its limit
+  | 'DUPLICATE_LABEL' // a label appears twice in one list
+  | 'FILE_NOT_REGULAR' // an input path is a FIFO, device, socket or folder where a file was wanted
+  | 'FILE_TOO_LARGE' // an input file exceeds the byte limit
+  | 'OUTPUT_UNWRITABLE' // an output folder or file cannot be created or written
   | 'CHECKPOINT_INVALID' // a head checkpoint fails validation
   | 'DATASET_INVALID' // a dataset file fails validation
   | 'CACHE_MISMATCH'; // a feature cache from another model or dataset

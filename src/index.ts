@@ -5,6 +5,12 @@ export { Tagger, DEFAULT_MODEL, DEFAULT_HEAD } from './tagger/tagger.ts';
 export type { TaggerOptions, TagOptions, TagResult, LabelProbability } from './tagger/tagger.ts';
 export { attentionOverlayPng } from './tagger/overlay.ts';
 
+// Parsing what people type: label lists and numbers, with errors that name the label or flag.
+export { checkLabels, parseLabelList, parseLabelLines, readLabelFile, DEFAULT_MAX_LABELS, DEFAULT_MAX_LABEL_LENGTH } from './labels.ts';
+export type { LabelLimits, LabelListOptions } from './labels.ts';
+export { parseDecimal } from './numbers.ts';
+export type { NumberKind } from './numbers.ts';
+
 // CLIP encoders over ONNX (any Hugging Face / transformers.js CLIP folder).
 export { ClipModel } from './clip/model.ts';
 export type { ClipModelOptions, ImageResult, ImageEncoding } from './clip/model.ts';

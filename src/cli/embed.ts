@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { ClipModel } from '../clip/model.ts';
 import { embedLabels } from '../clip/prompts.ts';
 import { expandImageInputs } from '../util/images.ts';
-import { modelOrDefault, positiveIntFlag } from './options.ts';
+import { modelOrDefault, positiveIntFlag, reportInputs } from './options.ts';
 import { startProgress } from './progress.ts';
 
 function preview(v: Float32Array): string {
@@ -50,25 +50,26 @@ export function registerEmbedCommands(program: Command): void {
     .option('-b, --batch-size <n>', 'images per ONNX run', '16')
     .action(async (paths: string[], opts: { model?: string; json?: boolean; tokens?: boolean; keepCls?: boolean; batchSize: string }) => {
       const batchSize = positiveIntFlag(opts.batchSize, '--batch-size');
-      const { files, missing } = expandImageInputs(paths);
+      const inputs = expandImageInputs(paths);
+      const { files, missing } = inputs;
+      if (!reportInputs(inputs, 'embed')) return;
       let failures = missing.length;
-      for (const m of missing) process.stderr.write(`clip-decoder: ${m.path}: ${m.reason}\n`);
       const model = await ClipModel.load(modelOrDefault(opts.model), { keepCls: opts.keepCls });
       const progress = startProgress('embedding', files.length);
       try {
         for await (const r of model.encodeImages(files, { batchSize, onProgress: (d) => progress.update(d) })) {
           if (r.error) {
             failures++;
-            process.stderr.write(`clip-decoder: ${r.error.message}\n`);
+            progress.write(process.stderr, `clip-decoder: ${r.error.message}\n`);
             continue;
           }
           const file = String(r.source);
           if (opts.json) {
             const rec: Record<string, unknown> = { file, embedding: Array.from(r.imageEmbed) };
             if (opts.tokens) Object.assign(rec, { tokensShape: [model.numTokens, model.tokenDim], tokens: Array.from(r.tokens) });
-            process.stdout.write(`${JSON.stringify(rec)}\n`);
+            progress.write(process.stdout, `${JSON.stringify(rec)}\n`);
           } else {
-            process.stdout.write(`${file}\t${preview(r.imageEmbed)}\n`);
+            progress.write(process.stdout, `${file}\t${preview(r.imageEmbed)}\n`);
           }
         }
       } finally {

@@ -1,5 +1,6 @@
 // The `clip-decoder` command line: each command lives in its own module and only parses flags, then calls
 // the library. Errors the library raises on purpose print one line and exit 2; anything else is a bug.
+// Importing this module runs nothing: bin/clip-decoder.js calls main().
 import { Command } from 'commander';
 import { ClipDecoderError } from '../errors.ts';
 import { registerEmbedCommands } from './embed.ts';
@@ -40,9 +41,4 @@ export async function main(argv: string[]): Promise<number> {
     if (typeof code === 'number') return code === 1 ? 2 : code;
     throw e;
   }
-}
-
-const isEntry = process.argv[1] && /clip-decoder(\.js)?$|main\.ts$/.test(process.argv[1]);
-if (isEntry) {
-  main(process.argv).then((code) => process.exit(code));
 }

@@ -1,18 +1,25 @@
 // A progress bar on stderr for long runs, shown only when stderr is a terminal (logs and pipes stay clean).
+// While it is shown, every line the command prints goes through `write`, which clears the bar's line, prints,
+// and redraws the bar below: otherwise a table row on stdout would continue the bar's line on the same
+// terminal, and the bar's next redraw (carriage return, clear to the right) would overwrite it.
 import cliProgress from 'cli-progress';
 
 export interface Progress {
   update(done: number, total?: number): void;
+  /** Prints text (whole lines) to `stream` without mixing it with the bar. */
+  write(stream: NodeJS.WritableStream, text: string): void;
   stop(): void;
 }
 
 export function startProgress(label: string, total: number, stream: NodeJS.WriteStream = process.stderr): Progress {
-  if (!stream.isTTY || total <= 1) return { update() {}, stop() {} };
+  if (!stream.isTTY || total <= 1) return { update() {}, write: (s, text) => void s.write(text), stop() {} };
   const bar = new cliProgress.SingleBar(
-    { format: `${label} [{bar}] {value}/{total} {percentage}% | {rate}/s | ETA {eta_formatted}`, stream, hideCursor: true, etaBuffer: 50 },
+    { format: `${label} [{bar}] {value}/{total} {percentage}% | {rate}/s | ETA {eta_formatted}`, stream, hideCursor: true, etaBuffer: 50, forceRedraw: true },
     cliProgress.Presets.shades_classic,
   );
   const t0 = Date.now();
+  // forceRedraw: after `write` cleared its line the bar must be drawn again even though its text is unchanged.
+  let active = true;
   bar.start(total, 0, { rate: '0.0' });
   return {
     update(done, newTotal) {
@@ -20,7 +27,18 @@ export function startProgress(label: string, total: number, stream: NodeJS.Write
       const rate = done / Math.max(1e-3, (Date.now() - t0) / 1000);
       bar.update(done, { rate: rate.toFixed(1) });
     },
+    write(s, text) {
+      // Output redirected away from the terminal cannot mix with the bar.
+      if (!active || (s !== stream && !(s as NodeJS.WriteStream).isTTY)) {
+        s.write(text);
+        return;
+      }
+      stream.write('\r\x1b[2K'); // to column 0, clear the whole line
+      s.write(text);
+      bar.render();
+    },
     stop() {
+      active = false;
       bar.stop();
     },
   };

@@ -1,14 +1,14 @@
 // `tag`: independent label probabilities for images, as a table, JSON lines or CSV; attention overlays with
 // --explain.
 import type { Command } from 'commander';
-import { readFileSync, mkdirSync } from 'node:fs';
-import { basename, extname, join } from 'node:path';
+import { accessSync, constants, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { ClipDecoderError } from '../errors.ts';
 import { Tagger, type TagResult } from '../tagger/tagger.ts';
-import { attentionOverlayPng } from '../tagger/overlay.ts';
+import { attentionOverlayPng, overlayFileName, overlayLabelParts } from '../tagger/overlay.ts';
 import { expandImageInputs } from '../util/images.ts';
-import { writeFileAtomic } from '../util/fs.ts';
-import { positiveIntFlag } from './options.ts';
+import { DEFAULT_MAX_FILE_BYTES, writeFileAtomic } from '../util/fs.ts';
+import { numberFlag, optionalNumberFlag, readLabelFlags, reportInputs } from './options.ts';
 import { startProgress } from './progress.ts';
 
 interface TagFlags {
@@ -21,31 +21,28 @@ interface TagFlags {
   format?: string;
   explain?: string;
   batchSize: string;
-}
-
-/** Labels from --labels (comma-separated) and/or --labels-file (one per line, # comments). */
-export function readLabelFlags(labels: string | undefined, labelsFile: string | undefined): string[] {
-  const out: string[] = [];
-  if (labels !== undefined) out.push(...labels.split(',').map((l) => l.trim()).filter(Boolean));
-  if (labelsFile !== undefined) {
-    let text: string;
-    try {
-      text = readFileSync(labelsFile, 'utf8');
-    } catch (e) {
-      throw new ClipDecoderError('INPUT_INVALID', `--labels-file ${labelsFile}: cannot read (${(e as NodeJS.ErrnoException).code ?? e})`, labelsFile);
-    }
-    out.push(...text.split('\n').map((l) => l.replace(/#.*/, '').trim()).filter(Boolean));
-  }
-  if (out.length === 0) throw new ClipDecoderError('INPUT_INVALID', 'no labels: give --labels a,b,c or --labels-file FILE', '--labels');
-  return out;
+  maxFileBytes: string;
 }
 
 function csvCell(s: string): string {
   return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-function safeName(s: string): string {
-  return s.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 80);
+function errno(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  return err.code ? `${err.code}: ${err.message.replace(/^\w+: /, '').replace(/, \w+ '.*'$/, '')}` : String(e);
+}
+
+/** Creates the --explain folder and checks it can be written, before any model is loaded. */
+function prepareExplainDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, constants.W_OK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'EEXIST' || code === 'ENOTDIR' ? `${errno(e)}: a file is in the way of the folder` : errno(e);
+    throw new ClipDecoderError('OUTPUT_UNWRITABLE', `--explain ${dir}: cannot create or write the folder (${why})`, dir, { cause: e });
+  }
 }
 
 export function registerTagCommand(program: Command): void {
@@ -54,7 +51,7 @@ export function registerTagCommand(program: Command): void {
     .description('independent probability of each label for each image (any labels: open vocabulary)')
     .argument('<paths...>', 'image files or folders (walked recursively)')
     .option('-l, --labels <a,b,c>', 'comma-separated labels')
-    .option('--labels-file <file>', 'labels, one per line')
+    .option('--labels-file <file>', 'labels, one per line (a line starting with # is a comment)')
     .option('-m, --model <path|id>', 'CLIP model folder (default: the bundled pico-CLIP)')
     .option('--head <dir>', 'CLIP-Decoder head checkpoint (default: the bundled head)')
     .option('-k, --top <K>', 'keep the K most probable labels per image')
@@ -62,63 +59,70 @@ export function registerTagCommand(program: Command): void {
     .option('-f, --format <table|jsonl|csv>', 'output format (default: table on a terminal, else jsonl)')
     .option('--explain <dir>', 'write an attention overlay PNG per image and kept label into DIR')
     .option('-b, --batch-size <n>', 'images per ONNX run', '16')
+    .option('--max-file-bytes <n>', 'refuse image files larger than this', String(DEFAULT_MAX_FILE_BYTES))
     .action(async (paths: string[], flags: TagFlags) => {
       const labels = readLabelFlags(flags.labels, flags.labelsFile);
-      const top = flags.top !== undefined ? positiveIntFlag(flags.top, '--top') : undefined;
-      let threshold: number | undefined;
-      if (flags.threshold !== undefined) {
-        threshold = Number(flags.threshold);
-        if (!(threshold >= 0 && threshold <= 1)) throw new ClipDecoderError('INPUT_INVALID', `--threshold must be a probability in [0, 1], got "${flags.threshold}"`, '--threshold');
-      }
+      const top = optionalNumberFlag(flags.top, '--top', 'positive-integer');
+      const threshold = optionalNumberFlag(flags.threshold, '--threshold', 'probability');
       const format = flags.format ?? (process.stdout.isTTY ? 'table' : 'jsonl');
       if (!['table', 'jsonl', 'csv'].includes(format)) throw new ClipDecoderError('INPUT_INVALID', `--format must be table, jsonl or csv, got "${format}"`, '--format');
-      const batchSize = positiveIntFlag(flags.batchSize, '--batch-size');
-      const { files, missing } = expandImageInputs(paths);
-      for (const m of missing) process.stderr.write(`clip-decoder: ${m.path}: ${m.reason}\n`);
-      let failures = missing.length;
-      if (flags.explain) mkdirSync(flags.explain, { recursive: true });
+      const batchSize = numberFlag(flags.batchSize, '--batch-size', 'positive-integer');
+      const maxFileBytes = numberFlag(flags.maxFileBytes, '--max-file-bytes', 'positive-integer');
+      if (flags.explain !== undefined) prepareExplainDir(flags.explain);
 
-      const tagger = await Tagger.load({ model: flags.model, head: flags.head });
+      const expanded = expandImageInputs(paths);
+      const { files, missing } = expanded;
+      const inputs = files.length + missing.length;
+      // Nothing to tag is a failed input (exit 1), each named; no model is loaded for nothing.
+      if (!reportInputs(expanded, 'tag')) return;
+      let failures = missing.length;
+
+      const tagger = await Tagger.load({ model: flags.model, head: flags.head, maxFileBytes });
+      const labelParts = flags.explain !== undefined ? overlayLabelParts(labels) : undefined;
       const progress = startProgress('tagging', files.length);
+      const out = (text: string) => progress.write(process.stdout, text);
       const width = Math.max(...files.map((f) => f.length), 4);
-      if (format === 'csv') process.stdout.write('file,label,probability\n');
+      if (format === 'csv') out('file,label,probability\n');
       try {
-        for await (const r of tagger.tagStream(files, labels, { top, threshold, batchSize, attention: Boolean(flags.explain), onProgress: (d) => progress.update(d) })) {
+        for await (const r of tagger.tagStream(files, labels, { top, threshold, batchSize, attention: flags.explain !== undefined, onProgress: (d) => progress.update(d) })) {
           if (r.error) {
             failures++;
-            process.stderr.write(`clip-decoder: ${r.error.message}\n`);
+            progress.write(process.stderr, `clip-decoder: ${r.error.message}\n`);
             continue;
           }
-          write(r, format, width);
-          if (flags.explain) await explain(tagger, r, flags.explain);
+          out(formatResult(r, format, width));
+          if (flags.explain !== undefined) await explain(tagger, r, flags.explain, labelParts!);
         }
       } finally {
         progress.stop();
         await tagger.dispose();
       }
       if (failures > 0) {
-        process.stderr.write(`clip-decoder: ${failures} of ${files.length + missing.length} inputs failed\n`);
+        process.stderr.write(`clip-decoder: ${failures} of ${inputs} inputs failed\n`);
         process.exitCode = 1;
       }
     });
 }
 
-function write(r: TagResult, format: string, width: number): void {
+function formatResult(r: TagResult, format: string, width: number): string {
   if (format === 'jsonl') {
-    process.stdout.write(`${JSON.stringify({ file: r.source, labels: Object.fromEntries(r.labels.map((l) => [l.label, Number(l.probability.toFixed(6))])) })}\n`);
+    return `${JSON.stringify({ file: r.source, labels: Object.fromEntries(r.labels.map((l) => [l.label, Number(l.probability.toFixed(6))])) })}\n`;
   } else if (format === 'csv') {
-    for (const l of r.labels) process.stdout.write(`${csvCell(r.source)},${csvCell(l.label)},${l.probability.toFixed(6)}\n`);
-  } else {
-    const cells = r.labels.map((l) => `${l.label} ${l.probability.toFixed(3)}`).join('  ');
-    process.stdout.write(`${r.source.padEnd(width)}  ${cells || '(no label passes the filters)'}\n`);
+    return r.labels.map((l) => `${csvCell(r.source)},${csvCell(l.label)},${l.probability.toFixed(6)}\n`).join('');
   }
+  const cells = r.labels.map((l) => `${l.label} ${l.probability.toFixed(3)}`).join('  ');
+  return `${r.source.padEnd(width)}  ${cells || '(no label passes the filters)'}\n`;
 }
 
-async function explain(tagger: Tagger, r: TagResult, dir: string): Promise<void> {
-  const stem = `${String(r.index).padStart(4, '0')}-${safeName(basename(r.source, extname(r.source)))}`;
+async function explain(tagger: Tagger, r: TagResult, dir: string, labelParts: Map<string, string>): Promise<void> {
   for (const l of r.labels) {
     if (!l.attention) continue;
     const png = await attentionOverlayPng(r.source, l.attention, tagger.grid.height, tagger.grid.width);
-    await writeFileAtomic(join(dir, `${stem}--${safeName(l.label)}.png`), png);
+    const file = join(dir, overlayFileName(r.index, r.source, labelParts.get(l.label)!));
+    try {
+      await writeFileAtomic(file, png);
+    } catch (e) {
+      throw new ClipDecoderError('OUTPUT_UNWRITABLE', `--explain: cannot write ${file} (${errno(e)})`, file, { cause: e });
+    }
   }
 }

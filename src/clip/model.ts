@@ -192,6 +192,7 @@ export class ClipModel {
     const B = Math.max(1, options.batchSize ?? 16);
     const per = this.pixelsPerImage;
     const pixelLimit = options.pixelLimit ?? this.options.pixelLimit;
+    const { maxFileBytes } = options;
     const sources = inputs.map((x) => (typeof x === 'string' || x instanceof Uint8Array ? x : x.source));
     const prepare = async (start: number) => {
       const items = sources.slice(start, start + B);
@@ -200,7 +201,7 @@ export class ClipModel {
         items.map((src, i) => {
           const input = inputs[start + i]!;
           const augment = typeof input === 'string' || input instanceof Uint8Array ? undefined : input.augment;
-          return preprocessInto(src, this.folder.preprocess, pixels, i * per, { pixelLimit, augment }).then(
+          return preprocessInto(src, this.folder.preprocess, pixels, i * per, { pixelLimit, maxFileBytes, augment }).then(
             () => undefined,
             (e: unknown) => (e instanceof ClipDecoderError ? e : new ClipDecoderError('IMAGE_INVALID', `${String(src)}: ${(e as Error).message}`, String(src))),
           );

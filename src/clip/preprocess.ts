@@ -2,8 +2,8 @@
 // preprocessor_config.json: convert to RGB (alpha composited on white), shortest-side resize (bicubic, with
 // antialiasing as PIL does), centre crop, rescale, normalise, CHW float32.
 import sharp, { type Metadata } from 'sharp';
-import { readFile } from 'node:fs/promises';
 import { ClipDecoderError } from '../errors.ts';
+import { readRegularFile } from '../util/fs.ts';
 
 export interface PreprocessConfig {
   doResize: boolean;
@@ -87,6 +87,8 @@ export type ImageSource = string | Uint8Array;
 export interface PreprocessOptions {
   /** Images with more pixels than this are refused (decompression bombs). */
   pixelLimit?: number;
+  /** Files with more bytes are refused, and only regular files are read (default DEFAULT_MAX_FILE_BYTES). */
+  maxFileBytes?: number;
   /** Training augmentation, applied before the resize: a crop (fractions of the oriented image) and a mirror. */
   augment?: { flip?: boolean; crop?: { left: number; top: number; width: number; height: number } };
 }
@@ -111,8 +113,9 @@ export async function preprocessInto(
   const { height: H, width: W } = outputSize(cfg);
   let data: Uint8Array;
   try {
-    data = typeof src === 'string' ? await readFile(src) : src;
+    data = typeof src === 'string' ? await readRegularFile(src, options.maxFileBytes) : src;
   } catch (e) {
+    if (e instanceof ClipDecoderError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     throw new ClipDecoderError('IMAGE_INVALID', `${name}: cannot read the file (${code ?? String(e)})`, name, { cause: e });
   }

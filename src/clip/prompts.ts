@@ -1,5 +1,6 @@
 // Label → prompt text(s) → CLIP text embedding. Several templates may be averaged (prompt ensembling).
 import { ClipDecoderError } from '../errors.ts';
+import { checkLabels } from '../labels.ts';
 import type { ClipModel } from './model.ts';
 
 export const DEFAULT_TEMPLATES: readonly string[] = ['a photo of {label}'];
@@ -18,17 +19,12 @@ export function fillTemplate(template: string, label: string): string {
   return template.replaceAll('{label}', label);
 }
 
-/** Checks a label list: non-empty, no blank labels, no duplicates. Returns the labels trimmed. */
+/**
+ * Checks a label list: non-empty, no blank labels, no duplicates. Returns the labels trimmed. The one
+ * label-list checker is src/labels.ts; here without count or length limits (training vocabularies).
+ */
 export function validateLabels(labels: readonly string[]): string[] {
-  if (labels.length === 0) throw new ClipDecoderError('INPUT_INVALID', 'the label list is empty: give at least one label');
-  const seen = new Set<string>();
-  return labels.map((raw, i) => {
-    const label = raw.trim();
-    if (!label) throw new ClipDecoderError('INPUT_INVALID', `label ${i + 1} is blank`, String(i + 1));
-    if (seen.has(label)) throw new ClipDecoderError('INPUT_INVALID', `label "${label}" appears twice`, label);
-    seen.add(label);
-    return label;
-  });
+  return checkLabels(labels, { maxLabels: Infinity, maxLength: Infinity });
 }
 
 export function l2normalizeRows(x: Float32Array, dim: number): Float32Array {

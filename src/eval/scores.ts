@@ -69,6 +69,13 @@ function decodeBinary(path: string, buf: Buffer): ScoreTable {
   // Copy into an aligned array (the file buffer's offset may not be a multiple of 4).
   const scores = new Float32Array(n);
   new Uint8Array(scores.buffer).set(buf.subarray(start));
+  const at = scores.findIndex((v) => !Number.isFinite(v));
+  if (at >= 0) {
+    const L = header.labels.length;
+    const id = header.ids[Math.floor(at / L)]!;
+    const label = header.labels[at % L]!;
+    throw new ClipDecoderError('INPUT_INVALID', `${path}: the score of id "${id}" for label "${label}" is not a finite number (${scores[at]})`, path);
+  }
   return { ids: header.ids, labels: header.labels, scores };
 }
 
@@ -119,6 +126,8 @@ function decodeJsonl(path: string, text: string): ScoreTable {
     labels!.forEach((l, j) => {
       const v = s[l];
       if (typeof v !== 'number' || Number.isNaN(v)) problems.push(`${at}: no numeric score for label "${l}"`);
+      // JSON.parse reads 1e999 as Infinity; an infinite score would tie or break every ranking it is in.
+      else if (!Number.isFinite(v)) problems.push(`${at}: the score for label "${l}" is not a finite number (${v})`);
       else scores[i * L + j] = v;
     });
   });

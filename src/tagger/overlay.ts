@@ -1,7 +1,9 @@
 // Attention maps as pictures: a label's cross-attention over the patch grid, upsampled and blended as a heat
 // map over the view of the image the model saw (a centred square crop).
 import sharp from 'sharp';
-import { readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { basename, extname } from 'node:path';
+import { readRegularFile } from '../util/fs.ts';
 import { ClipDecoderError } from '../errors.ts';
 import type { ImageSource } from '../clip/preprocess.ts';
 
@@ -45,7 +47,7 @@ export async function attentionOverlayPng(
   }
   const size = options.size ?? 224;
   const alpha = options.alpha ?? 0.55;
-  const data = typeof src === 'string' ? await readFile(src) : src;
+  const data = typeof src === 'string' ? await readRegularFile(src) : src;
   const base = await sharp(data, { failOn: 'truncated', autoOrient: true })
     .flatten({ background: '#ffffff' })
     .resize({ width: size, height: size, fit: 'cover', position: 'centre', kernel: 'cubic' })
@@ -72,4 +74,60 @@ export async function attentionOverlayPng(
     out[p * 3 + 2] = Math.round(base[p * 3 + 2]! * (1 - alpha) + b * alpha);
   }
   return sharp(out, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
+}
+
+// Overlay file names: `<index>-<image stem>--<label>.png`. The index (the image's position in the input) keeps
+// images apart, even two `a.png` in different folders; the label part is injective, so `a/b`, `a_b` and
+// `a b` stay three files. Unicode letters, marks and digits are kept as they are (readable: `猫`), a space
+// becomes `_`, and every other character (`/`, `_`, `%`, emoji, …) is written as %XX of its UTF-8 bytes.
+const KEEP = /^[\p{L}\p{M}\p{N}.-]$/u;
+/** Bytes of a name part before it is cut and suffixed with a hash (file names are limited to 255 bytes). */
+const MAX_PART_BYTES = 100;
+
+function hash8(s: string): string {
+  return createHash('sha256').update(s, 'utf8').digest('hex').slice(0, 8);
+}
+
+/** A string as an injective, readable file-name part (no `/`, no `~` except before a hash suffix). */
+export function fileNamePart(s: string): string {
+  const parts: string[] = [];
+  for (const ch of s) {
+    if (ch === ' ') parts.push('_');
+    else if (KEEP.test(ch)) parts.push(ch);
+    else parts.push(Array.from(Buffer.from(ch, 'utf8'), (b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''));
+  }
+  let out = parts.join('');
+  if (Buffer.byteLength(out) > MAX_PART_BYTES) {
+    // Cut at a whole character, then the hash of the full string keeps long names apart.
+    let cut = '';
+    for (const p of parts) {
+      if (Buffer.byteLength(cut + p) > MAX_PART_BYTES - 9) break;
+      cut += p;
+    }
+    out = `${cut}~${hash8(s)}`;
+  }
+  return out;
+}
+
+/**
+ * The label part of each label's overlay file name. Names that differ only in case or Unicode normalisation
+ * (`Dog`/`dog`, é composed/decomposed) would collide on macOS and Windows file systems: those get a hash suffix.
+ */
+export function overlayLabelParts(labels: readonly string[]): Map<string, string> {
+  const parts = new Map(labels.map((l) => [l, fileNamePart(l)]));
+  const byKey = new Map<string, string[]>();
+  for (const [label, part] of parts) {
+    const key = part.normalize('NFC').toLowerCase();
+    byKey.set(key, [...(byKey.get(key) ?? []), label]);
+  }
+  for (const group of byKey.values()) {
+    if (group.length > 1) for (const l of group) if (!parts.get(l)!.includes('~')) parts.set(l, `${parts.get(l)}~${hash8(l)}`);
+  }
+  return parts;
+}
+
+/** The overlay file name of one image (by input position and path) and one label part. */
+export function overlayFileName(index: number, source: string, labelPart: string): string {
+  const stem = fileNamePart(basename(source, extname(source)));
+  return `${String(index).padStart(4, '0')}-${stem}--${labelPart}.png`;
 }

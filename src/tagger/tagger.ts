@@ -5,9 +5,10 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ClipModel } from '../clip/model.ts';
-import { embedLabels, validateLabels } from '../clip/prompts.ts';
+import { embedLabels } from '../clip/prompts.ts';
 import type { ImageSource } from '../clip/preprocess.ts';
 import { ClipDecoderError } from '../errors.ts';
+import { checkLabels, type LabelLimits } from '../labels.ts';
 import type { ClipDecoderHead, PreparedLabels } from '../head/head.ts';
 import { OrtMatmul } from '../nn/ort-matmul.ts';
 import { loadCheckpoint, type CheckpointMeta } from '../train/checkpoint.ts';
@@ -28,6 +29,10 @@ export interface TaggerOptions {
   pixelLimit?: number;
   /** How many label sets to keep prepared (default 16). */
   labelCacheSize?: number;
+  /** Image files with more bytes are refused; only regular files are read (default 100 MiB). */
+  maxFileBytes?: number;
+  /** Limits on a label set: count and characters per label (defaults in src/labels.ts). */
+  labelLimits?: LabelLimits;
 }
 
 export interface TagOptions {
@@ -76,12 +81,16 @@ export class Tagger {
   readonly grid: { height: number; width: number };
   private readonly labelSets = new Map<string, Promise<LabelSet>>();
   private readonly labelCacheSize: number;
+  private readonly maxFileBytes?: number;
+  private readonly labelLimits: LabelLimits;
 
-  private constructor(model: ClipModel, head: ClipDecoderHead, meta: CheckpointMeta, labelCacheSize: number) {
+  private constructor(model: ClipModel, head: ClipDecoderHead, meta: CheckpointMeta, options: TaggerOptions) {
     this.model = model;
     this.head = head;
     this.meta = meta;
-    this.labelCacheSize = labelCacheSize;
+    this.labelCacheSize = options.labelCacheSize ?? 16;
+    this.maxFileBytes = options.maxFileBytes;
+    this.labelLimits = options.labelLimits ?? {};
     const { imageSize, patchSize } = model.folder;
     this.grid = { height: imageSize.height / patchSize, width: imageSize.width / patchSize };
   }
@@ -106,7 +115,7 @@ export class Tagger {
         headDir,
       );
     }
-    return new Tagger(model, ck.head, ck.meta, options.labelCacheSize ?? 16);
+    return new Tagger(model, ck.head, ck.meta, options);
   }
 
   /** The prompt templates the head was trained with. */
@@ -116,7 +125,7 @@ export class Tagger {
 
   /** Encodes a label set once (text model + head's image-independent part); cached by content. */
   prepareLabels(labels: readonly string[]): Promise<LabelSet> {
-    const clean = validateLabels(labels);
+    const clean = checkLabels(labels, this.labelLimits);
     const key = clean.join('\u0000');
     let set = this.labelSets.get(key);
     if (set) {
@@ -170,7 +179,7 @@ export class Tagger {
     }.bind(this);
 
     const batchSize = options.batchSize ?? 16;
-    for await (const r of this.model.encodeImages(images as ImageSource[], { batchSize, onProgress: options.onProgress })) {
+    for await (const r of this.model.encodeImages(images as ImageSource[], { batchSize, onProgress: options.onProgress, maxFileBytes: this.maxFileBytes })) {
       if (r.error) {
         yield* flush();
         yield { index: r.index, source: describe(r.source), labels: [], error: r.error };
