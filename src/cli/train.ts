@@ -56,7 +56,7 @@ export function registerTrainCommands(program: Command): void {
       try {
         const s = await ensureFeatures(model, dataset, o.cache, views, (d, t) => progress.update(d, t), (m) => process.stderr.write(`clip-decoder: ${m}\n`));
         progress.stop();
-        process.stderr.write(`${s.computed} computed, ${s.skipped} already cached, in ${s.seconds.toFixed(1)} s (${(s.computed / Math.max(s.seconds, 1e-9)).toFixed(1)} images/s)\n`);
+        process.stderr.write(`${s.computed} computed${s.changed ? ` (${s.changed} of them because the image changed)` : ''}, ${s.skipped} already cached, in ${s.seconds.toFixed(1)} s (${(s.computed / Math.max(s.seconds, 1e-9)).toFixed(1)} images/s)\n`);
       } finally {
         progress.stop();
         await model.dispose();
