@@ -138,6 +138,11 @@ export function savedRunSettings(outDir: string): { epochs?: number; batchSize?:
 
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
 
+/** The entries that were given: undefined ones must not override defaults when spread. */
+function given<T extends object>(o: T | undefined): Partial<T> {
+  return Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
 /** The validation score that selects the epoch: ZSL mAP on the held-out labels (GZSL mAP if there are none). */
 export function selectionScore(r: ProtocolResult): number {
   return r.zsl ? r.zsl.mAP : r.gzsl.mAP;
@@ -176,7 +181,8 @@ function checkNoLeak(train: FitTrainData, val: FitEvalData | null): void {
  * Trains (or resumes) a head; returns the per-epoch log and where the best and last checkpoints are. Without
  * validation data (a final run on all training images) the last epoch counts as the best.
  */
-export async function fitHead(cache: FeatureCache, train: FitTrainData, val: FitEvalData | null, backend: MatmulBackend, opts: FitOptions): Promise<FitResult> {
+export async function fitHead(cache: FeatureCache, train: FitTrainData, val: FitEvalData | null, backend: MatmulBackend, fitOpts: FitOptions): Promise<FitResult> {
+  const opts: FitOptions = { ...fitOpts, trainer: given(fitOpts.trainer), head: given(fitOpts.head) };
   checkNoLeak(train, val);
   const N = train.ids.length, L = train.labels.length;
   const { numTokens: T, tokenDim: C, embedDim: E } = cache.meta;
