@@ -75,9 +75,12 @@ const firstStep = ref.lines.findIndex((l) => l.startsWith('step '));
 const totalSteps = last(ref.lines, 'step')!;
 const records = last(ref.lines, 'extract')!;
 console.log(`uninterrupted run: ${records} feature records, ${totalSteps} training steps, ${(ref.ms / 1000).toFixed(1)} s (startup ${((ref.firstWorkMs ?? 0) / 1000).toFixed(1)} s)`);
-// Time spans of the phases, to aim the random kills at both (one line per extraction batch and per step).
 const refSteps = ref.lines.length - firstStep;
-const trainMs = Math.max(500, ref.ms - (ref.firstWorkMs ?? 0));
+// The work after startup, split between the phases by the share of progress lines (one per extraction batch,
+// one per step) — only to spread the random kills over the whole run.
+const workMs = Math.max(500, ref.ms - (ref.firstWorkMs ?? 0));
+const extractLines = ref.lines.filter((l) => l.startsWith('extract ')).length;
+const extractShare = extractLines / (extractLines + totalSteps);
 
 // 2. the same run, killed KILLS times at random moments, resumed after each
 const rows: string[] = [];
@@ -87,9 +90,10 @@ let finished: Attempt | undefined;
 const t0 = performance.now();
 while (!finished) {
   attempts++;
-  // uniform over [0, work/KILLS) after the first line of work: on average KILLS kills use half the run, so they
-  // land in extraction first, then in training, and the last attempt completes it
-  const delay = kills >= KILLS ? null : rng.uniform() * (trainMs / KILLS);
+  // Uniform over [0, 2·remaining/(kills left + 1)) after the first line of work: each kill is expected to use
+  // 1/(k+1) of the work left, so the KILLS kills spread over the whole run and the last attempt completes it.
+  const remaining = workMs * (1 - extractShare * (committedRecords / records) - (1 - extractShare) * (committedSteps / totalSteps));
+  const delay = kills >= KILLS ? null : rng.uniform() * ((2 * remaining) / (KILLS - kills + 1));
   const a = await attempt('killed', delay);
   const resumedAt = a.lines.find((l) => l.startsWith('log resuming at step '));
   const from = resumedAt ? Number(/step (\d+)/.exec(resumedAt)![1]) : 0;
@@ -126,7 +130,6 @@ while (!finished) {
   console.log(rows.at(-1));
 }
 const killedMs = performance.now() - t0;
-void committedRecords;
 
 // 3. byte-for-byte comparison with the uninterrupted run
 const problems: string[] = [];
