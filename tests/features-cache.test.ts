@@ -166,6 +166,9 @@ test('a damaged shard, an edited index slot and NaN in a record are refused by n
   // a damaged index line (not the last) is refused rather than skipped
   writeFileSync(indexFile, index.replace('"key":"img2"', '"kex":"img2"'));
   await assert.rejects(FeatureCache.openExisting(cacheDir), (e: unknown) => e instanceof ClipDecoderError && e.code === 'CACHE_CORRUPT' && e.message.includes(`${indexFile}: line 3 is not a valid index entry`));
+  // and a truncated meta.json is one named error, not a stack trace
+  writeFileSync(join(cacheDir, 'meta.json'), '{"format": 2, "model');
+  await assert.rejects(FeatureCache.openExisting(cacheDir), (e: unknown) => e instanceof ClipDecoderError && e.code === 'CACHE_CORRUPT' && e.message.startsWith(`${join(cacheDir, 'meta.json')}: unreadable (`));
 });
 
 test('an image overwritten in place is extracted again (size + mtime per record); unchanged ones are not', async () => {

@@ -134,7 +134,12 @@ export class FeatureCache {
   static async openExisting(dir: string, expect: { modelFingerprint?: string; datasetFingerprint?: string } = {}): Promise<FeatureCache> {
     const metaPath = join(dir, 'meta.json');
     if (!existsSync(metaPath)) throw new ClipDecoderError('CACHE_MISMATCH', `${dir}: not a feature cache (no meta.json); run \`clip-decoder extract\` first`, dir);
-    const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as CacheMeta;
+    let meta: CacheMeta;
+    try {
+      meta = JSON.parse(readFileSync(metaPath, 'utf8')) as CacheMeta;
+    } catch (e) {
+      throw new ClipDecoderError('CACHE_CORRUPT', `${metaPath}: unreadable (${(e as Error).message}); delete the cache folder to rebuild it`, metaPath);
+    }
     return FeatureCache.open(dir, {
       ...meta,
       modelFingerprint: expect.modelFingerprint ?? meta.modelFingerprint,
