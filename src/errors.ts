@@ -19,8 +19,11 @@ export type ErrorCode =
   | 'FILE_TOO_LARGE' // an input file exceeds the byte limit
   | 'OUTPUT_UNWRITABLE' // an output folder or file cannot be created or written
   | 'CHECKPOINT_INVALID' // a head checkpoint fails validation
+  | 'CHECKPOINT_CORRUPT' // a checkpoint tensor's bytes differ from the SHA-256 digest recorded at save time
+  | 'RESUME_MISMATCH' // --resume with options that differ from the run being resumed
   | 'DATASET_INVALID' // a dataset file fails validation
-  | 'CACHE_MISMATCH'; // a feature cache from another model or dataset
+  | 'CACHE_MISMATCH' // a feature cache from another model or dataset
+  | 'CACHE_CORRUPT'; // a cached record's bytes differ from its index digest, or hold non-finite values
 
 export class ClipDecoderError extends Error {
   readonly code: ErrorCode;

@@ -101,3 +101,106 @@ test('killed with SIGKILL mid-run, a rerun finishes without recomputing and with
   resumed.close();
   ref.close();
 });
+
+async function encodeOne(path: string) {
+  for await (const r of model.encodeImages([path])) {
+    if (r.error) throw r.error;
+    return r;
+  }
+  throw new Error('no result');
+}
+
+function expectCorrupt(f: () => unknown, re: RegExp, key: string) {
+  assert.throws(f, (e: unknown) => {
+    assert.ok(e instanceof ClipDecoderError, String(e));
+    assert.equal(e.code, 'CACHE_CORRUPT');
+    assert.equal(e.subject, key);
+    assert.match(e.message, re);
+    return true;
+  });
+}
+
+test('a damaged shard, an edited index slot and NaN in a record are refused by name (CACHE_CORRUPT), never read', async () => {
+  const cacheDir = mkdtempSync(join(tmpdir(), 'feat-corrupt-'));
+  await extractFeatures(model, items(6), { cacheDir, datasetFingerprint: 'd1', batchSize: 4 });
+  const shard = join(cacheDir, 'shard-0000.bin');
+  const indexFile = join(cacheDir, 'index.jsonl');
+  const clean = readFileSync(shard);
+  const index = readFileSync(indexFile, 'utf8');
+  const lines = index.trim().split('\n').map((l) => JSON.parse(l) as { key: string; slot: number; sha256: string; source: string });
+  assert.equal(lines.length, 6);
+  assert.ok(lines.every((l) => /^[0-9a-f]{64}$/.test(l.sha256) && /^\d+:\d+$/.test(l.source)), index);
+  const recordBytes = clean.length / 6;
+  // 2,000 flipped bytes inside the records of img2 and img3
+  const bad = Buffer.from(clean);
+  const r = new (await import('../src/nn/rng.ts')).Rng(5);
+  for (let k = 0; k < 2000; k++) bad[2 * recordBytes + Math.floor(r.uniform() * 2 * recordBytes)] ^= 0x5a;
+  writeFileSync(shard, bad);
+  let cache = await FeatureCache.openExisting(cacheDir);
+  const slotOf = (key: string) => lines.find((l) => l.key === key)!.slot;
+  expectCorrupt(() => cache.read('img2'), new RegExp(`^${shard}: record "img2" \\(slot ${slotOf('img2')}\\) does not match its SHA-256 in ${indexFile} \\(the shard or the index was changed\\)`), 'img2');
+  expectCorrupt(() => cache.read('img3'), /record "img3"/, 'img3');
+  assert.equal(cache.read('img1').tokens.length, cache.meta.numTokens * cache.meta.tokenDim); // the others still read
+  cache.close();
+  writeFileSync(shard, clean);
+  // an index line edited to point img1 at img4's slot: the digest binds the line to its image
+  const edited = index.replace(`"key":"img1","shard":0,"slot":${slotOf('img1')}`, `"key":"img1","shard":0,"slot":${slotOf('img4')}`);
+  assert.notEqual(edited, index);
+  writeFileSync(indexFile, edited);
+  cache = await FeatureCache.openExisting(cacheDir);
+  expectCorrupt(() => cache.read('img1'), /record "img1" \(slot \d+\) does not match its SHA-256/, 'img1');
+  cache.close();
+  // NaN in a record whose digest is consistent (as if it had been cached with it): named with file, record and index
+  const nan = Buffer.from(clean);
+  nan.writeFloatLE(NaN, slotOf('img0') * recordBytes + 4 * 7);
+  const { createHash } = await import('node:crypto');
+  const digest = createHash('sha256').update('img0\n').update(nan.subarray(slotOf('img0') * recordBytes, (slotOf('img0') + 1) * recordBytes)).digest('hex');
+  writeFileSync(shard, nan);
+  writeFileSync(indexFile, index.replace(lines.find((l) => l.key === 'img0')!.sha256, digest));
+  cache = await FeatureCache.openExisting(cacheDir);
+  expectCorrupt(() => cache.read('img0'), new RegExp(`^${shard}: record "img0" \\(slot ${slotOf('img0')}\\) holds a non-finite value at index 7`), 'img0');
+  // and a non-finite record is never written
+  const T = cache.meta.numTokens * cache.meta.tokenDim;
+  assert.throws(() => cache.append([{ key: 'nan', tokens: new Float32Array(T).fill(NaN), imageEmbed: new Float32Array(cache.meta.embedDim) }]), /feature record "nan" holds a non-finite value at index 0/);
+  cache.close();
+  // a damaged index line (not the last) is refused rather than skipped
+  writeFileSync(indexFile, index.replace('"key":"img2"', '"kex":"img2"'));
+  await assert.rejects(FeatureCache.openExisting(cacheDir), (e: unknown) => e instanceof ClipDecoderError && e.code === 'CACHE_CORRUPT' && e.message.includes(`${indexFile}: line 3 is not a valid index entry`));
+  // and a truncated meta.json is one named error, not a stack trace
+  writeFileSync(join(cacheDir, 'meta.json'), '{"format": 2, "model');
+  await assert.rejects(FeatureCache.openExisting(cacheDir), (e: unknown) => e instanceof ClipDecoderError && e.code === 'CACHE_CORRUPT' && e.message.startsWith(`${join(cacheDir, 'meta.json')}: unreadable (`));
+});
+
+test('an image overwritten in place is extracted again (size + mtime per record); unchanged ones are not', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'feat-stale-'));
+  const cacheDir = join(dir, 'cache');
+  const files = [0, 1, 2].map((i) => join(dir, `img${i}.png`));
+  files.forEach((f, i) => writeFileSync(f, readFileSync(goodFiles[i]!)));
+  const list = files.map((f, i) => ({ id: `img${i}`, path: f, extraViews: 1 }));
+  const s1 = await extractFeatures(model, list, { cacheDir, datasetFingerprint: 'd1' });
+  assert.deepEqual([s1.computed, s1.changed, s1.skipped], [6, 0, 0]);
+  // overwrite img1 with another picture, in place (same path, same dataset fingerprint)
+  writeFileSync(files[1]!, readFileSync(goodFiles[3]!));
+  const s2 = await extractFeatures(model, list, { cacheDir, datasetFingerprint: 'd1' });
+  assert.deepEqual([s2.computed, s2.changed, s2.skipped], [2, 2, 4]);
+  const cache = await FeatureCache.openExisting(cacheDir);
+  assert.equal(cache.size, 6);
+  const fresh = await encodeOne(files[1]!);
+  assert.deepEqual(cache.read('img1').imageEmbed, fresh.imageEmbed);
+  assert.notDeepEqual(cache.read('img1').imageEmbed, cache.read('img0').imageEmbed);
+  cache.close();
+  // the superseding record survives a reopen (last index line of a key wins), and nothing is recomputed
+  const s3 = await extractFeatures(model, list, { cacheDir, datasetFingerprint: 'd1' });
+  assert.deepEqual([s3.computed, s3.skipped], [0, 6]);
+  const again = await FeatureCache.openExisting(cacheDir);
+  assert.deepEqual(again.read('img1').imageEmbed, fresh.imageEmbed);
+  again.close();
+});
+
+test('a cache of the previous format (no digests) is refused with a message saying to rebuild it', async () => {
+  const cacheDir = mkdtempSync(join(tmpdir(), 'feat-old-'));
+  await extractFeatures(model, items(1), { cacheDir, datasetFingerprint: 'd1' });
+  const metaPath = join(cacheDir, 'meta.json');
+  writeFileSync(metaPath, JSON.stringify({ ...JSON.parse(readFileSync(metaPath, 'utf8')), format: 1 }));
+  await assert.rejects(extractFeatures(model, items(1), { cacheDir, datasetFingerprint: 'd1' }), (e: unknown) => e instanceof ClipDecoderError && e.code === 'CACHE_MISMATCH' && /format 1 \(this version reads 2\).*delete this one/.test(e.message));
+});

@@ -141,15 +141,16 @@ test('loading validates format version, architecture vs tensor shapes, stamps, t
     const saved = await readFile(join(dir, weights));
     await copyFile(join(other, otherWeights), join(dir, weights));
     await expectInvalid(loadCheckpoint(dir, be), /belongs to another save/);
-    // truncated
+    // truncated: the digest no longer matches, and the message says why
     await writeFile(join(dir, weights), saved.subarray(0, saved.length - 10));
-    await expectInvalid(loadCheckpoint(dir, be), /outside the .*data section|truncated/);
-    // NaN in a weight
+    await assert.rejects(loadCheckpoint(dir, be), (e: unknown) => e instanceof ClipDecoderError && e.code === 'CHECKPOINT_CORRUPT' && /outside the .*data section \(truncated file\?\)/.test(e.message));
+    // NaN in a weight (in a checkpoint without digests, which would catch it first)
+    await edit((j) => delete j.digests);
     const stamp = JSON.parse(good).stamp;
     const bad = head.params.list.map((p) => [p.name, { shape: p.shape, data: Float32Array.from(p.data) }] as [string, { shape: readonly number[]; data: Float32Array }]);
     bad[3][1].data[0] = NaN;
     await writeFile(join(dir, weights), encodeSafetensors(bad, { format: 'clip-decoder-head', stamp }));
-    await expectInvalid(loadCheckpoint(dir, be), /non-finite/);
+    await expectInvalid(loadCheckpoint(dir, be, { onWarning: () => {} }), /non-finite/);
     // missing folder
     await assert.rejects(loadCheckpoint(join(dir, 'nope'), be), (e: unknown) => e instanceof ClipDecoderError && e.code === 'MODEL_NOT_FOUND');
   } finally {
@@ -203,6 +204,86 @@ for (let i = 1; ; i++) {
     assert.equal(left[0], 'config.json');
   } finally {
     await rm(script, { force: true });
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+/** Flips `n` bytes of `file` at seeded positions within [from, to). */
+async function flipBytes(file: string, n: number, from: number, to: number, seed = 1): Promise<void> {
+  const b = await readFile(file);
+  const r = new Rng(seed);
+  for (let k = 0; k < n; k++) b[from + Math.floor(r.uniform() * (to - from))] ^= 0xff;
+  await writeFile(file, b);
+}
+
+function dataStart(bytes: Uint8Array): number {
+  return 8 + Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+}
+
+test('flipped bytes in a checkpoint are refused: CHECKPOINT_CORRUPT naming the file and the tensor (weights and training state)', async () => {
+  const be = new TsMatmul();
+  const dir = await tmp();
+  try {
+    const trainer = Trainer.create(cfg, be, trainerOpts);
+    trainer.trainStep(batchAt(0));
+    await trainer.save(dir, meta);
+    const json = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'));
+    // the digests are recorded per file and per tensor
+    assert.deepEqual(Object.keys(json.digests).sort(), [json.training.state, json.weights].sort());
+    assert.equal(Object.keys(json.digests[json.weights].tensors).length, trainer.head.params.list.length);
+    assert.match(json.digests[json.weights].tensors['linear1.weight'], /^[0-9a-f]{64}$/);
+    const wfile = join(dir, json.weights);
+    const clean = await readFile(wfile);
+    // 20 flipped bytes inside linear1.weight's data: its offsets come from the file's own header
+    const header = JSON.parse(new TextDecoder().decode(clean.subarray(8, dataStart(clean))));
+    const [b0, b1] = header['linear1.weight'].data_offsets as [number, number];
+    await flipBytes(wfile, 20, dataStart(clean) + b0, dataStart(clean) + b1);
+    await assert.rejects(loadCheckpoint(dir, be), (e: unknown) => {
+      assert.ok(e instanceof ClipDecoderError);
+      assert.equal(e.code, 'CHECKPOINT_CORRUPT');
+      assert.equal(e.subject, wfile);
+      assert.equal(e.message, `${wfile} is corrupt: tensor linear1.weight differs from the SHA-256 recorded in config.json; the file changed after it was saved; restore the checkpoint from a copy or train it again`);
+      return true;
+    });
+    await assert.rejects(Trainer.resume(dir, be), (e: unknown) => e instanceof ClipDecoderError && e.code === 'CHECKPOINT_CORRUPT');
+    // a flipped byte in the header's padding/metadata: no tensor changed, but the file did
+    const hdr = Buffer.from(clean);
+    hdr[dataStart(clean) - 1] = 0x09; // the last padding space becomes a tab: still valid JSON
+    await writeFile(wfile, hdr);
+    await assert.rejects(loadCheckpoint(dir, be), /is corrupt: its header changed/);
+    await writeFile(wfile, clean);
+    await loadCheckpoint(dir, be); // restored: loads again
+    // the training state (Adam moments, EMA) is verified the same way on resume
+    const sfile = join(dir, json.training.state);
+    const sclean = await readFile(sfile);
+    await flipBytes(sfile, 20, dataStart(sclean), sclean.length, 2);
+    await loadCheckpoint(dir, be); // inference does not read the training state
+    await assert.rejects(Trainer.resume(dir, be), (e: unknown) => e instanceof ClipDecoderError && e.code === 'CHECKPOINT_CORRUPT' && e.subject === sfile && /tensors? (adam|ema)\./.test(e.message));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a checkpoint saved before digests existed loads with a warning naming it; the bundled head has digests', async () => {
+  const be = new TsMatmul();
+  const dir = await tmp();
+  try {
+    const head = ClipDecoderHead.create(cfg, be, new Rng(3));
+    await saveCheckpoint(dir, head, meta);
+    const cfgPath = join(dir, 'config.json');
+    const j = JSON.parse(await readFile(cfgPath, 'utf8'));
+    delete j.digests;
+    await writeFile(cfgPath, JSON.stringify(j));
+    const warnings: string[] = [];
+    const { head: h2 } = await loadCheckpoint(dir, be, { onWarning: (m) => warnings.push(m) });
+    assert.deepEqual(h2.params.list[0]!.data, head.params.list[0]!.data);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /config\.json records no SHA-256 digests .*tools\/checkpoint-digests\.ts/);
+    assert.ok(warnings[0]!.includes(cfgPath));
+    const bundled: string[] = [];
+    await loadCheckpoint('models/pico-clip-decoder', be, { onWarning: (m) => bundled.push(m) });
+    assert.deepEqual(bundled, []);
+  } finally {
     await rm(dir, { recursive: true, force: true });
   }
 });

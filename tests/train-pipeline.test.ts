@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { ClipDecoderError } from '../src/errors.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildEmojiTags } from '../src/data/emoji/build.ts';
@@ -95,4 +96,73 @@ test('EMA decay scales down for short runs', () => {
   assert.equal(autoEmaDecay(1_000_000), 0.9997);
   assert.equal(autoEmaDecay(1000), 0.99);
   assert.equal(autoEmaDecay(5), 0.5);
+});
+
+/** The SHA-256 digests config.json records for every tensor: equal digests ⇔ byte-identical tensors. */
+function tensorDigests(dir: string): Record<string, string> {
+  const j = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { digests: Record<string, { tensors: Record<string, string> }> };
+  const out: Record<string, string> = {};
+  for (const [file, d] of Object.entries(j.digests)) for (const [t, h] of Object.entries(d.tensors)) out[`${file.split('-')[0]}:${t}`] = h;
+  return out;
+}
+
+const stepsPerEpoch = Math.floor(trainingSet(dataset, 'select').ids.length / 8);
+
+test('killed mid-epoch (checkpoints every 2 steps), without its training log, a resumed run is bit-for-bit the uninterrupted one', async () => {
+  const whole = join(root, 'whole-mid');
+  const seen: number[] = [];
+  const w = await run(whole, { onProgress: (p) => { seen.push(p.step); assert.ok(Number.isFinite(p.loss) && p.totalSteps === 3 * stepsPerEpoch && p.epochs === 3); } });
+  assert.deepEqual(seen, Array.from({ length: 3 * stepsPerEpoch }, (_, i) => i + 1), 'onProgress after every step');
+  const part = join(root, 'part-mid');
+  // 3 steps into epoch 2 with a save every 2 steps: the last save is at step stepsPerEpoch + 2, step + 3 is lost
+  await run(part, { checkpointEverySteps: 2, stopAfterSteps: stepsPerEpoch + 3 });
+  const ck = JSON.parse(readFileSync(join(part, 'last', 'config.json'), 'utf8'));
+  assert.equal(ck.training.step, stepsPerEpoch + 2);
+  rmSync(join(part, 'training-log.json'));
+  const resumedLogs: string[] = [];
+  const r = await run(part, { resume: true, onLog: (l) => resumedLogs.push(l) });
+  assert.ok(resumedLogs.includes(`resuming at step ${ck.training.step} (epoch 1, mid-epoch)`), resumedLogs.join('\n'));
+  assert.deepEqual(tensorDigests(join(part, 'last')), tensorDigests(join(whole, 'last')));
+  assert.deepEqual(tensorDigests(join(part, 'best')), tensorDigests(join(whole, 'best')));
+  assert.deepEqual(r.fit.epochs.map((e) => [e.epoch, e.step, e.loss]), w.fit.epochs.map((e) => [e.epoch, e.step, e.loss]));
+  assert.equal(r.test.zsl!.mAP, w.test.zsl!.mAP);
+  // the training log is written again from the checkpoint's record of the run
+  assert.equal(JSON.parse(readFileSync(join(part, 'training-log.json'), 'utf8')).epochs.length, 3);
+});
+
+test('--resume refuses changed architecture or schedule options, naming them; with nothing to resume it says so and starts', async () => {
+  const out = join(root, 'resume-flags');
+  await run(out, { stopAfterEpochs: 1 });
+  const names = { epochs: '--epochs', 'trainer.maxLr': '--lr', 'head.dModel': '--d-model' };
+  await assert.rejects(run(out, { resume: true, epochs: 5, trainer: { maxLr: 2e-3, emaDecay: 0.9, alpha: 0.5 }, head: { ...small, dModel: 64 }, optionNames: names }), (e: unknown) => {
+    assert.ok(e instanceof ClipDecoderError);
+    assert.equal(e.code, 'RESUME_MISMATCH');
+    assert.equal(e.message, `resume: ${join(out, 'last')} is a run with other settings: --epochs 5 (the run has 3), --lr 0.002 (the run has 0.001), --d-model 64 (the run has 32); drop these to continue it, or train into a new output folder`);
+    assert.equal(e.subject, '--epochs');
+    return true;
+  });
+  // options not given take the run's values: nothing differs
+  const r = await trainOnDataset({ dataset, model, cacheDir: join(root, 'cache'), outDir: out, resume: true });
+  assert.equal(r.fit.epochs.length, 3);
+  const logs: string[] = [];
+  const fresh = await run(join(root, 'resume-nothing'), { resume: true, epochs: 1, onLog: (l) => logs.push(l) });
+  assert.equal(logs[0], `resume: nothing to resume in ${join(root, 'resume-nothing', 'last')} (no checkpoint yet); starting a new run`);
+  assert.equal(fresh.fit.epochs.length, 1);
+});
+
+test('resuming a checkpoint that predates the run record with a truncated training-log.json is one named error, not a stack trace', async () => {
+  const out = join(root, 'log-trunc');
+  await run(out, { stopAfterEpochs: 1 });
+  const logFile = join(out, 'training-log.json');
+  const text = readFileSync(logFile, 'utf8');
+  writeFileSync(logFile, text.slice(0, text.length >> 1));
+  const cfgFile = join(out, 'last', 'config.json');
+  const cfg = JSON.parse(readFileSync(cfgFile, 'utf8'));
+  delete cfg.extra.progress; // as saved before the run's progress was kept in the checkpoint
+  writeFileSync(cfgFile, JSON.stringify(cfg));
+  await assert.rejects(run(out, { resume: true }), (e: unknown) => {
+    assert.ok(e instanceof ClipDecoderError && e.code === 'CHECKPOINT_INVALID', String(e));
+    assert.match(e.message, new RegExp(`^resume: ${logFile} is unreadable \\(.*JSON.*\\), and ${join(out, 'last')} was saved by an older clip-decoder that kept the run's progress only there; train into a new output folder$`));
+    return true;
+  });
 });

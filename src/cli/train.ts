@@ -3,10 +3,12 @@ import type { Command } from 'commander';
 import { ClipModel } from '../clip/model.ts';
 import { ClipDecoderError } from '../errors.ts';
 import { loadDataset } from '../data/load.ts';
-import { autoEmaDecay, ensureFeatures, trainOnDataset, type QuerySource } from '../train/pipeline.ts';
+import { ensureFeatures, FIT_DEFAULTS, trainOnDataset, type QuerySource } from '../train/pipeline.ts';
+import { defaultTrainerOptions } from '../train/trainer.ts';
+import { defaultHeadConfig } from '../head/config.ts';
 import { readFileSync } from 'node:fs';
 import { modelOrDefault, positiveIntFlag } from './options.ts';
-import { startProgress } from './progress.ts';
+import { startProgress, startStepProgress } from './progress.ts';
 
 function numberFlag(value: string, flag: string, check: (n: number) => boolean, want: string): number {
   const n = Number(value);
@@ -14,33 +16,49 @@ function numberFlag(value: string, flag: string, check: (n: number) => boolean, 
   return n;
 }
 
+// Flags the user did not give stay undefined: the library holds the defaults (shown in --help from its
+// constants), and --resume takes the run's own values for them.
 interface TrainFlags {
   dataset: string;
   model?: string;
   cache: string;
   out: string;
-  epochs: string;
-  batchSize: string;
-  lr: string;
-  weightDecay: string;
-  alpha: string;
-  beta: string;
-  ema: string;
-  seed: string;
-  views: string;
+  epochs?: string;
+  batchSize?: string;
+  lr?: string;
+  weightDecay?: string;
+  alpha?: string;
+  beta?: string;
+  ema?: string;
+  seed?: string;
+  views?: string;
   queries: string;
   wordvecCorpus?: string;
   template?: string[];
-  dModel: string;
-  heads: string;
-  ffn: string;
-  dropout: string;
+  dModel?: string;
+  heads?: string;
+  ffn?: string;
+  dropout?: string;
+  checkpointSteps?: string;
+  checkpointMinutes?: string;
   resume?: boolean;
   trainOnUnseen?: boolean;
   final?: boolean;
 }
 
+/** Library option → flag, for messages (a refused --resume names the flags). */
+const OPTION_FLAGS: Record<string, string> = {
+  epochs: '--epochs', batchSize: '--batch-size', seed: '--seed', extraViews: '--views',
+  'trainer.maxLr': '--lr', 'trainer.weightDecay': '--weight-decay', 'trainer.alpha': '--alpha', 'trainer.beta': '--beta', 'trainer.emaDecay': '--ema',
+  'head.dModel': '--d-model', 'head.heads': '--heads', 'head.ffnDim': '--ffn', 'head.dropout': '--dropout',
+};
+
+const given = <T>(v: string | undefined, parse: (v: string) => T): T | undefined => (v === undefined ? undefined : parse(v));
+
 export function registerTrainCommands(program: Command): void {
+  const tDef = defaultTrainerOptions({ totalSteps: 1 });
+  const hDef = defaultHeadConfig();
+  const dflt = (v: unknown) => `(default ${v}; with --resume, the run's)`;
   program
     .command('extract')
     .description('compute CLIP patch tokens and image embeddings of a dataset into the feature cache (resumable)')
@@ -56,7 +74,7 @@ export function registerTrainCommands(program: Command): void {
       try {
         const s = await ensureFeatures(model, dataset, o.cache, views, (d, t) => progress.update(d, t), (m) => process.stderr.write(`clip-decoder: ${m}\n`));
         progress.stop();
-        process.stderr.write(`${s.computed} computed, ${s.skipped} already cached, in ${s.seconds.toFixed(1)} s (${(s.computed / Math.max(s.seconds, 1e-9)).toFixed(1)} images/s)\n`);
+        process.stderr.write(`${s.computed} computed${s.changed ? ` (${s.changed} of them because the image changed)` : ''}, ${s.skipped} already cached, in ${s.seconds.toFixed(1)} s (${(s.computed / Math.max(s.seconds, 1e-9)).toFixed(1)} images/s)\n`);
       } finally {
         progress.stop();
         await model.dispose();
@@ -70,35 +88,34 @@ export function registerTrainCommands(program: Command): void {
     .requiredOption('-c, --cache <dir>', 'feature cache folder (made if absent)')
     .requiredOption('-o, --out <dir>', 'output folder: best/ and last/ checkpoints, logs, curves, test report')
     .option('-m, --model <path|id>', 'CLIP model folder (default: the bundled pico-CLIP)')
-    .option('--epochs <n>', 'epochs', '40')
-    .option('-b, --batch-size <n>', 'batch size', '56')
-    .option('--lr <x>', 'OneCycle peak learning rate', '1e-4')
-    .option('--weight-decay <x>', 'coupled L2 on weight matrices', '1e-2')
-    .option('--alpha <x>', 'weight of the CLIP loss', '1')
-    .option('--beta <x>', 'weight of the ASL', '1')
-    .option('--ema <x|auto>', 'EMA decay (auto: 0.9997 or shorter for short runs)', 'auto')
-    .option('--seed <n>', 'seed of initialisation, dropout and batch order', '0')
-    .option('--views <n>', 'augmented views per training image', '0')
+    .option('--epochs <n>', `epochs ${dflt(FIT_DEFAULTS.epochs)}`)
+    .option('-b, --batch-size <n>', `batch size ${dflt(FIT_DEFAULTS.batchSize)}`)
+    .option('--lr <x>', `OneCycle peak learning rate ${dflt(tDef.maxLr)}`)
+    .option('--weight-decay <x>', `coupled L2 on weight matrices ${dflt(tDef.weightDecay)}`)
+    .option('--alpha <x>', `weight of the CLIP loss ${dflt(tDef.alpha)}`)
+    .option('--beta <x>', `weight of the ASL ${dflt(tDef.beta)}`)
+    .option('--ema <x|auto>', `EMA decay; auto: 0.9997, or shorter for short runs ${dflt('auto')}`)
+    .option('--seed <n>', `seed of initialisation, dropout and batch order ${dflt(FIT_DEFAULTS.seed)}`)
+    .option('--views <n>', `augmented views per training image ${dflt(0)}`)
     .option('--queries <clip|wordvec>', 'label queries: CLIP text embeddings or text-only word vectors', 'clip')
     .option('--wordvec-corpus <file>', 'with --queries wordvec: text file (one caption a line) to learn word vectors from')
     .option('-t, --template <template...>', 'prompt template(s) with {label}', ['a photo of {label}'])
-    .option('--d-model <n>', 'decoder width D', '768')
-    .option('--heads <n>', 'attention heads', '8')
-    .option('--ffn <n>', 'feed-forward width', '2048')
-    .option('--dropout <x>', 'dropout', '0.1')
-    .option('--resume', 'continue from OUT/last if it is there')
+    .option('--d-model <n>', `decoder width D ${dflt(hDef.dModel)}`)
+    .option('--heads <n>', `attention heads ${dflt(hDef.heads)}`)
+    .option('--ffn <n>', `feed-forward width ${dflt(hDef.ffnDim)}`)
+    .option('--dropout <x>', `dropout ${dflt(hDef.dropout)}`)
+    .option('--checkpoint-steps <n>', 'also save OUT/last every n steps within an epoch (default: by time only)')
+    .option('--checkpoint-minutes <m>', `also save OUT/last every m minutes within an epoch; 0: only at epoch ends (default ${FIT_DEFAULTS.checkpointEveryMinutes})`)
+    .option('--resume', "continue the run in OUT/last exactly (flags not given take the run's values; differing ones are refused); without a checkpoint there, start a new run and say so")
     .option('--train-on-unseen', 'upper bound: train with the unseen labels as targets too (not zero-shot)')
     .option('--final', 'train on train + validation with all seen labels for exactly --epochs (no selection)')
     .action(async (o: TrainFlags) => {
       const queries = o.queries as QuerySource;
       if (queries !== 'clip' && queries !== 'wordvec') throw new ClipDecoderError('INPUT_INVALID', `--queries must be clip or wordvec, got "${o.queries}"`, '--queries');
-      const epochs = positiveIntFlag(o.epochs, '--epochs');
-      const batchSize = positiveIntFlag(o.batchSize, '--batch-size');
       const positive = (n: number) => Number.isFinite(n) && n > 0;
       const nonNegative = (n: number) => Number.isFinite(n) && n >= 0;
       const dataset = loadDataset(o.dataset);
-      const steps = epochs * Math.floor(dataset.split.train.length / batchSize);
-      const emaDecay = o.ema === 'auto' ? autoEmaDecay(steps) : numberFlag(o.ema, '--ema', (n) => n >= 0 && n < 1, 'in [0, 1) or auto');
+      const emaDecay = o.ema === undefined || o.ema === 'auto' ? undefined : numberFlag(o.ema, '--ema', (n) => n >= 0 && n < 1, 'in [0, 1) or auto');
       let corpus: string[] | undefined;
       if (o.wordvecCorpus) {
         try {
@@ -108,6 +125,7 @@ export function registerTrainCommands(program: Command): void {
         }
       }
       const progress = startProgress('extracting', dataset.items.length);
+      const bar = startStepProgress('training');
       const r = await trainOnDataset({
         dataset,
         model: modelOrDefault(o.model),
@@ -116,33 +134,39 @@ export function registerTrainCommands(program: Command): void {
         queries,
         wordvecCorpus: corpus,
         templates: o.template,
-        epochs,
-        batchSize,
-        seed: numberFlag(o.seed, '--seed', (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0'),
-        extraViews: numberFlag(o.views, '--views', (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0'),
+        epochs: given(o.epochs, (v) => positiveIntFlag(v, '--epochs')),
+        batchSize: given(o.batchSize, (v) => positiveIntFlag(v, '--batch-size')),
+        seed: given(o.seed, (v) => numberFlag(v, '--seed', (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0')),
+        extraViews: given(o.views, (v) => numberFlag(v, '--views', (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0')),
         trainer: {
-          maxLr: numberFlag(o.lr, '--lr', positive, 'a positive number'),
-          weightDecay: numberFlag(o.weightDecay, '--weight-decay', nonNegative, '≥ 0'),
-          alpha: numberFlag(o.alpha, '--alpha', nonNegative, '≥ 0'),
-          beta: numberFlag(o.beta, '--beta', nonNegative, '≥ 0'),
+          maxLr: given(o.lr, (v) => numberFlag(v, '--lr', positive, 'a positive number')),
+          weightDecay: given(o.weightDecay, (v) => numberFlag(v, '--weight-decay', nonNegative, '≥ 0')),
+          alpha: given(o.alpha, (v) => numberFlag(v, '--alpha', nonNegative, '≥ 0')),
+          beta: given(o.beta, (v) => numberFlag(v, '--beta', nonNegative, '≥ 0')),
           emaDecay,
         },
         head: {
-          dModel: positiveIntFlag(o.dModel, '--d-model'),
-          heads: positiveIntFlag(o.heads, '--heads'),
-          ffnDim: positiveIntFlag(o.ffn, '--ffn'),
-          dropout: numberFlag(o.dropout, '--dropout', (n) => n >= 0 && n < 1, 'in [0, 1)'),
+          dModel: given(o.dModel, (v) => positiveIntFlag(v, '--d-model')),
+          heads: given(o.heads, (v) => positiveIntFlag(v, '--heads')),
+          ffnDim: given(o.ffn, (v) => positiveIntFlag(v, '--ffn')),
+          dropout: given(o.dropout, (v) => numberFlag(v, '--dropout', (n) => n >= 0 && n < 1, 'in [0, 1)')),
         },
+        checkpointEverySteps: given(o.checkpointSteps, (v) => positiveIntFlag(v, '--checkpoint-steps')),
+        checkpointEveryMinutes: given(o.checkpointMinutes, (v) => numberFlag(v, '--checkpoint-minutes', nonNegative, 'a number of minutes ≥ 0')),
+        optionNames: OPTION_FLAGS,
         resume: o.resume,
         trainOnUnseen: o.trainOnUnseen,
         final: o.final,
         onLog: (line) => {
           progress.stop();
-          process.stderr.write(`${line}\n`);
+          bar.log(line);
         },
         onExtractProgress: (d, t) => progress.update(d, t),
+        onProgress: (p) => bar.update(p),
+      }).finally(() => {
+        progress.stop();
+        bar.stop();
       });
-      progress.stop();
       const row = (name: string, m: typeof r.test.gzsl | null) =>
         m ? `| ${name} | ${m.mAP.toFixed(2)} | ${m.f1['3']?.toFixed(2)} | ${m.f1['5']?.toFixed(2)} | ${m.precision['3']?.toFixed(2)} | ${m.recall['3']?.toFixed(2)} | ${m.precision['5']?.toFixed(2)} | ${m.recall['5']?.toFixed(2)} |` : `| ${name} | – | | | | | | |`;
       process.stdout.write(

@@ -3,17 +3,25 @@
 //
 //   DIR/meta.json      fingerprint (model + preprocessing + dataset) and shapes; written once, atomically
 //   DIR/shard-NNNN.bin records: [tokens f32 T×C][imageEmbed f32 E], fixed size, back to back
-//   DIR/index.jsonl    one line per committed record: {"key","shard","slot"}; written after the shard is fsynced
+//   DIR/index.jsonl    one line per committed record: {"key","shard","slot","sha256","source"}; written after the
+//                      shard is fsynced
 //
 // A record counts only once its index line is complete; bytes a crash left past the last indexed record are
 // overwritten by the next append. Keys are "<image id>" for the plain view and "<image id>#<view>" for
 // augmented views.
+//
+// Integrity: "sha256" is the digest of the key, a newline and the record's bytes, checked on every read, so a
+// damaged shard or an index line pointing at another image's slot is refused (CACHE_CORRUPT, naming the shard
+// file and the record) instead of being trained on; non-finite values are refused the same way. "source" is
+// what the record was computed from (the extractor's "<size>:<mtime ns>" of the image file): a record whose
+// source changed is recomputed and its new index line supersedes the old one (the last line of a key wins).
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, readFileSync, closeSync, fsyncSync, writeSync, readSync, ftruncateSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { ClipDecoderError } from '../errors.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 
-export const CACHE_FORMAT_VERSION = 1;
+export const CACHE_FORMAT_VERSION = 2;
 /** Records per shard file (keeps files a manageable size). */
 const RECORDS_PER_SHARD = 4096;
 
@@ -33,7 +41,28 @@ export interface CacheMeta {
 export interface CacheEntry {
   shard: number;
   slot: number;
+  /** SHA-256 (hex) of the key, '\n' and the record's bytes. */
+  sha256: string;
+  /** What the record was computed from (e.g. "<size>:<mtime ns>" of the image file), when known. */
+  source?: string;
 }
+
+/** A record to store: the features of one (image, view) and, optionally, the state of its source file. */
+export interface CacheRecord {
+  key: string;
+  tokens: Float32Array;
+  imageEmbed: Float32Array;
+  source?: string;
+}
+
+function recordDigest(key: string, record: Uint8Array): string {
+  return createHash('sha256').update(`${key}\n`).update(record).digest('hex');
+}
+
+const isEntry = (r: unknown): r is CacheEntry & { key: string } => {
+  const e = r as Record<string, unknown>;
+  return typeof e?.key === 'string' && Number.isInteger(e.shard) && (e.shard as number) >= 0 && Number.isInteger(e.slot) && (e.slot as number) >= 0 && (e.slot as number) < RECORDS_PER_SHARD && typeof e.sha256 === 'string' && (e.source === undefined || typeof e.source === 'string');
+};
 
 export class FeatureCache {
   readonly dir: string;
@@ -59,6 +88,11 @@ export class FeatureCache {
 
   has(key: string): boolean {
     return this.index.has(key);
+  }
+
+  /** The source state recorded with the key's record (undefined when absent or not recorded). */
+  sourceOf(key: string): string | undefined {
+    return this.index.get(key)?.source;
   }
 
   keys(): IterableIterator<string> {
@@ -100,7 +134,12 @@ export class FeatureCache {
   static async openExisting(dir: string, expect: { modelFingerprint?: string; datasetFingerprint?: string } = {}): Promise<FeatureCache> {
     const metaPath = join(dir, 'meta.json');
     if (!existsSync(metaPath)) throw new ClipDecoderError('CACHE_MISMATCH', `${dir}: not a feature cache (no meta.json); run \`clip-decoder extract\` first`, dir);
-    const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as CacheMeta;
+    let meta: CacheMeta;
+    try {
+      meta = JSON.parse(readFileSync(metaPath, 'utf8')) as CacheMeta;
+    } catch (e) {
+      throw new ClipDecoderError('CACHE_CORRUPT', `${metaPath}: unreadable (${(e as Error).message}); delete the cache folder to rebuild it`, metaPath);
+    }
     return FeatureCache.open(dir, {
       ...meta,
       modelFingerprint: expect.modelFingerprint ?? meta.modelFingerprint,
@@ -116,14 +155,18 @@ export class FeatureCache {
     // The last element is '' after a complete final line, or a torn line after a crash: drop it either way.
     lines.pop();
     let maxSlot = -1;
-    for (const line of lines) {
-      let rec: { key: string; shard: number; slot: number };
+    for (const [n, line] of lines.entries()) {
+      let rec: unknown;
       try {
         rec = JSON.parse(line);
       } catch {
-        continue; // a torn line can only be the last one; treat any unreadable line as not committed
+        rec = undefined;
       }
-      this.index.set(rec.key, { shard: rec.shard, slot: rec.slot });
+      // Appends end with a newline and fsync, so only the final (popped) line can be torn: anything else is damage.
+      if (!isEntry(rec)) {
+        throw new ClipDecoderError('CACHE_CORRUPT', `${path}: line ${n + 1} is not a valid index entry; delete the cache folder to rebuild it`, path);
+      }
+      this.index.set(rec.key, { shard: rec.shard, slot: rec.slot, sha256: rec.sha256, ...(rec.source !== undefined ? { source: rec.source } : {}) });
       maxSlot = Math.max(maxSlot, rec.shard * RECORDS_PER_SHARD + rec.slot);
     }
     this.next = maxSlot + 1;
@@ -139,27 +182,35 @@ export class FeatureCache {
   private shardFd(shard: number, mode: 'r' | 'a'): number {
     let fd = this.shardFds.get(shard);
     if (fd === undefined) {
-      const path = join(this.dir, `shard-${String(shard).padStart(4, '0')}.bin`);
+      const path = this.shardPath(shard);
       fd = openSync(path, existsSync(path) ? 'r+' : mode === 'a' ? 'w+' : 'r');
       this.shardFds.set(shard, fd);
     }
     return fd;
   }
 
+  private shardPath(shard: number): string {
+    return join(this.dir, `shard-${String(shard).padStart(4, '0')}.bin`);
+  }
+
   /**
    * Appends records and commits them: data first (fsynced), then their index lines (fsynced). Keys already
-   * present are skipped.
+   * present with the same source are skipped; a key whose source changed gets a new record that supersedes
+   * the old one. Records with non-finite values are refused.
    */
-  append(records: { key: string; tokens: Float32Array; imageEmbed: Float32Array }[]): void {
+  append(records: CacheRecord[]): void {
     const { numTokens: T, tokenDim: C, embedDim: E } = this.meta;
     const bytes = this.recordFloats * 4;
     const lines: string[] = [];
     const touched = new Set<number>();
     for (const r of records) {
-      if (this.index.has(r.key)) continue;
+      const old = this.index.get(r.key);
+      if (old && old.source === r.source) continue;
       if (r.tokens.length !== T * C || r.imageEmbed.length !== E) {
         throw new ClipDecoderError('INPUT_INVALID', `feature record "${r.key}" has ${r.tokens.length}+${r.imageEmbed.length} values, expected ${T}×${C}+${E}`, r.key);
       }
+      const bad = firstNonFinite(r.tokens) ?? (firstNonFinite(r.imageEmbed) === undefined ? undefined : T * C + firstNonFinite(r.imageEmbed)!);
+      if (bad !== undefined) throw new ClipDecoderError('INPUT_INVALID', `feature record "${r.key}" holds a non-finite value at index ${bad}; it was not cached`, r.key);
       const shard = Math.floor(this.next / RECORDS_PER_SHARD);
       const slot = this.next % RECORDS_PER_SHARD;
       const fd = this.shardFd(shard, 'a');
@@ -168,8 +219,9 @@ export class FeatureCache {
       Buffer.from(r.imageEmbed.buffer, r.imageEmbed.byteOffset, r.imageEmbed.byteLength).copy(buf, T * C * 4);
       writeSync(fd, buf, 0, bytes, slot * bytes);
       touched.add(fd);
-      lines.push(JSON.stringify({ key: r.key, shard, slot }));
-      this.index.set(r.key, { shard, slot });
+      const entry: CacheEntry = { shard, slot, sha256: recordDigest(r.key, buf), ...(r.source !== undefined ? { source: r.source } : {}) };
+      lines.push(JSON.stringify({ key: r.key, ...entry }));
+      this.index.set(r.key, entry);
       this.next++;
     }
     if (lines.length === 0) return;
@@ -179,7 +231,10 @@ export class FeatureCache {
     fsyncSync(this.indexFd);
   }
 
-  /** Reads one record into the given arrays (or fresh ones). Throws if the key is not cached. */
+  /**
+   * Reads one record into the given arrays (or fresh ones), after checking its digest and that every value is
+   * finite. Throws if the key is not cached (CACHE_MISMATCH) or the record is damaged (CACHE_CORRUPT).
+   */
   read(key: string, into?: { tokens: Float32Array; imageEmbed: Float32Array }): { tokens: Float32Array; imageEmbed: Float32Array } {
     const e = this.index.get(key);
     if (!e) throw new ClipDecoderError('CACHE_MISMATCH', `${this.dir}: no features for "${key}"; run \`clip-decoder extract\` to complete the cache`, key);
@@ -189,9 +244,16 @@ export class FeatureCache {
     const buf = Buffer.allocUnsafe(bytes);
     const n = readSync(fd, buf, 0, bytes, e.slot * bytes);
     if (n !== bytes) {
-      throw new ClipDecoderError('CACHE_MISMATCH', `${this.dir}: shard ${e.shard} is shorter than its index says (record "${key}"); delete the cache to rebuild it`, key);
+      throw new ClipDecoderError('CACHE_CORRUPT', `${this.shardPath(e.shard)}: shorter than the index says (record "${key}", slot ${e.slot}); delete the cache folder to rebuild it`, key);
+    }
+    if (recordDigest(key, buf) !== e.sha256) {
+      throw new ClipDecoderError('CACHE_CORRUPT', `${this.shardPath(e.shard)}: record "${key}" (slot ${e.slot}) does not match its SHA-256 in ${join(this.dir, 'index.jsonl')} (the shard or the index was changed); delete the cache folder, or rerun \`clip-decoder extract\` into a new one`, key);
     }
     const f = new Float32Array(buf.buffer, buf.byteOffset, this.recordFloats);
+    const bad = firstNonFinite(f);
+    if (bad !== undefined) {
+      throw new ClipDecoderError('CACHE_CORRUPT', `${this.shardPath(e.shard)}: record "${key}" (slot ${e.slot}) holds a non-finite value at index ${bad}; delete the cache folder to rebuild it`, key);
+    }
     const tokens = into?.tokens ?? new Float32Array(T * C);
     const imageEmbed = into?.imageEmbed ?? new Float32Array(E);
     tokens.set(f.subarray(0, T * C));
@@ -203,7 +265,7 @@ export class FeatureCache {
   diskBytes(): number {
     let total = 0;
     for (let s = 0; s <= Math.floor(Math.max(0, this.next - 1) / RECORDS_PER_SHARD); s++) {
-      const path = join(this.dir, `shard-${String(s).padStart(4, '0')}.bin`);
+      const path = this.shardPath(s);
       if (existsSync(path)) {
         const fd = openSync(path, 'r');
         total += fstatSync(fd).size;
@@ -219,4 +281,9 @@ export class FeatureCache {
     if (this.indexFd !== undefined) closeSync(this.indexFd);
     this.indexFd = undefined;
   }
+}
+
+function firstNonFinite(a: Float32Array): number | undefined {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return i;
+  return undefined;
 }

@@ -1,13 +1,18 @@
 // Feature extraction: every image of a dataset through the CLIP vision model into the feature cache, pipelined
 // (decode overlaps inference), resumable (finished records are skipped), with optional augmented views.
 import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync } from 'node:fs';
+import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClipModel } from '../clip/model.ts';
 import type { PreprocessOptions } from '../clip/preprocess.ts';
 import { ClipDecoderError } from '../errors.ts';
 import { createRng } from '../data/random.ts';
-import { FeatureCache, CACHE_FORMAT_VERSION } from './cache.ts';
+import { FeatureCache, CACHE_FORMAT_VERSION, type CacheRecord } from './cache.ts';
+
+function allFinite(a: Float32Array): boolean {
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return false;
+  return true;
+}
 
 async function hashFile(path: string, h: ReturnType<typeof createHash>): Promise<void> {
   for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
@@ -28,6 +33,19 @@ export function datasetFingerprint(items: readonly { id: string; file: string }[
   const h = createHash('sha256');
   for (const it of items) h.update(`${it.id}\t${it.file}\n`);
   return h.digest('hex');
+}
+
+/**
+ * The state of an image file a cached record was computed from: size and modification time (ns). Overwriting
+ * the image changes it, so its records are recomputed. Undefined when the file cannot be stat'ed.
+ */
+export function sourceStamp(path: string): string | undefined {
+  try {
+    const st = statSync(path, { bigint: true });
+    return `${st.size}:${st.mtimeNs}`;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Cache key of an image's view: the plain view is the id itself. */
@@ -73,6 +91,8 @@ export interface ExtractOptions {
 export interface ExtractSummary {
   total: number;
   computed: number;
+  /** Of the records to compute, those that were cached but whose image file changed since (size or mtime). */
+  changed: number;
   skipped: number;
   failed: number;
   seconds: number;
@@ -93,13 +113,17 @@ export async function extractFeatures(model: ClipModel, items: readonly ExtractI
     keepCls,
   });
   const seed = options.seed ?? 0;
-  const todo: { key: string; path: string; augment?: PreprocessOptions['augment'] }[] = [];
+  const todo: { key: string; path: string; source?: string; augment?: PreprocessOptions['augment'] }[] = [];
   let total = 0;
+  let changed = 0;
   for (const it of items) {
+    const source = sourceStamp(it.path);
     for (let v = 0; v <= (it.extraViews ?? 0); v++) {
       total++;
       const key = viewKey(it.id, v);
-      if (!cache.has(key)) todo.push({ key, path: it.path, augment: v === 0 ? undefined : viewAugmentation(it.id, v, seed) });
+      if (cache.has(key) && cache.sourceOf(key) === source) continue;
+      if (cache.has(key)) changed++;
+      todo.push({ key, path: it.path, source, augment: v === 0 ? undefined : viewAugmentation(it.id, v, seed) });
     }
   }
   const skipped = total - todo.length;
@@ -111,7 +135,7 @@ export async function extractFeatures(model: ClipModel, items: readonly ExtractI
       throw new ClipDecoderError('CACHE_MISMATCH', `${options.cacheDir}: the model yields ${model.numTokens}×${model.tokenDim} tokens, the cache holds ${cache.meta.numTokens}×${cache.meta.tokenDim}`, options.cacheDir);
     }
     // The model's pipeline decodes batch k+1 while batch k runs; each batch is committed to the cache as it ends.
-    let pending: { key: string; tokens: Float32Array; imageEmbed: Float32Array }[] = [];
+    let pending: CacheRecord[] = [];
     const results = model.encodeImages(
       todo.map((t) => ({ source: t.path, augment: t.augment })),
       { batchSize: B, pixelLimit: options.pixelLimit, onProgress: (done) => {
@@ -125,12 +149,17 @@ export async function extractFeatures(model: ClipModel, items: readonly ExtractI
       if (r.error) {
         failed++;
         options.onError?.(r.error);
+      } else if (!allFinite(r.tokens) || !allFinite(r.imageEmbed)) {
+        failed++;
+        const t = todo[r.index]!;
+        options.onError?.(new ClipDecoderError('IMAGE_INVALID', `${t.path}: the CLIP model gave non-finite features for "${t.key}"; they were not cached`, t.path));
       } else {
-        pending.push({ key: todo[r.index]!.key, tokens: r.tokens, imageEmbed: r.imageEmbed });
+        const t = todo[r.index]!;
+        pending.push({ key: t.key, tokens: r.tokens, imageEmbed: r.imageEmbed, source: t.source });
       }
     }
   } finally {
     cache.close();
   }
-  return { total, computed, skipped, failed, seconds: (performance.now() - t0) / 1000 };
+  return { total, computed, changed, skipped, failed, seconds: (performance.now() - t0) / 1000 };
 }

@@ -10,6 +10,11 @@
 // old config with its old files or the new config with its new files, never a mismatched pair; files that
 // no config names any more are removed after the commit (or by the next save). The stamp is also written
 // into each data file's metadata and checked on load.
+//
+// Integrity: config.json records the SHA-256 of each data file and of each tensor's bytes ("digests"); a load
+// verifies them, so flipped bytes are refused (CHECKPOINT_CORRUPT, naming the file and tensor) instead of being
+// used. Checkpoints saved before digests existed load with a warning.
+import { createHash } from 'node:crypto';
 import { open, readFile, readdir, mkdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClipDecoderError } from '../errors.ts';
@@ -65,7 +70,39 @@ interface ConfigJson {
   metrics: Record<string, unknown>;
   extra?: Record<string, unknown>;
   training?: { state: string; step: number; rng: RngState; options: Record<string, unknown> };
+  /** SHA-256 (hex) of each data file, and of each tensor's raw bytes in it, by file name. */
+  digests?: Record<string, FileDigests>;
   savedAt: string;
+}
+
+export interface FileDigests {
+  sha256: string;
+  tensors: Record<string, string>;
+}
+
+const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+function bytesOf(data: Float32Array | Float64Array | Uint8Array): Uint8Array {
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/** Encodes tensors to a safetensors file and digests it (whole file + each tensor). */
+function encodeWithDigests(entries: Array<[string, StTensorLike]>, fileMeta: Record<string, string>): { bytes: Uint8Array; digests: FileDigests } {
+  const bytes = encodeSafetensors(entries, fileMeta);
+  const tensors: Record<string, string> = {};
+  for (const [name, t] of entries) tensors[name] = sha256(bytesOf(t.data));
+  return { bytes, digests: { sha256: sha256(bytes), tensors } };
+}
+
+/** The digests of an existing checkpoint's data files, as saveCheckpoint records them (tools use it to add digests to old checkpoints). */
+export async function digestCheckpointFiles(dir: string, files: readonly string[]): Promise<Record<string, FileDigests>> {
+  const out: Record<string, FileDigests> = {};
+  for (const f of files) {
+    const bytes = await readFile(join(dir, f));
+    const { tensors } = decodeSafetensors(bytes, join(dir, f));
+    out[f] = { sha256: sha256(bytes), tensors: Object.fromEntries([...tensors].map(([n, t]) => [n, sha256(bytesOf(t.data))])) };
+  }
+  return out;
 }
 
 let stampCounter = 0;
@@ -95,7 +132,9 @@ export async function saveCheckpoint(dir: string, head: ClipDecoderHead, meta: C
   const stamp = newStamp();
   const weights = `model-${stamp}.safetensors`;
   const fileMeta = { format: CHECKPOINT_FORMAT, stamp };
-  await writeFileAtomic(join(dir, weights), encodeSafetensors(head.params.list.map((p) => [p.name, p] as [string, StTensorLike]), fileMeta));
+  const model = encodeWithDigests(head.params.list.map((p) => [p.name, p] as [string, StTensorLike]), fileMeta);
+  await writeFileAtomic(join(dir, weights), model.bytes);
+  const digests: Record<string, FileDigests> = { [weights]: model.digests };
   let trainingJson: ConfigJson['training'];
   if (training) {
     const state = `train-${stamp}.safetensors`;
@@ -105,7 +144,9 @@ export async function saveCheckpoint(dir: string, head: ClipDecoderHead, meta: C
       entries.push([`adam.v.${p.name}`, { shape: p.shape, data: need(training.adamV, p.name) }]);
     }
     if (training.ema) for (const p of head.params.list) entries.push([`ema.${p.name}`, { shape: p.shape, data: need(training.ema, p.name) }]);
-    await writeFileAtomic(join(dir, state), encodeSafetensors(entries, fileMeta));
+    const enc = encodeWithDigests(entries, fileMeta);
+    await writeFileAtomic(join(dir, state), enc.bytes);
+    digests[state] = enc.digests;
     trainingJson = { state, step: training.step, rng: [...training.rng] as RngState, options: training.options };
   }
   const cfg: ConfigJson = {
@@ -121,6 +162,7 @@ export async function saveCheckpoint(dir: string, head: ClipDecoderHead, meta: C
     metrics: meta.metrics ?? {},
     ...(meta.extra ? { extra: meta.extra } : {}),
     ...(trainingJson ? { training: trainingJson } : {}),
+    digests,
     savedAt: new Date().toISOString(),
   };
   await fsyncDir(dir);
@@ -179,7 +221,14 @@ export interface LoadedCheckpoint {
  * stamp, every parameter's presence, shape, dtype and finiteness. Every failure is CHECKPOINT_INVALID and
  * names the file at fault.
  */
-export async function loadCheckpoint(dir: string, backend: MatmulBackend, opts: { withTraining?: boolean } = {}): Promise<LoadedCheckpoint> {
+export interface LoadCheckpointOptions {
+  /** Also read the training state (Adam moments, EMA, step, RNG) to resume a run. */
+  withTraining?: boolean;
+  /** Called when the checkpoint has no digests to verify (saved by an older version); default: process.emitWarning. */
+  onWarning?: (message: string) => void;
+}
+
+export async function loadCheckpoint(dir: string, backend: MatmulBackend, opts: LoadCheckpointOptions = {}): Promise<LoadedCheckpoint> {
   const cfgPath = join(dir, 'config.json');
   const bad = (msg: string, subject = cfgPath): never => {
     throw new ClipDecoderError('CHECKPOINT_INVALID', msg, subject);
@@ -216,8 +265,20 @@ export async function loadCheckpoint(dir: string, backend: MatmulBackend, opts: 
     bad(`${cfgPath}: ${(e as Error).message}`);
   }
   if (typeof cfg.weights !== 'string' || !/^model-[0-9a-z]+\.safetensors$/.test(cfg.weights)) bad(`${cfgPath} names no valid weights file`);
+  if (cfg.digests === undefined) {
+    const msg = `${cfgPath} records no SHA-256 digests (saved by an older clip-decoder), so its weights cannot be checked for corruption; save it again (e.g. node --import tsx tools/checkpoint-digests.ts ${dir}) to add them`;
+    (opts.onWarning ?? ((m: string) => process.emitWarning(m, { code: 'CLIP_DECODER_NO_DIGESTS' })))(msg);
+  } else if (typeof cfg.digests !== 'object' || cfg.digests === null) {
+    bad(`${cfgPath}: digests must be an object`);
+  }
+  const digestsOf = (file: string): FileDigests | undefined => {
+    if (!cfg.digests) return undefined;
+    const d = cfg.digests[file];
+    if (!d || typeof d.sha256 !== 'string' || typeof d.tensors !== 'object' || d.tensors === null) bad(`${cfgPath} records no digests for ${file}`);
+    return d;
+  };
   const head = new ClipDecoderHead(cfg.architecture, backend);
-  const weights = await readTensors(join(dir, cfg.weights), cfg.stamp);
+  const weights = await readTensors(join(dir, cfg.weights), cfg.stamp, digestsOf(cfg.weights));
   for (const p of head.params.list) {
     const t = takeTensor(weights, p.name, p.shape, join(dir, cfg.weights));
     p.data.set(t);
@@ -233,7 +294,7 @@ export async function loadCheckpoint(dir: string, backend: MatmulBackend, opts: 
     if (!/^train-[0-9a-z]+\.safetensors$/.test(tr!.state)) bad(`${cfgPath} names no valid training-state file`);
     if (!Number.isInteger(tr!.step) || tr!.step < 0) bad(`${cfgPath}: training.step must be an integer ≥ 0`);
     if (!Array.isArray(tr!.rng) || tr!.rng.length !== 4 || !tr!.rng.every((x) => Number.isInteger(x) && x >= 0 && x < 2 ** 32)) bad(`${cfgPath}: training.rng must be four uint32 values`);
-    const ts = await readTensors(file, cfg.stamp);
+    const ts = await readTensors(file, cfg.stamp, digestsOf(tr!.state));
     const adamM = new Map<string, Float32Array>(), adamV = new Map<string, Float32Array>();
     for (const p of head.params.trainable) {
       adamM.set(p.name, takeTensor(ts, `adam.m.${p.name}`, p.shape, file));
@@ -250,18 +311,36 @@ export async function loadCheckpoint(dir: string, backend: MatmulBackend, opts: 
   return out;
 }
 
-async function readTensors(file: string, stamp: string): Promise<Map<string, StTensor>> {
+async function readTensors(file: string, stamp: string, digests: FileDigests | undefined): Promise<Map<string, StTensor>> {
   let bytes: Uint8Array;
   try {
     bytes = await readFile(file);
   } catch (e) {
     throw new ClipDecoderError('CHECKPOINT_INVALID', `checkpoint file ${file} cannot be read (${(e as NodeJS.ErrnoException).code}); the checkpoint folder is incomplete`, file, { cause: e });
   }
+  if (digests && sha256(bytes) !== digests.sha256) throw corruption(file, bytes, digests, stamp);
   const { tensors, metadata } = decodeSafetensors(bytes, file);
-  if (metadata.stamp !== stamp) {
-    throw new ClipDecoderError('CHECKPOINT_INVALID', `${file} belongs to another save (stamp '${metadata.stamp}', config.json expects '${stamp}'); do not mix files of different checkpoints`, file);
-  }
+  if (metadata.stamp !== stamp) throw otherSave(file, metadata.stamp, stamp);
   return tensors;
+}
+
+/** The error for a data file whose SHA-256 differs from config.json's: names the damaged tensors, or the header. */
+function corruption(file: string, bytes: Uint8Array, digests: FileDigests, stamp: string): ClipDecoderError {
+  const fix = 'the file changed after it was saved; restore the checkpoint from a copy or train it again';
+  let decoded: ReturnType<typeof decodeSafetensors>;
+  try {
+    decoded = decodeSafetensors(bytes, file);
+  } catch (e) {
+    return new ClipDecoderError('CHECKPOINT_CORRUPT', `${file} is corrupt (its SHA-256 differs from the one in config.json): ${(e as Error).message.replace(`${file} is `, '')}; ${fix}`, file);
+  }
+  if (decoded.metadata.stamp !== stamp) return otherSave(file, decoded.metadata.stamp, stamp);
+  const damaged = [...decoded.tensors].filter(([n, t]) => digests.tensors[n] !== sha256(bytesOf(t.data))).map(([n]) => n);
+  const what = damaged.length === 0 ? 'its header changed (every tensor matches its digest)' : `tensor${damaged.length > 1 ? 's' : ''} ${damaged.slice(0, 5).join(', ')}${damaged.length > 5 ? ` and ${damaged.length - 5} more` : ''} ${damaged.length > 1 ? 'differ' : 'differs'} from the SHA-256 recorded in config.json`;
+  return new ClipDecoderError('CHECKPOINT_CORRUPT', `${file} is corrupt: ${what}; ${fix}`, file);
+}
+
+function otherSave(file: string, found: string | undefined, stamp: string): ClipDecoderError {
+  return new ClipDecoderError('CHECKPOINT_INVALID', `${file} belongs to another save (stamp '${found}', config.json expects '${stamp}'); do not mix files of different checkpoints`, file);
 }
 
 /** Removes `name` from `m` and returns its data after checking dtype, shape and finiteness. */

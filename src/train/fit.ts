@@ -3,6 +3,7 @@
 // labels held out (model selection never looks at the test split); the best epoch is kept as a checkpoint, the
 // latest as a resumable one. Only seen labels ever reach the loss.
 import { existsSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClipDecoderError } from '../errors.ts';
@@ -41,22 +42,56 @@ export interface FitEvalData {
   queries: Float32Array;
 }
 
+/** EMA decay for a run of `steps` steps: the paper's 0.9997, or a memory of about steps/10 for short runs. */
+export function autoEmaDecay(steps: number): number {
+  return Math.min(0.9997, 1 - 10 / Math.max(20, steps));
+}
+
+/** Defaults of a run, held here once (the CLI passes undefined for flags the user did not give). */
+export const FIT_DEFAULTS = { epochs: 40, batchSize: 56, seed: 0, checkpointEveryMinutes: 5 } as const;
+
 export interface FitOptions {
   outDir: string;
-  epochs: number;
-  batchSize: number;
-  seed: number;
-  /** Trainer options (lr, weight decay, EMA, alpha, beta...). */
+  /** Default FIT_DEFAULTS.epochs; when resuming, the run's own. */
+  epochs?: number;
+  /** Default FIT_DEFAULTS.batchSize; when resuming, the run's own. */
+  batchSize?: number;
+  /** Default FIT_DEFAULTS.seed; when resuming, the run's own. */
+  seed?: number;
+  /** Trainer options (lr, weight decay, EMA, alpha, beta...); when resuming, any given must equal the run's. */
   trainer?: Partial<Omit<TrainerOptions, 'totalSteps' | 'seed'>>;
-  /** Head architecture over defaults (input/query widths are taken from the data). */
+  /** Head architecture over defaults (input/query widths are taken from the data); when resuming, as above. */
   head?: Partial<HeadConfig>;
   /** Written into the checkpoints. */
   meta: Omit<CheckpointMeta, 'labels' | 'hyperParameters' | 'metrics'> & { hyperParameters?: Record<string, unknown> };
-  /** Continue from outDir/last if it is there. */
+  /** Continue from outDir/last; without one, a new run starts (and onLog says so). */
   resume?: boolean;
+  /** Also save outDir/last every this many steps within an epoch (default: by time only). */
+  checkpointEverySteps?: number;
+  /** Also save outDir/last when this many minutes passed since the last save (default 5; 0: off). */
+  checkpointEveryMinutes?: number;
+  /** How the caller's user names each option (e.g. {'head.dModel': '--d-model'}), for messages. */
+  optionNames?: Readonly<Record<string, string>>;
   onLog?: (line: string) => void;
+  /** Called after every optimisation step (the CLI draws its progress bar from it). */
+  onProgress?: (p: TrainProgress) => void;
   /** Stop after this many epochs in this call (tests use it to simulate an interruption). */
   stopAfterEpochs?: number;
+  /** Stop after this many steps in this call, without saving (tests: a kill mid-epoch). */
+  stopAfterSteps?: number;
+}
+
+export interface TrainProgress {
+  /** Optimiser steps done in the run (including those before a resume). */
+  step: number;
+  totalSteps: number;
+  /** The step this call started from (0, or where it resumed). */
+  startStep: number;
+  /** 1-based epoch the step belongs to. */
+  epoch: number;
+  epochs: number;
+  /** This step's loss. */
+  loss: number;
 }
 
 export interface EpochLog {
@@ -79,6 +114,34 @@ export interface FitResult {
 }
 
 const LOG_FILE = 'training-log.json';
+
+/** Where a run stands, kept in outDir/last's config.json (extra.progress) so a resume needs no other file. */
+interface RunProgress {
+  epochs: EpochLog[];
+  best: { epoch: number; score: number | null };
+  /** Loss sums of the current epoch's steps so far (a mid-epoch checkpoint). */
+  epochSums: { loss: number; asl: number; clip: number };
+}
+
+/** The settings of the run saved in outDir/last (undefined when there is none), without loading its weights. */
+export function savedRunSettings(outDir: string): { epochs?: number; batchSize?: number; seed?: number; extraViews?: number } | undefined {
+  const path = join(outDir, 'last', 'config.json');
+  if (!existsSync(path)) return undefined;
+  try {
+    const hp = (JSON.parse(readFileSync(path, 'utf8')) as { hyperParameters?: Record<string, unknown> }).hyperParameters ?? {};
+    const num = (k: string) => (typeof hp[k] === 'number' ? (hp[k] as number) : undefined);
+    return { epochs: num('epochs'), batchSize: num('batchSize'), seed: num('seed'), extraViews: num('extraViews') };
+  } catch {
+    return undefined; // loadCheckpoint reports the damage with its own message
+  }
+}
+
+const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+
+/** The entries that were given: undefined ones must not override defaults when spread. */
+function given<T extends object>(o: T | undefined): Partial<T> {
+  return Object.fromEntries(Object.entries(o ?? {}).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
 
 /** The validation score that selects the epoch: ZSL mAP on the held-out labels (GZSL mAP if there are none). */
 export function selectionScore(r: ProtocolResult): number {
@@ -118,7 +181,8 @@ function checkNoLeak(train: FitTrainData, val: FitEvalData | null): void {
  * Trains (or resumes) a head; returns the per-epoch log and where the best and last checkpoints are. Without
  * validation data (a final run on all training images) the last epoch counts as the best.
  */
-export async function fitHead(cache: FeatureCache, train: FitTrainData, val: FitEvalData | null, backend: MatmulBackend, opts: FitOptions): Promise<FitResult> {
+export async function fitHead(cache: FeatureCache, train: FitTrainData, val: FitEvalData | null, backend: MatmulBackend, fitOpts: FitOptions): Promise<FitResult> {
+  const opts: FitOptions = { ...fitOpts, trainer: given(fitOpts.trainer), head: given(fitOpts.head) };
   checkNoLeak(train, val);
   const N = train.ids.length, L = train.labels.length;
   const { numTokens: T, tokenDim: C, embedDim: E } = cache.meta;
@@ -130,50 +194,99 @@ export async function fitHead(cache: FeatureCache, train: FitTrainData, val: Fit
   for (const id of [...train.ids, ...(val?.ids ?? [])]) {
     if (!cache.has(id)) throw new ClipDecoderError('CACHE_MISMATCH', `${cache.dir}: no features for image "${id}"; run \`clip-decoder extract\` first`, id);
   }
-  const B = Math.min(opts.batchSize, N);
-  const stepsPerEpoch = Math.floor(N / B); // drop the last partial batch, as the official loader does
-  const totalSteps = stepsPerEpoch * opts.epochs;
-  const alpha = opts.trainer?.alpha ?? 1;
-  if (alpha > 0 && !train.captions) throw new ClipDecoderError('INPUT_INVALID', 'alpha > 0 needs caption embeddings for the CLIP loss', 'captions');
   const lastDir = join(opts.outDir, 'last');
   const bestDir = join(opts.outDir, 'best');
   const log = (s: string) => opts.onLog?.(s);
+  const flag = (k: string) => opts.optionNames?.[k] ?? k;
+  const resuming = Boolean(opts.resume) && existsSync(join(lastDir, 'config.json'));
+  if (opts.resume && !resuming) log(`resume: nothing to resume in ${lastDir} (no checkpoint yet); starting a new run`);
 
   let trainer: Trainer;
-  let epochs: EpochLog[] = [];
-  let best = { epoch: -1, score: -Infinity };
-  if (opts.resume && existsSync(join(lastDir, 'config.json'))) {
-    ({ trainer } = await Trainer.resume(lastDir, backend));
-    const prior = JSON.parse(await readFile(join(opts.outDir, LOG_FILE), 'utf8')) as { epochs: EpochLog[]; best: typeof best };
-    epochs = prior.epochs.filter((e) => e.step <= trainer.step);
-    best = prior.best;
-    log(`resuming at step ${trainer.step} (epoch ${epochs.length})`);
+  let progress: RunProgress = { epochs: [], best: { epoch: -1, score: null }, epochSums: { loss: 0, asl: 0, clip: 0 } };
+  let epochs: number, batchSize: number, seed: number;
+  if (resuming) {
+    const { trainer: t, meta } = await Trainer.resume(lastDir, backend);
+    trainer = t;
+    const hp = meta.hyperParameters ?? {};
+    // Options given must equal the run's: a changed schedule or architecture would silently be another run.
+    const diffs: string[] = [];
+    const check = (key: string, given: unknown, saved: unknown) => {
+      if (given !== undefined && !same(given, saved)) diffs.push(`${flag(key)} ${JSON.stringify(given)} (the run has ${JSON.stringify(saved)})`);
+    };
+    check('epochs', opts.epochs, hp.epochs);
+    check('batchSize', opts.batchSize, hp.batchSize);
+    check('seed', opts.seed, trainer.opts.seed);
+    check('extraViews', train.extraViews, hp.extraViews ?? 0);
+    for (const [k, v] of Object.entries(opts.trainer ?? {})) check(`trainer.${k}`, v, (trainer.opts as unknown as Record<string, unknown>)[k]);
+    for (const [k, v] of Object.entries(opts.head ?? {})) check(`head.${k}`, v, (trainer.head.config as unknown as Record<string, unknown>)[k]);
+    if (diffs.length) {
+      throw new ClipDecoderError('RESUME_MISMATCH', `resume: ${lastDir} is a run with other settings: ${diffs.join(', ')}; drop these to continue it, or train into a new output folder`, diffs[0]!.split(' ')[0]);
+    }
+    epochs = typeof hp.epochs === 'number' ? hp.epochs : FIT_DEFAULTS.epochs;
+    batchSize = typeof hp.batchSize === 'number' ? hp.batchSize : FIT_DEFAULTS.batchSize;
+    seed = trainer.opts.seed;
+    if (!same(meta.labels, train.labels)) {
+      throw new ClipDecoderError('RESUME_MISMATCH', `resume: ${lastDir} was trained on other labels (${meta.labels.length}, now ${L}: did the dataset, its split, --final or --train-on-unseen change?); train into a new output folder`, 'labels');
+    }
+    const saved = (meta.extra as { progress?: RunProgress } | undefined)?.progress;
+    progress = saved ?? (await progressFromLog(opts.outDir, lastDir, trainer.step));
+    log(`resuming at step ${trainer.step} (epoch ${progress.epochs.length}${trainer.step > (progress.epochs.at(-1)?.step ?? 0) ? ', mid-epoch' : ''})`);
   } else {
-    const config = defaultHeadConfig({ inputDim: C, queryDim, captionDim: E, clipProjDim: alpha > 0 ? (opts.head?.clipProjDim ?? E) : 0, ...opts.head });
-    trainer = Trainer.create(config, backend, { ...opts.trainer, seed: opts.seed, totalSteps });
+    epochs = opts.epochs ?? FIT_DEFAULTS.epochs;
+    batchSize = opts.batchSize ?? FIT_DEFAULTS.batchSize;
+    seed = opts.seed ?? FIT_DEFAULTS.seed;
   }
-  trainer.head.trainedLabels = train.labels;
+  const B = Math.min(batchSize, N);
+  const stepsPerEpoch = Math.floor(N / B); // drop the last partial batch, as the official loader does
+  const totalSteps = stepsPerEpoch * epochs;
+  if (resuming && trainer!.opts.totalSteps !== totalSteps) {
+    throw new ClipDecoderError('RESUME_MISMATCH', `resume: ${lastDir} is a run of ${trainer!.opts.totalSteps} steps, but ${N} training images in batches of ${B} for ${epochs} epochs make ${totalSteps}: the training set changed; train into a new output folder`, 'dataset');
+  }
+  const alpha = resuming ? trainer!.opts.alpha : (opts.trainer?.alpha ?? 1);
+  if (alpha > 0 && !train.captions) throw new ClipDecoderError('INPUT_INVALID', 'alpha > 0 needs caption embeddings for the CLIP loss', 'captions');
+  if (!resuming) {
+    const config = defaultHeadConfig({ inputDim: C, queryDim, captionDim: E, clipProjDim: alpha > 0 ? (opts.head?.clipProjDim ?? E) : 0, ...opts.head });
+    // Without an explicit EMA decay, scale it to the run: 0.9997 over 95 steps would keep the initial weights.
+    trainer = Trainer.create(config, backend, { ...opts.trainer, emaDecay: opts.trainer?.emaDecay ?? autoEmaDecay(totalSteps), seed, totalSteps });
+  }
+  trainer!.head.trainedLabels = train.labels;
+  const tr = trainer!;
 
   const features = new Float32Array(B * T * C);
   const embed = new Float32Array(E);
   const targets = new Float32Array(B * L);
   const captions = train.captions ? new Float32Array(B * E) : undefined;
-  const meta = (metrics: Record<string, unknown>): CheckpointMeta => ({
+  const meta = (metrics: Record<string, unknown>, extra?: Record<string, unknown>): CheckpointMeta => ({
     ...opts.meta,
+    ...(extra ? { extra: { ...opts.meta.extra, ...extra } } : {}),
     labels: train.labels,
-    hyperParameters: { ...opts.meta.hyperParameters, epochs: opts.epochs, batchSize: B, ...trainer.opts, asl: trainer.opts.asl },
+    hyperParameters: { ...opts.meta.hyperParameters, epochs, batchSize, extraViews: train.extraViews, ...tr.opts, asl: tr.opts.asl },
     metrics,
   });
-  const startEpoch = Math.floor(trainer.step / stepsPerEpoch);
+  const saveLast = (metrics: Record<string, unknown>) => tr.save(lastDir, meta(metrics, { progress }));
+  const everySteps = opts.checkpointEverySteps ?? Infinity;
+  const everyMs = (opts.checkpointEveryMinutes ?? FIT_DEFAULTS.checkpointEveryMinutes) * 60_000 || Infinity;
+  let lastSave = { step: tr.step, at: performance.now() };
+  const startStep = tr.step;
+  const startEpoch = Math.floor(tr.step / stepsPerEpoch);
   let ran = 0;
-  for (let epoch = startEpoch; epoch < opts.epochs; epoch++) {
+  let stepsRun = 0;
+  let stopped = false;
+  for (let epoch = startEpoch; epoch < epochs && !stopped; epoch++) {
     if (opts.stopAfterEpochs !== undefined && ran >= opts.stopAfterEpochs) break;
     const t0 = performance.now();
     // The order and the view of each image depend only on (seed, epoch): a resumed run sees the same batches.
-    const rng = createRng(opts.seed * 1_000_003 + epoch);
+    const rng = createRng(seed * 1_000_003 + epoch);
     const order = shuffleInPlace(train.ids.map((_, i) => i), rng);
-    let sums = { loss: 0, asl: 0, clip: 0 };
-    for (let s = 0; s < stepsPerEpoch; s++) {
+    // Resuming mid-epoch: replay the view draws of the batches already done, so the rest match.
+    const firstStep = tr.step - epoch * stepsPerEpoch;
+    if (train.extraViews > 0) for (let k = 0; k < firstStep * B; k++) rng.int(train.extraViews + 1);
+    let sums = firstStep > 0 ? { ...progress.epochSums } : { loss: 0, asl: 0, clip: 0 };
+    for (let s = firstStep; s < stepsPerEpoch; s++) {
+      if (opts.stopAfterSteps !== undefined && stepsRun >= opts.stopAfterSteps) {
+        stopped = true;
+        break;
+      }
       targets.fill(0);
       for (let b = 0; b < B; b++) {
         const i = order[s * B + b]!;
@@ -182,39 +295,67 @@ export async function fitHead(cache: FeatureCache, train: FitTrainData, val: Fit
         for (let l = 0; l < L; l++) targets[b * L + l] = train.targets[i * L + l]!;
         if (captions) captions.set(train.captions!.subarray(i * E, (i + 1) * E), b * E);
       }
-      const r = trainer.trainStep({ features, B, T, queries: train.queries, targets, captions: alpha > 0 ? captions : undefined });
+      const r = tr.trainStep({ features, B, T, queries: train.queries, targets, captions: alpha > 0 ? captions : undefined });
       sums = { loss: sums.loss + r.loss, asl: sums.asl + r.asl, clip: sums.clip + r.clip };
+      stepsRun++;
+      opts.onProgress?.({ step: tr.step, totalSteps, startStep, epoch: epoch + 1, epochs, loss: r.loss });
+      // A checkpoint within the epoch (the epoch's end saves one anyway): at most this much work is lost to a kill.
+      if (s + 1 < stepsPerEpoch && (tr.step - lastSave.step >= everySteps || performance.now() - lastSave.at >= everyMs)) {
+        progress = { ...progress, epochSums: sums };
+        await saveLast({ epoch, step: tr.step });
+        lastSave = { step: tr.step, at: performance.now() };
+      }
     }
-    const evalHead = trainer.emaHead();
+    if (stopped) break;
+    const evalHead = tr.emaHead();
     const result = val ? evaluateHead(evalHead, cache, val) : null;
     const score = result ? selectionScore(result) : epoch;
     const entry: EpochLog = {
       epoch: epoch + 1,
-      step: trainer.step,
+      step: tr.step,
       loss: sums.loss / stepsPerEpoch,
       asl: sums.asl / stepsPerEpoch,
       clip: sums.clip / stepsPerEpoch,
       seconds: (performance.now() - t0) / 1000,
       val: { zslMAP: result?.zsl ? result.zsl.mAP * 100 : null, gzslMAP: result ? result.gzsl.mAP * 100 : null },
     };
-    epochs.push(entry);
+    const history = [...progress.epochs, entry];
     log(
-      `epoch ${entry.epoch}/${opts.epochs}  loss ${entry.loss.toFixed(3)} (asl ${entry.asl.toFixed(3)}, clip ${entry.clip.toFixed(3)})  ` +
+      `epoch ${entry.epoch}/${epochs}  loss ${entry.loss.toFixed(3)} (asl ${entry.asl.toFixed(3)}, clip ${entry.clip.toFixed(3)})  ` +
         `val ZSL mAP ${entry.val.zslMAP?.toFixed(2) ?? '-'}  GZSL mAP ${entry.val.gzslMAP?.toFixed(2) ?? '-'}  ${entry.seconds.toFixed(1)} s`,
     );
-    if (score > best.score) {
+    let best = progress.best;
+    if (score > (best.score ?? -Infinity)) {
       best = { epoch: entry.epoch, score };
       // The best epoch's EMA weights, as a plain (non-resumable) checkpoint for tagging and evaluation.
       evalHead.trainedLabels = train.labels;
       await saveCheckpoint(bestDir, evalHead, meta({ validation: entry.val, epoch: entry.epoch }));
     }
-    await trainer.save(lastDir, meta({ validation: entry.val, epoch: entry.epoch }));
-    await writeFileAtomic(join(opts.outDir, LOG_FILE), `${JSON.stringify({ epochs, best }, null, 2)}\n`);
-    await writeFileAtomic(join(opts.outDir, 'training-curves.svg'), curvesSvg(epochs));
+    progress = { epochs: history, best, epochSums: { loss: 0, asl: 0, clip: 0 } };
+    // last/ is the commit point of the epoch; the log and curves are reports derived from it.
+    await saveLast({ validation: entry.val, epoch: entry.epoch });
+    lastSave = { step: tr.step, at: performance.now() };
+    await writeFileAtomic(join(opts.outDir, LOG_FILE), `${JSON.stringify({ epochs: history, best }, null, 2)}\n`);
+    await writeFileAtomic(join(opts.outDir, 'training-curves.svg'), curvesSvg(history));
     ran++;
   }
-  const secondsPerEpoch = epochs.length ? epochs.reduce((s, e) => s + e.seconds, 0) / epochs.length : 0;
-  return { bestEpoch: best.epoch, bestScore: best.score, epochs, bestDir, lastDir, secondsPerEpoch };
+  const done = progress.epochs;
+  const secondsPerEpoch = done.length ? done.reduce((s, e) => s + e.seconds, 0) / done.length : 0;
+  return { bestEpoch: progress.best.epoch, bestScore: progress.best.score ?? -Infinity, epochs: done, bestDir, lastDir, secondsPerEpoch };
+}
+
+/** The progress of a run whose checkpoint predates extra.progress: from training-log.json, which must then be whole. */
+async function progressFromLog(outDir: string, lastDir: string, step: number): Promise<RunProgress> {
+  const path = join(outDir, LOG_FILE);
+  let prior: { epochs: EpochLog[]; best: { epoch: number; score: number } };
+  try {
+    prior = JSON.parse(await readFile(path, 'utf8'));
+    if (!Array.isArray(prior.epochs) || typeof prior.best?.epoch !== 'number') throw new Error('no epochs or best epoch');
+  } catch (e) {
+    const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'is missing' : `is unreadable (${(e as Error).message})`;
+    throw new ClipDecoderError('CHECKPOINT_INVALID', `resume: ${path} ${why}, and ${lastDir} was saved by an older clip-decoder that kept the run's progress only there; train into a new output folder`, path);
+  }
+  return { epochs: prior.epochs.filter((e) => e.step <= step), best: prior.best, epochSums: { loss: 0, asl: 0, clip: 0 } };
 }
 
 function curvesSvg(epochs: readonly EpochLog[]): string {

@@ -16,7 +16,7 @@ import type { HeadConfig } from '../head/config.ts';
 import { OrtMatmul } from '../nn/ort-matmul.ts';
 import { labelVectors, trainWordVectors } from '../text/wordvec.ts';
 import { loadCheckpoint } from './checkpoint.ts';
-import { fitHead, scoreFromCache, type FitResult } from './fit.ts';
+import { fitHead, savedRunSettings, scoreFromCache, type FitResult, type TrainProgress } from './fit.ts';
 import type { TrainerOptions } from './trainer.ts';
 
 export type QuerySource = 'clip' | 'wordvec';
@@ -34,9 +34,14 @@ export interface TrainRunOptions {
   wordvecCorpus?: readonly string[];
   wordvecDim?: number;
   templates?: string[];
-  epochs: number;
-  batchSize: number;
-  seed: number;
+  /**
+   * Epochs, batch size, seed and views: leave undefined for the defaults (FIT_DEFAULTS, 0 views), or, with
+   * `resume`, for the resumed run's own values; values given that differ from that run's are refused
+   * (RESUME_MISMATCH), as are differing `trainer` and `head` options.
+   */
+  epochs?: number;
+  batchSize?: number;
+  seed?: number;
   /** Augmented views per training image (features extracted once, one view drawn per epoch). */
   extraViews?: number;
   trainer?: Partial<Omit<TrainerOptions, 'totalSteps' | 'seed'>>;
@@ -48,10 +53,21 @@ export interface TrainRunOptions {
    * validation) and keep the last epoch; no per-epoch selection.
    */
   final?: boolean;
+  /** Continue the run in outDir/last; when there is none, a new run starts and onLog says so. */
   resume?: boolean;
+  /** Save outDir/last every this many steps within an epoch, besides each epoch's end (default: by time only). */
+  checkpointEverySteps?: number;
+  /** Save outDir/last when this many minutes passed since the last save (default 5; 0: off). */
+  checkpointEveryMinutes?: number;
   /** Stop after this many epochs in this call (simulates an interruption in tests). */
   stopAfterEpochs?: number;
+  /** Stop after this many steps in this call, without saving (simulates a kill in tests). */
+  stopAfterSteps?: number;
+  /** How the caller names each option in messages, e.g. {'head.dModel': '--d-model'} (the CLI's flags). */
+  optionNames?: Readonly<Record<string, string>>;
   onLog?: (line: string) => void;
+  /** Called after every training step (steps, loss); the CLI draws its progress bar from it. */
+  onProgress?: (p: TrainProgress) => void;
   onExtractProgress?: (done: number, total: number) => void;
 }
 
@@ -63,10 +79,7 @@ export interface TrainRunResult {
   seconds: number;
 }
 
-/** EMA decay for a run of `steps` steps: the paper's 0.9997, or a memory of about steps/10 for short runs. */
-export function autoEmaDecay(steps: number): number {
-  return Math.min(0.9997, 1 - 10 / Math.max(20, steps));
-}
+export { autoEmaDecay, FIT_DEFAULTS } from './fit.ts';
 
 /** "a photo of dog, pet and animal" from an image's training labels. */
 export function captionOf(labels: readonly string[], template = 'a photo of {label}'): string {
@@ -138,7 +151,8 @@ export async function trainOnDataset(opts: TrainRunOptions): Promise<TrainRunRes
   const log = (s: string) => opts.onLog?.(s);
   const dataset = typeof opts.dataset === 'string' ? loadDataset(opts.dataset) : opts.dataset;
   const model = typeof opts.model === 'string' ? await ClipModel.load(opts.model) : opts.model;
-  const extraViews = opts.extraViews ?? 0;
+  // Views decide which features to extract, so a resumed run's own value is needed before its checkpoint loads.
+  const extraViews = opts.extraViews ?? (opts.resume ? savedRunSettings(opts.outDir)?.extraViews : undefined) ?? 0;
   const extract = await ensureFeatures(model, dataset, opts.cacheDir, extraViews, opts.onExtractProgress, (m) => log(m));
   if (extract.computed > 0) log(`features: ${extract.computed} computed, ${extract.skipped} cached, ${extract.seconds.toFixed(1)} s`);
   // ensureFeatures has checked the cache's model fingerprint; the dataset's is checked again on opening.
@@ -178,12 +192,16 @@ export async function trainOnDataset(opts: TrainRunOptions): Promise<TrainRunRes
         epochs: opts.epochs,
         batchSize: opts.batchSize,
         seed: opts.seed,
-        // Without an explicit EMA decay, scale it to the run: 0.9997 over 95 steps would keep the initial weights.
-        trainer: { ...opts.trainer, emaDecay: opts.trainer?.emaDecay ?? autoEmaDecay(opts.epochs * Math.floor(train.ids.length / Math.min(opts.batchSize, train.ids.length))) },
+        trainer: opts.trainer,
         head: opts.head,
         resume: opts.resume,
+        checkpointEverySteps: opts.checkpointEverySteps,
+        checkpointEveryMinutes: opts.checkpointEveryMinutes,
         stopAfterEpochs: opts.stopAfterEpochs,
+        stopAfterSteps: opts.stopAfterSteps,
+        optionNames: opts.optionNames,
         onLog: opts.onLog,
+        onProgress: opts.onProgress,
         meta: {
           clipModel: model.id,
           promptTemplates: opts.templates ?? ['a photo of {label}'],
