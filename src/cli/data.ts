@@ -107,6 +107,7 @@ export function registerDataCommands(program: Command): void {
     .option('--min-positives <n>', 'keep labels with at least this many positive emoji', String(SCENES_DEFAULTS.minPositives))
     .option('--min-unseen <n>', 'wanted unseen labels with 2 test families', String(SCENES_DEFAULTS.minUnseen))
     .option('--max-overlap <f>', 'largest overlap of two objects, as a share of the smaller', String(SCENES_DEFAULTS.maxOverlap))
+    .option('--single-styles <names>', 'comma-separated styles of the single-emoji subset (default: all)')
     .option('--force', 'replace a different build in the output folder')
     .action(async (o: Record<string, string | boolean | undefined>) => {
       const n = (k: string, flag: string) => numberFlag(o[k] as string | undefined, flag);
@@ -125,6 +126,7 @@ export function registerDataCommands(program: Command): void {
         minPositives: n('minPositives', '--min-positives'),
         minUnseen: n('minUnseen', '--min-unseen'),
         maxOverlap: n('maxOverlap', '--max-overlap'),
+        singleStyles: typeof o.singleStyles === 'string' ? o.singleStyles.split(',').map((x) => x.trim()).filter(Boolean) : undefined,
         force: Boolean(o.force),
       });
       process.stdout.write(scenesSummary(result.stats, result.seconds, result.rendered, result.reused, result.dir) + '\n');

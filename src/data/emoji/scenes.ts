@@ -14,7 +14,7 @@ import { writeFileAtomic } from '../../util/fs.ts';
 import { startProgress } from '../../cli/progress.ts';
 import { MANIFEST_FILE, SPLIT_FILE, writeManifest, writeSplit } from '../manifest.ts';
 import type { DatasetItem, DatasetSplit } from '../types.ts';
-import { emojiTagsNotice, imageId, planEmojiTags, readConceptWords } from './build.ts';
+import { emojiTagsNotice, imageId, planEmojiTags, readConceptWords, resolveStyles } from './build.ts';
 import type { EmojiTagsPlan } from './build.ts';
 import { drawObjectCount, drawScene, MIN_OBJECT_SIDE, pixelBox, placeBoxes, randomBackground } from './compose.ts';
 import type { SceneMember, SceneSpec } from './compose.ts';
@@ -48,6 +48,8 @@ export interface EmojiScenesOptions {
   minUnseen?: number;
   testFraction?: number;
   valFraction?: number;
+  /** Styles of the single-emoji subset (default: all; the test style still in test only). */
+  singleStyles?: readonly string[];
   /** Largest overlap of two members' boxes, as a share of the smaller. Default 0.15. */
   maxOverlap?: number;
   /** Replace a different build in `out`. */
@@ -56,7 +58,10 @@ export interface EmojiScenesOptions {
   progress?: boolean;
 }
 
-type Resolved = Required<Omit<EmojiScenesOptions, 'out' | 'force' | 'concurrency' | 'progress' | 'testStyle'>> & { testStyle: EmojiStyleName };
+type Resolved = Required<Omit<EmojiScenesOptions, 'out' | 'force' | 'concurrency' | 'progress' | 'testStyle' | 'singleStyles'>> & {
+  testStyle: EmojiStyleName;
+  singleStyles: EmojiStyleName[];
+};
 
 export const SCENES_DEFAULTS = {
   size: 128,
@@ -74,6 +79,7 @@ export const SCENES_DEFAULTS = {
   testFraction: 0.3,
   valFraction: 0.15,
   maxOverlap: 0.15,
+  singleStyles: [] as readonly string[],
 } as const;
 
 /** Share of scenes holding 1, 2, 3, 4 emoji: mostly several objects, a few single ones. */
@@ -81,14 +87,16 @@ export const OBJECT_WEIGHTS = [0.1, 0.3, 0.3, 0.3] as const;
 
 const FLAG: Record<keyof Resolved, string> = {
   size: '--size', seed: '--seed', trainScenes: '--train-scenes', valScenes: '--val-scenes', testScenes: '--test-scenes',
-  styleScenes: '--style-scenes', pretrainScenes: '--pretrain-scenes', testStyle: '--test-style',
+  styleScenes: '--style-scenes', pretrainScenes: '--pretrain-scenes', testStyle: '--test-style', singleStyles: '--single-styles',
   benchmarkFraction: '--benchmark-fraction', minTeach: '--min-teach', minPositives: '--min-positives', minUnseen: '--min-unseen',
   testFraction: '--test-fraction', valFraction: '--val-fraction', maxOverlap: '--max-overlap',
 };
 
 /** Options with defaults, each checked; the error names the flag. */
 export function resolveScenesOptions(o: Omit<EmojiScenesOptions, 'out'>): Resolved {
-  const r = { ...SCENES_DEFAULTS, ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) } as Record<string, unknown>;
+  const given = o as Record<string, unknown>;
+  const r: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(SCENES_DEFAULTS)) r[k] = given[k] ?? v; // only the options that shape the build
   const bad = (k: keyof Resolved, want: string) => {
     throw new ClipDecoderError('INPUT_INVALID', `${FLAG[k]} must be ${want}, got ${JSON.stringify(r[k])}`, FLAG[k]);
   };
@@ -117,6 +125,7 @@ export function resolveScenesOptions(o: Omit<EmojiScenesOptions, 'out'>): Resolv
   const style = String(r.testStyle);
   if (style.startsWith('fluent')) throw new ClipDecoderError('INPUT_INVALID', `--test-style ${style}: the Fluent emoji sets are reserved for independent evaluation and never used`, '--test-style');
   if (!(EMOJI_STYLES as readonly string[]).includes(style)) bad('testStyle', `one of ${EMOJI_STYLES.join(', ')}`);
+  r.singleStyles = resolveStyles(r.singleStyles as string[], '--single-styles');
   return r as Resolved;
 }
 
@@ -260,7 +269,7 @@ export function planEmojiScenes(opts: Omit<EmojiScenesOptions, 'out'> = {}): Emo
   for (const part of ['train', 'val', 'test'] as const) {
     for (const k of parts[part]) {
       const e = entry.get(k)!;
-      for (const s of drawnIn(k, part === 'test' ? styles.map((x) => x.name) : trainStyles)) {
+      for (const s of drawnIn(k, part === 'test' ? options.singleStyles : options.singleStyles.filter((x) => x !== options.testStyle))) {
         const id = imageId(e, s);
         singles.push({ id, file: `images/${s}/${k}.png`, labels: benchLabels(k), meta: { style: s, emoji: e.emoji, hexcode: e.hexcode, name: e.name, subset: s === options.testStyle ? 'style-transfer' : 'single' } });
         singleIds[part].push(id);
@@ -324,6 +333,8 @@ export function emojiScenesStats(plan: EmojiScenesPlan) {
   for (const s of scenes) for (const m of s.members) memberStyles[m.style] = (memberStyles[m.style] ?? 0) + 1;
   const labelsOf = plan.emojiPlan.labeling.emojiLabels;
   const countEmoji = (keys: string[], l: string) => keys.filter((k) => labelsOf.get(k)!.includes(l)).length;
+  const testIds = new Set(plan.singleSplit.test);
+  const testSingles = singles.filter((it) => testIds.has(it.id));
   const unseen: UnseenStats[] = pools.split.unseen.map((u) => ({
     label: u.label,
     source: u.source,
@@ -333,7 +344,7 @@ export function emojiScenesStats(plan: EmojiScenesPlan) {
     bEmoji: { train: countEmoji(parts.train, u.label), val: countEmoji(parts.val, u.label), test: countEmoji(parts.test, u.label) },
     testScenes: byPart('test', 'scene').filter((s) => s.labels.includes(u.label)).length,
     styleScenes: byPart('test', 'style-transfer').filter((s) => s.labels.includes(u.label)).length,
-    testSingles: plan.singleSplit.test.filter((id) => singles.find((it) => it.id === id)!.labels.includes(u.label)).length,
+    testSingles: testSingles.filter((it) => it.labels.includes(u.label)).length,
   }));
   return {
     options,
@@ -368,7 +379,7 @@ export function emojiScenesStats(plan: EmojiScenesPlan) {
       unseenFromSubgroups: pools.split.unseen.filter((u) => u.source === 'subgroup').length,
     },
     unseen,
-    sources: sourcesOf(plan),
+    sources: sourcesOf(),
   };
 }
 export type EmojiScenesStats = ReturnType<typeof emojiScenesStats>;
@@ -391,15 +402,16 @@ export function poolsRecord(plan: EmojiScenesPlan) {
   };
 }
 
-/** The build's identity: a folder holding another is refused unless --force. */
-function buildStamp(plan: EmojiScenesPlan) {
-  return { format: 'clip-decoder-emojiscenes', version: 1, options: plan.options, sources: sourcesOf(plan) };
+/** Versions of every package the build reads, known without planning. */
+function sourcesOf(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pkg of ['emojibase-data', 'emojilib', 'openmoji', '@resvg/resvg-js', ...EMOJI_STYLES.map((s) => `@iconify-json/${s}`)]) out[pkg] = packageVersion(pkg);
+  return out;
 }
 
-function sourcesOf(plan: EmojiScenesPlan): Record<string, string> {
-  const out: Record<string, string> = { ...plan.emojiPlan.data.versions, '@resvg/resvg-js': packageVersion('@resvg/resvg-js') };
-  for (const s of plan.emojiPlan.styles) out[s.pkg] = s.version;
-  return out;
+/** The build's identity (checked before planning, so a refusal is immediate): another is refused unless --force. */
+function buildStamp(options: Resolved) {
+  return { format: 'clip-decoder-emojiscenes', version: 1, options, sources: sourcesOf() };
 }
 
 const BUILD_FILE = 'build.json';
@@ -444,10 +456,10 @@ const encodePng = (rgb: Uint8Array, S: number) => sharp(rgb, { raw: { width: S, 
 
 export async function buildEmojiScenes(opts: EmojiScenesOptions): Promise<EmojiScenesResult> {
   const t0 = performance.now();
-  const plan = planEmojiScenes(opts);
   const dir = opts.out;
+  await claimFolder(dir, buildStamp(resolveScenesOptions(opts)), opts.force ?? false);
+  const plan = planEmojiScenes(opts);
   const S = plan.options.size;
-  await claimFolder(dir, buildStamp(plan), opts.force ?? false);
 
   const styleByName = new Map(plan.emojiPlan.styles.map((s) => [s.name as string, s]));
   const drawing = (m: SceneMember) => {
