@@ -18,7 +18,8 @@ import { emojiTagsNotice, imageId, planEmojiTags, readConceptWords, resolveStyle
 import type { EmojiTagsPlan } from './build.ts';
 import { drawObjectCount, drawScene, MIN_OBJECT_SIDE, pixelBox, placeBoxes, randomBackground } from './compose.ts';
 import type { SceneMember, SceneSpec } from './compose.ts';
-import { emojiFamilies, emojiOfPart, splitPools } from './pools.ts';
+import { shuffleInPlace } from '../random.ts';
+import { emojiFamilies, emojiOfPart, splitPools, splitRng } from './pools.ts';
 import type { Pools } from './pools.ts';
 import { renderSvgPng, writeMissingFiles } from './render.ts';
 import type { FileJob } from './render.ts';
@@ -179,7 +180,7 @@ function planScenes(
   keys: readonly string[],
   stylesOf: (key: string) => EmojiStyleName[],
   rng: Rng,
-  ctx: { familyOf: Map<string, string>; entry: Map<string, EmojiEntry>; labelsOf: (key: string) => string[]; maxOverlap: number; size: number },
+  ctx: { familyOf: Map<string, string>; entry: Map<string, EmojiEntry>; labelsOf: (key: string) => string[]; maxOverlap: number },
   make: (i: number, spec: SceneSpec, members: SceneMemberInfo[], labels: string[]) => PlannedScene,
 ): PlannedScene[] {
   const families = new Set(keys.map((k) => ctx.familyOf.get(k)!)).size;
@@ -191,13 +192,7 @@ function planScenes(
     const members: SceneMemberInfo[] = [];
     const used = new Set<string>();
     while (members.length < n) {
-      if (deck.length === 0) {
-        deck = [...keys];
-        for (let j = deck.length - 1; j > 0; j--) {
-          const t = rng.int(j + 1);
-          [deck[j], deck[t]] = [deck[t]!, deck[j]!];
-        }
-      }
+      if (deck.length === 0) deck = shuffleInPlace([...keys], splitRng(rng));
       const k = deck.pop()!;
       const fam = ctx.familyOf.get(k)!;
       if (used.has(fam)) continue;
@@ -238,7 +233,7 @@ export function planEmojiScenes(opts: Omit<EmojiScenesOptions, 'out'> = {}): Emo
   const benchLabels = (k: string) => (emojiPlan.labeling.emojiLabels.get(k) ?? []).filter((l) => vocab.has(l));
   const parts = { train: emojiOfPart(pools, pools.split.train), val: emojiOfPart(pools, pools.split.val), test: emojiOfPart(pools, pools.split.test) };
   const entry = new Map(emojiPlan.pool.map((e) => [e.key, e]));
-  const ctx = { familyOf: families.familyOf, entry, labelsOf: benchLabels, maxOverlap: options.maxOverlap, size: options.size };
+  const ctx = { familyOf: families.familyOf, entry, labelsOf: benchLabels, maxOverlap: options.maxOverlap };
 
   const scene = (part: 'train' | 'val' | 'test', subset: 'scene' | 'style-transfer', prefix: string) =>
     (i: number, spec: SceneSpec, members: SceneMemberInfo[], labels: string[]): PlannedScene => {
@@ -504,7 +499,10 @@ export async function buildEmojiScenes(opts: EmojiScenesOptions): Promise<EmojiS
   });
   await writeFileAtomic(join(dir, 'pretrain-scenes.jsonl'), pretrainLines.join('\n') + (pretrainLines.length > 0 ? '\n' : ''));
   await writeFileAtomic(join(dir, 'pools.json'), JSON.stringify(poolsRecord(plan), null, 1) + '\n');
-  await writeFileAtomic(join(dir, 'NOTICE'), emojiTagsNotice(plan.emojiPlan).replace('EmojiTags: a zero-shot', 'EmojiScenes (built on EmojiTags\' sources): a zero-shot'));
+  const notice = emojiTagsNotice(plan.emojiPlan)
+    .replace('EmojiTags: a zero-shot multi-label benchmark', 'EmojiScenes: a zero-shot multi-label benchmark of emoji scenes')
+    .replace('Drawings (images/<style>/):', 'Drawings (composed into images/ and pretrain/; alone in single/images/<style>/):');
+  await writeFileAtomic(join(dir, 'NOTICE'), notice);
   await writeFileAtomic(join(dir, 'stats.json'), JSON.stringify(stats, null, 2) + '\n');
   await writeSplit(dir, plan.split);
   await writeManifest(dir, records, (it) => (it as ReturnType<typeof sceneRecord>).extra);
