@@ -105,8 +105,7 @@ export function familyLabeling(labeling: EmojiLabeling, families: Families, keep
   return { labels: [...vocabulary], positives, emojiLabels, groupWords, keywordWords: labeling.keywordWords };
 }
 
-export interface PoolOptions extends Omit<SplitOptions, 'seed'> {
-  seed: number;
+export interface PoolOptions extends SplitOptions {
   /** Share of the families in the benchmark pool B. */
   benchmarkFraction: number;
   /** A label is in the benchmark's vocabulary when this many B emoji carry it. */
