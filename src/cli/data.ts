@@ -1,8 +1,10 @@
-// `data emoji` builds the EmojiTags benchmark; `data check` loads any dataset format, validates it and prints
-// what it holds. Both only parse flags and call src/data.
+// `data emoji` builds the EmojiTags benchmark, `data scenes` EmojiScenes; `data check` loads any dataset format,
+// validates it and prints what it holds. All only parse flags and call src/data.
 import type { Command } from 'commander';
 import { ClipDecoderError } from '../errors.ts';
 import { buildEmojiTags } from '../data/emoji/build.ts';
+import { buildEmojiScenes, SCENES_DEFAULTS } from '../data/emoji/scenes.ts';
+import type { EmojiScenesStats } from '../data/emoji/scenes.ts';
 import { loadDataset } from '../data/load.ts';
 import type { DatasetKind } from '../data/load.ts';
 import { positiveIntFlag } from './options.ts';
@@ -11,6 +13,35 @@ function intFlag(value: string, flag: string, min = 0): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < min) throw new ClipDecoderError('INPUT_INVALID', `${flag} must be an integer ≥ ${min}, got "${value}"`, flag);
   return n;
+}
+
+/** A number flag; its range is checked by the library, which names the flag too. */
+function numberFlag(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new ClipDecoderError('INPUT_INVALID', `${flag} must be a number, got "${value}"`, flag);
+  return n;
+}
+
+/** The summary `data scenes` prints: sizes, then per unseen label its P captions and test positives. */
+export function scenesSummary(s: EmojiScenesStats, seconds: number, rendered: number, reused: number, dir: string): string {
+  const sc = s.scenes;
+  const row = (name: string, d: EmojiScenesStats['scenes']['train']) =>
+    `  ${name}: ${d.scenes} scenes, ${d.objectsPerScene} objects per scene (1/2/3/4: ${[1, 2, 3, 4].map((k) => d.objects[k]).join('/')}), ${d.labelsPerImage} labels per image`;
+  return [
+    `EmojiScenes in ${dir} (${seconds.toFixed(1)} s; ${rendered} images rendered, ${reused} reused)`,
+    `pools: P ${s.pools.pretrainEmoji} emoji (${s.pools.pretrainFamilies} families), B ${s.pools.benchmarkEmoji} emoji (${s.pools.benchmarkFamilies} families); B emoji train ${s.emoji.train}, val ${s.emoji.val}, test ${s.emoji.test}`,
+    `styles: train/val/P ${s.styles.train.join(', ')}; test only: ${s.styles.testOnly}`,
+    row('train', sc.train),
+    row('val', sc.val),
+    row('test', sc.test),
+    row(`test, ${s.styles.testOnly} only`, sc.styleTransfer),
+    row('P (pretrain-scenes.jsonl)', sc.pretrain),
+    `single-emoji subset (single/): train ${s.singles.train}, val ${s.singles.val}, test ${s.singles.test} images`,
+    `labels: ${s.labels.total} (${s.labels.seen} seen, ${s.labels.unseen} unseen: ${s.labels.unseenFromConcepts} NUS-WIDE concepts + ${s.labels.unseenFromSubgroups} subgroups; ${s.labels.pseudoUnseen} pseudo-unseen)`,
+    'unseen label: P captions (P emoji) / test scene positives / style-transfer positives',
+    ...s.unseen.map((u) => `  ${u.label}${u.source === 'subgroup' ? '*' : ''}: ${u.pCaptions} (${u.pEmoji}) / ${u.testScenes} / ${u.styleScenes}`),
+  ].join('\n');
 }
 
 const FORMATS: DatasetKind[] = ['auto', 'manifest', 'csv', 'jsonl', 'coco', 'nus-wide'];
@@ -28,7 +59,7 @@ export function unseenFlag(value: string | undefined): string | string[] | undef
 }
 
 export function registerDataCommands(program: Command): void {
-  const data = program.command('data').description('datasets: build EmojiTags, check dataset files');
+  const data = program.command('data').description('datasets: build EmojiTags or EmojiScenes, check dataset files');
 
   data
     .command('emoji')
@@ -57,6 +88,48 @@ export function registerDataCommands(program: Command): void {
         `unseen labels with ≥ 2 test emoji: ${s.labels.unseenWithMinTestPositives}`,
       ];
       process.stdout.write(lines.join('\n') + '\n');
+    });
+
+  data
+    .command('scenes')
+    .description('build EmojiScenes: P/B concept pools, multi-emoji scenes of B (train/val/test, one style only in test), single-emoji B subset, P scenes with captions')
+    .requiredOption('-o, --out <dir>', 'output folder (a rerun of the same build reuses its images; another build there is refused)')
+    .option('--size <px>', 'scene side in pixels', String(SCENES_DEFAULTS.size))
+    .option('--seed <n>', 'seed of pools, split and scenes', String(SCENES_DEFAULTS.seed))
+    .option('--train-scenes <n>', 'train scenes', String(SCENES_DEFAULTS.trainScenes))
+    .option('--val-scenes <n>', 'validation scenes', String(SCENES_DEFAULTS.valScenes))
+    .option('--test-scenes <n>', 'test scenes in the training styles', String(SCENES_DEFAULTS.testScenes))
+    .option('--style-scenes <n>', 'test scenes drawn in the test-only style', String(SCENES_DEFAULTS.styleScenes))
+    .option('--pretrain-scenes <n>', 'scenes of P emoji with captions (pretrain-scenes.jsonl)', String(SCENES_DEFAULTS.pretrainScenes))
+    .option('--test-style <name>', 'the style only test scenes use', SCENES_DEFAULTS.testStyle)
+    .option('--benchmark-fraction <f>', 'share of concept families in the benchmark pool B', String(SCENES_DEFAULTS.benchmarkFraction))
+    .option('--min-teach <n>', 'P captions each unseen label needs', String(SCENES_DEFAULTS.minTeach))
+    .option('--min-positives <n>', 'keep labels with at least this many positive emoji', String(SCENES_DEFAULTS.minPositives))
+    .option('--min-unseen <n>', 'wanted unseen labels with 2 test families', String(SCENES_DEFAULTS.minUnseen))
+    .option('--max-overlap <f>', 'largest overlap of two objects, as a share of the smaller', String(SCENES_DEFAULTS.maxOverlap))
+    .option('--single-styles <names>', 'comma-separated styles of the single-emoji subset (default: all)')
+    .option('--force', 'replace a different build in the output folder')
+    .action(async (o: Record<string, string | boolean | undefined>) => {
+      const n = (k: string, flag: string) => numberFlag(o[k] as string | undefined, flag);
+      const result = await buildEmojiScenes({
+        out: String(o.out),
+        size: n('size', '--size'),
+        seed: n('seed', '--seed'),
+        trainScenes: n('trainScenes', '--train-scenes'),
+        valScenes: n('valScenes', '--val-scenes'),
+        testScenes: n('testScenes', '--test-scenes'),
+        styleScenes: n('styleScenes', '--style-scenes'),
+        pretrainScenes: n('pretrainScenes', '--pretrain-scenes'),
+        testStyle: o.testStyle as string,
+        benchmarkFraction: n('benchmarkFraction', '--benchmark-fraction'),
+        minTeach: n('minTeach', '--min-teach'),
+        minPositives: n('minPositives', '--min-positives'),
+        minUnseen: n('minUnseen', '--min-unseen'),
+        maxOverlap: n('maxOverlap', '--max-overlap'),
+        singleStyles: typeof o.singleStyles === 'string' ? o.singleStyles.split(',').map((x) => x.trim()).filter(Boolean) : undefined,
+        force: Boolean(o.force),
+      });
+      process.stdout.write(scenesSummary(result.stats, result.seconds, result.rendered, result.reused, result.dir) + '\n');
     });
 
   data

@@ -17,8 +17,9 @@ export interface SplitFile extends DatasetSplit {
   version: 1;
 }
 
-export async function writeManifest(dir: string, items: readonly DatasetItem[]): Promise<void> {
-  const lines = items.map((it) => JSON.stringify({ id: it.id, file: it.file, labels: it.labels, ...(it.meta ?? {}) }));
+/** `extra` adds fields of any JSON shape to a line (loaders keep only string and number fields as metadata). */
+export async function writeManifest(dir: string, items: readonly DatasetItem[], extra?: (item: DatasetItem) => Record<string, unknown>): Promise<void> {
+  const lines = items.map((it) => JSON.stringify({ id: it.id, file: it.file, labels: it.labels, ...(it.meta ?? {}), ...(extra?.(it) ?? {}) }));
   await writeFileAtomic(join(dir, MANIFEST_FILE), lines.join('\n') + '\n');
 }
 

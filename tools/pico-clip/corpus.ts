@@ -7,7 +7,6 @@
 // `planCorpus` lists the items and their caption fields without rendering (fast; the leak test runs it);
 // `node --import tsx tools/pico-clip/corpus.ts --out DIR --size S` renders them to DIR/images.u8 [N, S, S, 3]
 // plus DIR/captions.jsonl, and the validation emoji (for model selection) to DIR/val.u8 + DIR/val.jsonl.
-import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { mkdirSync, openSync, writeSync, closeSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,7 +15,8 @@ import { Resvg } from '@resvg/resvg-js';
 import sharp from 'sharp';
 import { planEmojiTags } from '../../src/data/emoji/build.ts';
 import type { EmojiTagsPlan } from '../../src/data/emoji/build.ts';
-import { EMOJI_STYLES, loadEmojiStyle, squareIcon, svgDocument, type IconifySet } from '../../src/data/emoji/sources.ts';
+import { EMOJI_STYLES, loadEmojiStyle, squareIcon, svgDocument, svgHash, type IconifySet } from '../../src/data/emoji/sources.ts';
+export { svgHash };
 import type { EmojiEntry, EmojiStyle, SquareSvg } from '../../src/data/emoji/sources.ts';
 import { renderSvgPng } from '../../src/data/emoji/render.ts';
 import { writeFileAtomic } from '../../src/util/fs.ts';
@@ -203,10 +203,6 @@ export function planCorpus(options: CorpusOptions = {}): CorpusPlan {
   return { emojiPlan, items, val: valItems, licences };
 }
 
-/** A drawing's identity, independent of the set it came from (the leak test compares these). */
-export function svgHash(s: SquareSvg): string {
-  return createHash('sha1').update(s.body).digest('hex');
-}
 
 /** Raw RGB pixels [S, S, 3] of a drawing on white. Emoji go through a 224 px PNG and a bicubic resize, the
  * path EmojiTags test images take through the model's preprocessor; icons are drawn at S directly. */

@@ -81,15 +81,15 @@ export interface EmojiTagsStats {
   sources: Record<string, string>;
 }
 
-export function resolveStyles(styles: readonly string[] | undefined): EmojiStyleName[] {
+export function resolveStyles(styles: readonly string[] | undefined, flag = '--styles'): EmojiStyleName[] {
   if (!styles || styles.length === 0) return [...EMOJI_STYLES];
   const out: EmojiStyleName[] = [];
   for (const s of styles) {
     if (s.startsWith('fluent')) {
-      throw new ClipDecoderError('INPUT_INVALID', `--styles ${s}: the Fluent emoji sets are reserved for independent evaluation and never used by EmojiTags`, '--styles');
+      throw new ClipDecoderError('INPUT_INVALID', `${flag} ${s}: the Fluent emoji sets are reserved for independent evaluation and never used by EmojiTags`, flag);
     }
     if (!(EMOJI_STYLES as readonly string[]).includes(s)) {
-      throw new ClipDecoderError('INPUT_INVALID', `--styles: unknown style "${s}"; choose from ${EMOJI_STYLES.join(', ')}`, '--styles');
+      throw new ClipDecoderError('INPUT_INVALID', `${flag}: unknown style "${s}"; choose from ${EMOJI_STYLES.join(', ')}`, flag);
     }
     if (!out.includes(s as EmojiStyleName)) out.push(s as EmojiStyleName);
   }

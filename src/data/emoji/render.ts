@@ -1,6 +1,7 @@
-// Renders SVG drawings to PNG with resvg on a white background. Files already rendered with the same settings
-// are reused; every file is written atomically, so an interrupted build resumes where it stopped. Rendering is
-// synchronous (about 1-2 ms an image at 224 px here), with file writes overlapping it.
+// Renders SVG drawings with resvg: to PNG on white (EmojiTags) or to transparent RGBA pixels (scene members).
+// Files already rendered with the same settings are reused; every file is written atomically, so an interrupted
+// build resumes where it stopped. Rendering is synchronous (about 1-2 ms an image at 224 px here), with file
+// writes overlapping it.
 import { existsSync, statSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -24,20 +25,22 @@ export interface RenderOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-const RESVG_OPTIONS = { background: 'white', font: { loadSystemFonts: false }, logLevel: 'off' } as const; // no text in emoji
+const RESVG_OPTIONS = { font: { loadSystemFonts: false }, logLevel: 'off' } as const; // no text in emoji
 
 /**
- * Renders `s` to a size × size PNG. resvg 2.6 panics (and aborts the process) on a group with opacity whose
- * content lies wholly outside the canvas, which some Noto drawings carry as leftovers. So when the drawing's
- * bounding box leaves the view box, the canvas is grown to hold everything and the view box cropped back out.
+ * Renders `s` to a size × size canvas; returns the resvg image and where the wanted square sits in it. resvg 2.6
+ * panics (and aborts the process) on a group with opacity whose content lies wholly outside the canvas, which some
+ * Noto drawings carry as leftovers. So when the drawing's bounding box leaves the view box, the canvas is grown to
+ * hold everything and the caller crops the square back out (at padL, padT).
  */
-export async function renderSvgPng(s: SquareSvg, size: number): Promise<Uint8Array> {
+function renderPadded(s: SquareSvg, size: number, background: string | undefined): { image: ReturnType<Resvg['render']>; padL: number; padT: number } {
+  const options = { ...RESVG_OPTIONS, background };
   const scale = size / s.side; // pixels per user unit
-  const doc = new Resvg(svgDocument(s), { ...RESVG_OPTIONS, fitTo: { mode: 'width', value: size } });
+  const doc = new Resvg(svgDocument(s), { ...options, fitTo: { mode: 'width', value: size } });
   const bb = doc.getBBox();
   const eps = 1e-3;
   if (!bb || (bb.x >= s.x - eps && bb.y >= s.y - eps && bb.x + bb.width <= s.x + s.side + eps && bb.y + bb.height <= s.y + s.side + eps)) {
-    return doc.render().asPng();
+    return { image: doc.render(), padL: 0, padT: 0 };
   }
   // Whole pixels of margin on each side keep the crop aligned with a plain render.
   const padL = Math.max(0, Math.ceil((s.x - bb.x) * scale));
@@ -47,15 +50,37 @@ export async function renderSvgPng(s: SquareSvg, size: number): Promise<Uint8Arr
   const W = size + padL + padR;
   const H = size + padT + padB;
   const box = { x: s.x - padL / scale, y: s.y - padT / scale, w: W / scale, h: H / scale };
-  const big = new Resvg(svgDocument(s, box), { ...RESVG_OPTIONS, fitTo: { mode: 'width', value: W } }).render();
-  return sharp(big.pixels, { raw: { width: big.width, height: big.height, channels: 4 } })
+  return { image: new Resvg(svgDocument(s, box), { ...options, fitTo: { mode: 'width', value: W } }).render(), padL, padT };
+}
+
+/** Renders `s` to a size × size PNG on white. */
+export async function renderSvgPng(s: SquareSvg, size: number): Promise<Uint8Array> {
+  const { image, padL, padT } = renderPadded(s, size, 'white');
+  if (image.width === size && image.height === size) return image.asPng();
+  return sharp(image.pixels, { raw: { width: image.width, height: image.height, channels: 4 } })
     .extract({ left: padL, top: padT, width: size, height: size })
     .png()
     .toBuffer();
 }
 
-/** Renders the jobs whose file is missing; returns how many were rendered and how many reused. */
-export async function renderAll(jobs: readonly RenderJob[], options: RenderOptions): Promise<{ rendered: number; reused: number }> {
+/** Renders `s` to size × size RGBA pixels on a transparent canvas, premultiplied alpha (resvg's own layout). */
+export function renderSvgRgba(s: SquareSvg, size: number): Uint8Array {
+  const { image, padL, padT } = renderPadded(s, size, undefined);
+  const px = image.pixels;
+  if (image.width === size && image.height === size) return px;
+  const out = new Uint8Array(size * size * 4); // [size, size, 4]
+  for (let y = 0; y < size; y++) out.set(px.subarray(((padT + y) * image.width + padL) * 4, ((padT + y) * image.width + padL + size) * 4), y * size * 4);
+  return out;
+}
+
+/** A file to make: `render` gives its bytes (called only when the file is missing). */
+export interface FileJob {
+  out: string;
+  render: () => Promise<Uint8Array>;
+}
+
+/** Makes the jobs whose file is missing, writing each atomically; returns how many were made and reused. */
+export async function writeMissingFiles(jobs: readonly FileJob[], options: Omit<RenderOptions, 'size'>): Promise<{ rendered: number; reused: number }> {
   const todo = jobs.filter((j) => !(existsSync(j.out) && statSync(j.out).size > 0));
   const reused = jobs.length - todo.length;
   for (const d of new Set(todo.map((j) => dirname(j.out)))) await mkdir(d, { recursive: true });
@@ -64,8 +89,8 @@ export async function renderAll(jobs: readonly RenderJob[], options: RenderOptio
   let done = reused;
   options.onProgress?.(done, jobs.length);
   for (const job of todo) {
-    const png = await renderSvgPng(job.svg(), options.size);
-    const write: Promise<void> = writeFileAtomic(job.out, png).then(() => {
+    const bytes = await job.render();
+    const write: Promise<void> = writeFileAtomic(job.out, bytes).then(() => {
       pending.delete(write);
       done++;
       options.onProgress?.(done, jobs.length);
@@ -75,6 +100,14 @@ export async function renderAll(jobs: readonly RenderJob[], options: RenderOptio
   }
   await Promise.all(pending);
   return { rendered: todo.length, reused };
+}
+
+/** Renders the jobs whose file is missing; returns how many were rendered and how many reused. */
+export function renderAll(jobs: readonly RenderJob[], options: RenderOptions): Promise<{ rendered: number; reused: number }> {
+  return writeMissingFiles(
+    jobs.map((j) => ({ out: j.out, render: () => renderSvgPng(j.svg(), options.size) })),
+    options,
+  );
 }
 
 /**

@@ -1,6 +1,7 @@
 // What EmojiTags is made of, read from installed npm packages only: the emoji list with names, groups and
 // keywords (emojibase-data, emojilib, openmoji), and one drawing per emoji from each Iconify emoji set.
 // Fluent emoji sets are deliberately absent: they are kept for independent evaluation.
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { ClipDecoderError } from '../../errors.ts';
@@ -206,6 +207,11 @@ export interface SquareSvg {
 /** A standalone SVG document of `s`, showing the user-space box (x, y, w, h) (default: its own view box). */
 export function svgDocument(s: SquareSvg, box: { x: number; y: number; w: number; h: number } = { x: s.x, y: s.y, w: s.side, h: s.side }): string {
   return `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" viewBox="${box.x} ${box.y} ${box.w} ${box.h}" width="${box.w}" height="${box.h}">${s.body}</svg>`;
+}
+
+/** A drawing's identity, independent of the set it came from (the leak tests compare these). */
+export function svgHash(s: SquareSvg): string {
+  return createHash('sha1').update(s.body).digest('hex');
 }
 
 export interface EmojiStyle {
