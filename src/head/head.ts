@@ -16,8 +16,8 @@ import {
 import { meanTokensForward } from '../nn/pool.ts';
 import { linearDefault, normal, xavierNormal, xavierUniform } from '../nn/init.ts';
 import { assertFinite } from '../nn/tensor.ts';
-import { ClipContrastive } from '../train/clip-loss.ts';
-import { aslLoss, ASL_DEFAULTS, type AslOptions } from '../train/losses.ts';
+import { ClipContrastive } from './clip-loss.ts';
+import { aslLoss, ASL_DEFAULTS, type AslOptions } from './losses.ts';
 import { groupSize, validateHeadConfig, type HeadConfig } from './config.ts';
 
 /** Dropout keep masks of one training step, in the engine's layouts (see DropoutMasks in docs/engine.md). */
