@@ -7,13 +7,11 @@ import { layerNormBackward, layerNormForward } from '../src/nn/layernorm.ts';
 import { dropoutForward, reluForward } from '../src/nn/activations.ts';
 import { headsToRows, softmaxDropoutRows, softmaxRows } from '../src/nn/attention.ts';
 import { sumRows } from '../src/nn/linear.ts';
+import { assertClose } from './helpers/assert-close.ts';
 
 const rng = new Rng(3);
 const randn = (n: number, scale = 1) => Float64Array.from({ length: n }, () => scale * rng.normal());
-const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-10) => {
-  assert.equal(a.length, b.length);
-  for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) <= tol * (1 + Math.abs(b[i])), `at ${i}: ${a[i]} vs ${b[i]}`);
-};
+const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-10) => assertClose(a, b, { atol: tol, rtol: tol });
 
 test('addLayerNormForward/Backward = dropout + residual + LayerNorm, forward and backward', () => {
   const R = 6, C = 10, s = 1 / 0.8;
