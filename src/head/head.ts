@@ -24,7 +24,7 @@ import { ClipContrastive } from './clip-loss.ts';
 import { aslLoss, ASL_DEFAULTS, type AslOptions } from './losses.ts';
 import { groupSize, validateHeadConfig, type HeadConfig } from './config.ts';
 
-/** Dropout keep masks of one training step, in the engine's layouts (see DropoutMasks in docs/engine.md). */
+/** Dropout keep masks of one training step (1 = kept), in the engine's layouts: replays PyTorch's masks in the tests. */
 export interface DropoutMasks {
   drop1: Uint8Array; // [B, Nq, D]   on the queries (stands in for self-attention)
   attn: Uint8Array; // [H, B, Nq, T] on the attention weights
@@ -434,27 +434,27 @@ export class ClipDecoderHead {
     else ws.tq.set(this.queryEmbed!.data);
     // t1 = LN1(tq + dropout1(tq)), tq broadcast over images  [Nq, D] → [B·Nq, D]
     this.norm1Forward(ws, drop.mask(ws.ln1.keep, 'drop1'), drop.scale);
-    // q = t1 W_qᵀ + b_q by head                               [B·Nq, D] → [H, B·Nq, hd]
+    // q = t1 W_qᵀ + b_q by head                              [B·Nq, D] → [H, B·Nq, hd]
     ws.attn.setDims({ B, N: Nq, T, D, H });
     attnProjectQueries(be, ws.attn.qh, ws.t1, this.attnWeights(), R, D, H);
     // k, v = m W_kᵀ + b_k, m W_vᵀ + b_v by head              [B·T, D] → [2H, B·T, hd]
     attnProjectMemory(be, ws.attn, ws.m, this.attnWeights());
-    // t3 = decoder layer (attention, LN2, FFN, LN3)           [B·Nq, D]
+    // t3 = decoder layer (attention, LN2, FFN, LN3)          [B·Nq, D]
     this.decoderLayerForward(ws, ws.t1, R, drop);
-    // logits = t3 · w + bias (closed-set: group FC)           [B·Nq, D] → [B, L]
+    // logits = t3 · w + bias (closed-set: group FC)          [B·Nq, D] → [B, L]
     this.fcForward(ws, B, Nq);
   }
 
   /** ASL on the logits (writes dLogits = β·∂ASL) and the CLIP loss with its backward (writes dPooled). */
   private losses(ws: Workspace, batch: TrainBatch, opts: StepOptions, useClip: boolean): StepLosses {
     const { B, T, L } = ws;
-    // asl = ASL(logits, y)                                    [B, L] → dLogits [B, L]
+    // asl = ASL(logits, y)                                   [B, L] → dLogits [B, L]
     const asl = aslLoss(ws.logits, batch.targets, B * L, ws.dLogits, opts.beta, opts.asl ?? ASL_DEFAULTS);
     let clip = 0;
     if (useClip) {
-      // pooled = mean_T(m)                                    [B·T, D] → [B, D]
+      // pooled = mean_T(m)                                   [B·T, D] → [B, D]
       meanTokensForward(ws.pooled, ws.m, B, T, this.config.dModel);
-      // clip = InfoNCE(norm(W_i pooled), norm(W_j c))         [B, D], [B, E] → dPooled [B, D]
+      // clip = InfoNCE(norm(W_i pooled), norm(W_j c))        [B, D], [B, E] → dPooled [B, D]
       clip = this.clip!.forwardBackward(this.be, ws.pooled, batch.captions!, B, ws.dPooled, opts.alpha);
     } else if (this.clip) {
       for (const q of this.clip.params) q.grad!.fill(0);
@@ -467,24 +467,24 @@ export class ClipDecoderHead {
     const { B, T, Nq } = ws;
     const { inputDim: C, queryDim: E, dModel: D } = this.config;
     const { be, embed, queryProj } = this;
-    // dT3 and the fc's gradients                              [B, L] → [B·Nq, D]
+    // dT3 and the fc's gradients                             [B, L] → [B·Nq, D]
     this.fcBackward(ws, B, Nq);
     // dT1 (residual), dA, and the attention core's dq, dk, dv  [B·Nq, D] → [B·Nq, D], [H, B·Nq, hd], [2H, B·T, hd]
     this.decoderLayerBackward(ws, drop);
-    // dM from dk, dv                                          [2H, B·T, hd] → [B·T, D]
+    // dM from dk, dv                                         [2H, B·T, hd] → [B·T, D]
     attnProjectMemoryBackward(be, ws.attn, ws.dM, this.attnGrads(), ws.m, this.attnWeights());
-    // dT1Attn from dq                                         [H, B·Nq, hd] → [B·Nq, D]
+    // dT1Attn from dq                                        [H, B·Nq, hd] → [B·Nq, D]
     attnProjectQueriesBackward(be, ws.attn, ws.dT1Attn, this.attnGrads(), ws.t1, this.attnWeights());
-    // dTq = Σ_b LN1'(dT1 + dT1Attn) · (1 + keep1·s)           [B·Nq, D] → [Nq, D]
+    // dTq = Σ_b LN1'(dT1 + dT1Attn) · (1 + keep1·s)          [B·Nq, D] → [Nq, D]
     this.norm1Backward(ws, drop.p > 0 ? ws.ln1.keep : null, drop.scale);
-    // dTq through ReLU; query_proj's gradients                [Nq, D] → dW_q [D, E], db_q [D]
+    // dTq through ReLU; query_proj's gradients               [Nq, D] → dW_q [D, E], db_q [D]
     if (queryProj) {
       reluBackward(ws.dTq, ws.dTq, ws.tq, Nq * D);
       linearBackward(be, null, queryProj.weight.grad, queryProj.bias.grad, ws.dTq, batch.queries!, queryProj.weight.data, Nq, E, D);
     }
-    // dM += dPooled / T, through ReLU; Σ = db_e               [B, D] → [B·T, D]
+    // dM += dPooled / T, through ReLU; Σ = db_e              [B, D] → [B·T, D]
     this.memoryReluBackward(ws, useClip ? ws.dPooled : null);
-    // embed's weight gradient                                 [B·T, D] → dW_e [D, C]
+    // embed's weight gradient                                [B·T, D] → dW_e [D, C]
     linearBackward(be, null, embed.weight.grad, null, ws.dM, batch.features, embed.weight.data, B * T, C, D);
     copyInto(embed.bias.grad!, ws.dEmbedBias);
   }
@@ -500,14 +500,14 @@ export class ClipDecoderHead {
     const { be, linear1, linear2 } = this;
     // a = softmax(q kᵀ / √hd) v W_oᵀ + b_o                   [B·Nq, D]  (predict: q [H, Nq, hd] shared by images)
     attnForward(be, ws.attn, ws.a, this.attnWeights(), { ...drop.attention, sharedQueries: !ws.training });
-    // t2 = LN2(t1 + dropout2(a))                              [B·Nq, D]
+    // t2 = LN2(t1 + dropout2(a))                             [B·Nq, D]
     this.addNormForward(this.norm2, ws.ln2, ws.t2, t1, t1Rows, ws.a, drop.mask(ws.ln2.keep, 'drop2'), drop.scale, R);
-    // h = dropout(ReLU(t2 W1ᵀ + b1))                          [B·Nq, D] → [B·Nq, F]
+    // h = dropout(ReLU(t2 W1ᵀ + b1))                         [B·Nq, D] → [B·Nq, F]
     linearForward(be, ws.h, ws.t2, linear1.weight.data, linear1.bias.data, R, D, F, true);
     drop.ffnInPlace(ws.h, R * F);
-    // f = h W2ᵀ + b2                                          [B·Nq, F] → [B·Nq, D]
+    // f = h W2ᵀ + b2                                         [B·Nq, F] → [B·Nq, D]
     linearForward(be, ws.f, ws.h, linear2.weight.data, linear2.bias.data, R, F, D);
-    // t3 = LN3(t2 + dropout3(f))                              [B·Nq, D]
+    // t3 = LN3(t2 + dropout3(f))                             [B·Nq, D]
     this.addNormForward(this.norm3, ws.ln3, ws.t3, ws.t2, R, ws.f, drop.mask(ws.ln3.keep, 'drop3'), drop.scale, R);
   }
 
@@ -517,18 +517,18 @@ export class ClipDecoderHead {
     const { dModel: D, ffnDim: F } = this.config;
     const { be, linear1, linear2 } = this;
     const s = drop.scale, dropping = drop.p > 0;
-    // LN3: dT2 (residual), dF = keep3·s·(…); Σ dF = db2       [B·Nq, D] → [B·Nq, D], [B·Nq, D]
+    // LN3: dT2 (residual), dF = keep3·s·(…); Σ dF = db2      [B·Nq, D] → [B·Nq, D], [B·Nq, D]
     this.addNormBackward(this.norm3, ws.ln3, ws.dT2, ws.dF, ws.dT3, null, dropping, s, ws.dLinear2Bias, R);
-    // dH = dF W2, dW2 = dFᵀ h                                 [B·Nq, D] → [B·Nq, F]
+    // dH = dF W2, dW2 = dFᵀ h                                [B·Nq, D] → [B·Nq, F]
     linearBackward(be, ws.dH, linear2.weight.grad, null, ws.dF, ws.h, linear2.weight.data, R, F, D);
     copyInto(linear2.bias.grad!, ws.dLinear2Bias);
-    // dH through dropout and ReLU, in place; Σ = db1          [B·Nq, F]
+    // dH through dropout and ReLU, in place; Σ = db1         [B·Nq, F]
     ws.dLinear1Bias.fill(0);
     dropoutReluBackward(ws.dH, ws.h, s, ws.dLinear1Bias, R, F);
     copyInto(linear1.bias.grad!, ws.dLinear1Bias);
-    // dT2Ffn = dH W1, dW1 = dHᵀ t2                            [B·Nq, F] → [B·Nq, D]
+    // dT2Ffn = dH W1, dW1 = dHᵀ t2                           [B·Nq, F] → [B·Nq, D]
     linearBackward(be, ws.dT2Ffn, linear1.weight.grad, null, ws.dH, ws.t2, linear1.weight.data, R, D, F);
-    // LN2 on dT2Ffn + dT2: dT1 (residual), dA = keep2·s·(…)   [B·Nq, D] → [B·Nq, D], [B·Nq, D]
+    // LN2 on dT2Ffn + dT2: dT1 (residual), dA = keep2·s·(…)  [B·Nq, D] → [B·Nq, D], [B·Nq, D]
     this.addNormBackward(this.norm2, ws.ln2, ws.dT1, ws.dA, ws.dT2Ffn, ws.dT2, dropping, s, null, R);
     // attention core: dA → dq, dk, dv; W_o's gradients       [B·Nq, D] → [H, B·Nq, hd], [2H, B·T, hd]
     attnBackward(be, ws.attn, this.attnGrads(), ws.dA, this.attnWeights());
@@ -644,9 +644,9 @@ export class ClipDecoderHead {
       return;
     }
     const K = Nq, L = ws.L, g = groupSize(this.config);
-    // tk ← t3 by group                                        [B, K, D] → [K, B, D]
+    // tk ← t3 by group                                       [B, K, D] → [K, B, D]
     for (let b = 0; b < B; b++) for (let k = 0; k < K; k++) tk.set(t3.subarray((b * K + k) * D, (b * K + k + 1) * D), (k * B + b) * D);
-    // gk = tk · W                                             [K, B, D] × [K, D, g] → [K, B, g]
+    // gk = tk · W                                            [K, B, D] × [K, D, g] → [K, B, g]
     be.matmul(gk, tk, [K, B, D], fc.weight.data, [K, D, g]);
     // class c is slot c mod g of group ⌊c/g⌋                 [K, B, g] → [B, L]
     const bias = fc.bias.data;
@@ -686,11 +686,11 @@ export class ClipDecoderHead {
       dGk[(k * B + b) * g + j] = v;
       db[c] += v;
     }
-    // dW = tkᵀ dGk                                            [K, D, g]
+    // dW = tkᵀ dGk                                           [K, D, g]
     be.matmul(fc.weight.grad!, tk, [K, B, D], dGk, [K, B, g], { transA: true });
-    // dTk = dGk Wᵀ                                            [K, B, g] → [K, B, D]
+    // dTk = dGk Wᵀ                                           [K, B, g] → [K, B, D]
     be.matmul(dTk, dGk, [K, B, g], fc.weight.data, [K, D, g], { transB: true });
-    // dT3 ← dTk by image                                      [K, B, D] → [B, K, D]
+    // dT3 ← dTk by image                                     [K, B, D] → [B, K, D]
     for (let b = 0; b < B; b++) for (let k = 0; k < K; k++) dT3.set(dTk.subarray((k * B + b) * D, (k * B + b + 1) * D), (b * K + k) * D);
   }
 
@@ -715,7 +715,7 @@ export class ClipDecoderHead {
       assertFinite(queries, 'label embeddings');
       Nq = L = labels.length;
       tq = new Float32Array(Nq * D);
-      // tq = ReLU(q W_qᵀ + b_q)                               [N, E] → [N, D]
+      // tq = ReLU(q W_qᵀ + b_q)                              [N, E] → [N, D]
       linearForward(this.be, tq, queries, this.queryProj!.weight.data, this.queryProj!.bias.data, Nq, cfg.queryDim, D, true);
     } else {
       if (labels.length !== cfg.numClasses) {
@@ -734,7 +734,7 @@ export class ClipDecoderHead {
     const t1 = new Float32Array(Nq * D);
     const n1 = this.norm1;
     layerNormForward(t1, new Float32Array(Nq), new Float32Array(Nq), tq, n1.weight.data, n1.bias.data, Nq, D, cfg.layerNormEps);
-    // q = t1 W_qᵀ + b_q by head                               [Nq, D] → [H, Nq, hd]
+    // q = t1 W_qᵀ + b_q by head                              [Nq, D] → [H, Nq, hd]
     const qh = new Float32Array(Nq * D);
     attnProjectQueries(this.be, qh, t1, this.attnWeights(), Nq, D, H);
     return { labels: [...labels], Nq, L, t1, qh, version: this.version };
@@ -765,7 +765,7 @@ export class ClipDecoderHead {
     const attention = opts.attention ? new Float32Array(B * Nq * T) : undefined;
     // m = ReLU(x W_eᵀ + b_e)                                 [B·T, C] → [B·T, D]
     linearForward(be, ws.m, features, embed.weight.data, embed.bias.data, B * T, C, D, true);
-    // k, v by head, once per batch                            [B·T, D] → [2H, B·T, hd]
+    // k, v by head, once per batch                           [B·T, D] → [2H, B·T, hd]
     ws.attn.setDims({ B, N: chunk, T, D, H });
     attnProjectMemory(be, ws.attn, ws.m, this.attnWeights());
     for (let n0 = 0; n0 < Nq; n0 += chunk) {
@@ -775,7 +775,7 @@ export class ClipDecoderHead {
       for (let h = 0; h < H; h++) ws.attn.qh.set(prepared.qh.subarray((h * Nq + n0) * hd, (h * Nq + n0 + nc) * hd), h * nc * hd);
       // t3 = decoder layer, t1 broadcast over images         [nc, D] → [B·nc, D]
       this.decoderLayerForward(ws, prepared.t1.subarray(n0 * D, (n0 + nc) * D), nc, Dropout.none);
-      // logits of this chunk                                  [B·nc, D] → [B, nc] (closed-set: [B, L])
+      // logits of this chunk                                 [B·nc, D] → [B, nc] (closed-set: [B, L])
       this.fcForward(ws, B, nc);
       if (closed) logits.set(ws.logits);
       else for (let b = 0; b < B; b++) logits.set(ws.logits.subarray(b * nc, (b + 1) * nc), b * L + n0);
