@@ -7,13 +7,11 @@ import { layerNormBackward, layerNormForward } from '../src/nn/layernorm.ts';
 import { dropoutForward, reluForward } from '../src/nn/activations.ts';
 import { headsToRows, softmaxDropoutRows, softmaxRows } from '../src/nn/attention.ts';
 import { sumRows } from '../src/nn/linear.ts';
+import { assertClose } from './helpers/assert-close.ts';
 
 const rng = new Rng(3);
 const randn = (n: number, scale = 1) => Float64Array.from({ length: n }, () => scale * rng.normal());
-const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-10) => {
-  assert.equal(a.length, b.length);
-  for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) <= tol * (1 + Math.abs(b[i])), `at ${i}: ${a[i]} vs ${b[i]}`);
-};
+const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-10) => assertClose(a, b, { atol: tol, rtol: tol });
 
 test('addLayerNormForward/Backward = dropout + residual + LayerNorm, forward and backward', () => {
   const R = 6, C = 10, s = 1 / 0.8;
@@ -33,11 +31,14 @@ test('addLayerNormForward/Backward = dropout + residual + LayerNorm, forward and
   sumRows(bias, dbranch, R, C);
   // fused
   const r2 = new Float64Array(R * C), out2 = new Float64Array(R * C), mean2 = new Float64Array(R), rstd2 = new Float64Array(R);
-  addLayerNormForward(out2, r2, mean2, rstd2, x, y, keep, s, w, b, R, C, 1e-5);
+  addLayerNormForward({ out: out2, r: r2, mean: mean2, rstd: rstd2, x, y, keep, scale: s, weight: w, bias: b, R, C, eps: 1e-5 });
   close(out2, out, 1e-9);
   close(r2, r);
   const dres2 = new Float64Array(R * C), dbr2 = new Float64Array(R * C), dw2 = new Float64Array(C), db2 = new Float64Array(C), bias2 = new Float64Array(C);
-  addLayerNormBackward(dres2, dbr2, keep, s, bias2, dw2, db2, dout, dout2, r2, mean2, rstd2, w, R, C);
+  addLayerNormBackward({
+    dres: dres2, dbranch: dbr2, branchBias: bias2, dweight: dw2, dbias: db2, dout, dout2, r: r2, mean: mean2, rstd: rstd2,
+    keep, scale: s, weight: w, R, C,
+  });
   close(dres2, dr, 1e-9);
   close(dbr2, dbranch, 1e-9);
   close(dw2, dw, 1e-9);
@@ -45,8 +46,28 @@ test('addLayerNormForward/Backward = dropout + residual + LayerNorm, forward and
   close(bias2, bias, 1e-9);
   // aliasing dres with dout2 (how the head calls it) gives the same result
   const d2copy = Float64Array.from(dout2);
-  addLayerNormBackward(d2copy, null, null, 1, null, new Float64Array(C), new Float64Array(C), dout, d2copy, r2, mean2, rstd2, w, R, C);
+  addLayerNormBackward({
+    dres: d2copy, dbranch: null, branchBias: null, dweight: new Float64Array(C), dbias: new Float64Array(C), dout, dout2: d2copy,
+    r: r2, mean: mean2, rstd: rstd2, keep: null, scale: 1, weight: w, R, C,
+  });
   close(d2copy, dr, 1e-9);
+});
+
+test('addLayerNormForward broadcasts x and y given fewer rows (queries shared by images) = the rows repeated', () => {
+  const Nq = 3, B = 4, R = B * Nq, C = 7;
+  const x = randn(Nq * C), y = randn(R * C), w = randn(C), b = randn(C);
+  const xFull = new Float64Array(R * C);
+  for (let i = 0; i < B; i++) xFull.set(x, i * Nq * C);
+  const ln = { keep: null, scale: 1, weight: w, bias: b, R, C, eps: 1e-5 };
+  const bufs = () => ({ out: new Float64Array(R * C), r: new Float64Array(R * C), mean: new Float64Array(R), rstd: new Float64Array(R) });
+  const full = bufs(), bcast = bufs();
+  addLayerNormForward({ ...full, x: xFull, y, ...ln });
+  addLayerNormForward({ ...bcast, x, xRows: Nq, y, ...ln });
+  assert.deepEqual(bcast, full);
+  // both broadcast (LN1: x = y = the queries)
+  addLayerNormForward({ ...full, x: xFull, y: Float64Array.from(xFull), ...ln });
+  addLayerNormForward({ ...bcast, x, xRows: Nq, y: x, yRows: Nq, ...ln });
+  assert.deepEqual(bcast, full);
 });
 
 test('dropoutReluBackward recovers the mask from the output of dropout(ReLU(z))', () => {
@@ -100,7 +121,9 @@ test('adamEmaKernel = torch Adam step followed by the EMA update', () => {
   const [w0, m0, v0, e0] = [w, m, v, ema].map((a) => Float32Array.from(a));
   const lr = 1e-3, b1 = 0.9, b2 = 0.999, t = 3, wd = 0.01, d = 0.99;
   const bc1 = 1 - b1 ** t, bc2 = 1 - b2 ** t;
-  adamEmaKernel(w, g, m, v, ema, d, wd, b1, b2, lr / bc1, Math.sqrt(bc2), 1e-8);
+  adamEmaKernel({
+    w, g, m, v, ema, emaDecay: d, weightDecay: wd, beta1: b1, beta2: b2, stepSize: lr / bc1, bc2sqrt: Math.sqrt(bc2), eps: 1e-8,
+  });
   for (let i = 0; i < n; i++) {
     const gi = g[i] + wd * w0[i];
     const mi = Math.fround(b1 * m0[i] + (1 - b1) * gi), vi = Math.fround(b2 * v0[i] + (1 - b2) * gi * gi);

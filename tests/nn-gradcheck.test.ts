@@ -9,7 +9,7 @@ import { dropoutBackward, dropoutForward, reluBackward, reluForward } from '../s
 import { layerNormBackward, layerNormForward } from '../src/nn/layernorm.ts';
 import { l2NormalizeBackward, l2NormalizeForward, meanTokensBackward, meanTokensForward } from '../src/nn/pool.ts';
 import { AttnCache, crossAttentionBackward, crossAttentionForward, type AttnWeights } from '../src/nn/attention.ts';
-import { aslLoss, infoNceLoss } from '../src/train/losses.ts';
+import { aslLoss, infoNceLoss } from '../src/head/losses.ts';
 
 const be = new TsMatmul();
 const rng = new Rng(42);

@@ -1,6 +1,10 @@
-// The ML-Decoder / CLIP-Decoder head (reference/clip-decoder.md §1–2): parameters, the training step
-// (forward + backward + both losses) and inference with a prepared label set. Shapes: B images, T tokens of
-// width C, Nq query rows (N labels in zero-shot mode, K groups in closed-set mode), L logits per image.
+// The ML-Decoder / CLIP-Decoder head (reference/clip-decoder.md §1–2) in one file: parameters, the training
+// step as a forward and a backward that mirror each other (llm.c style: one line per layer, shapes spelled out;
+// read them against the shape table of docs/engine.md), the decoder layer that training and predict share, and
+// inference with a prepared label set.
+// Shapes: B images, T tokens of width C, N labels with E-wide text embeddings, decoder width D, H heads
+// (hd = D/H), FFN width F; Nq query rows per image (N zero-shot, K groups closed-set), L logits per image
+// (N zero-shot, numClasses closed-set), g = ceil(L/K) classes per group; R = B·Nq rows.
 import { ClipDecoderError } from '../errors.ts';
 import type { MatmulBackend } from '../nn/matmul.ts';
 import { makeParam, ParamSet, type Param } from '../nn/param.ts';
@@ -10,17 +14,17 @@ import { reluBackward } from '../nn/activations.ts';
 import { layerNormForward } from '../nn/layernorm.ts';
 import { addLayerNormBackward, addLayerNormForward, dropoutReluBackward } from '../nn/fused.ts';
 import {
-  AttnCache, attnForward, attnProjectMemory, attnProjectQueries, averageHeads, crossAttentionBackward,
-  crossAttentionForward, type AttnWeights,
+  AttnCache, attnBackward, attnForward, attnProjectMemory, attnProjectMemoryBackward, attnProjectQueries,
+  attnProjectQueriesBackward, averageHeads, type AttnForwardOptions, type AttnWeights,
 } from '../nn/attention.ts';
 import { meanTokensForward } from '../nn/pool.ts';
 import { linearDefault, normal, xavierNormal, xavierUniform } from '../nn/init.ts';
 import { assertFinite } from '../nn/tensor.ts';
-import { ClipContrastive } from '../train/clip-loss.ts';
-import { aslLoss, ASL_DEFAULTS, type AslOptions } from '../train/losses.ts';
+import { ClipContrastive } from './clip-loss.ts';
+import { aslLoss, ASL_DEFAULTS, type AslOptions } from './losses.ts';
 import { groupSize, validateHeadConfig, type HeadConfig } from './config.ts';
 
-/** Dropout keep masks of one training step, in the engine's layouts (see DropoutMasks in docs/engine.md). */
+/** Dropout keep masks of one training step (1 = kept), in the engine's layouts: replays PyTorch's masks in the tests. */
 export interface DropoutMasks {
   drop1: Uint8Array; // [B, Nq, D]   on the queries (stands in for self-attention)
   attn: Uint8Array; // [H, B, Nq, T] on the attention weights
@@ -89,80 +93,155 @@ export interface PredictOptions {
   maxRows?: number;
 }
 
-/** Training activations and scratch, allocated once per (B, T, Nq). */
-class TrainWork {
-  readonly m: Float32Array; // [B·T, D]  memory (after ReLU)
-  readonly pooled: Float32Array; // [B, D]
-  readonly tq: Float32Array; // [Nq, D] queries after projection + ReLU (zero-shot) or the fixed queries
-  readonly u: Float32Array; // [B·Nq, D]  LN1 input: t + dropout(t)
-  readonly t1: Float32Array; // [B·Nq, D]
-  readonly a: Float32Array; // [B·Nq, D]  attention output
-  readonly r2: Float32Array; // [B·Nq, D]  LN2 input
-  readonly t2: Float32Array;
-  readonly h: Float32Array; // [B·Nq, F]  dropout(ReLU(linear1)): > 0 exactly where the backward passes
-  readonly f: Float32Array; // [B·Nq, D]  linear2 output
-  readonly r3: Float32Array; // LN3 input
-  readonly t3: Float32Array;
-  readonly mean1: Float32Array; readonly rstd1: Float32Array;
-  readonly mean2: Float32Array; readonly rstd2: Float32Array;
-  readonly mean3: Float32Array; readonly rstd3: Float32Array;
-  readonly logits: Float32Array; // [B, L]
-  readonly keep1: Uint8Array; readonly keep2: Uint8Array; readonly keep3: Uint8Array;
-  readonly attn: AttnCache;
-  // backward
-  readonly dlogits: Float32Array;
-  readonly dA: Float32Array; // [B·Nq, D] scratch
-  readonly dB: Float32Array; // [B·Nq, D] scratch
-  readonly dC: Float32Array; // [B·Nq, D] scratch
-  readonly dH: Float32Array; // [B·Nq, F]
-  readonly dm: Float32Array; // [B·T, D]
-  readonly dpooled: Float32Array; // [B, D]
-  readonly dtq: Float32Array; // [Nq, D]
-  // float64 accumulators of column sums (LayerNorm and bias gradients)
-  readonly accD: Float64Array[]; // 8 × [D]
-  readonly accF: Float64Array; // [F]
-  // closed-set group FC
-  readonly tk: Float32Array; // [K, B, D]
-  readonly gk: Float32Array; // [K, B, g]
+/** A PyTorch module's weight and bias (nn.Linear: [out, in] and [out]; nn.LayerNorm: [D] and [D]). */
+interface WeightBias {
+  readonly weight: Param;
+  readonly bias: Param;
+}
 
-  constructor(readonly B: number, readonly T: number, readonly Nq: number, readonly L: number, cfg: HeadConfig) {
-    const D = cfg.dModel, F = cfg.ffnDim, R = B * Nq;
-    const f = (n: number) => new Float32Array(n);
-    this.m = f(B * T * D); this.pooled = f(B * D); this.tq = f(Nq * D);
-    this.u = f(R * D); this.t1 = f(R * D); this.a = f(R * D); this.r2 = f(R * D); this.t2 = f(R * D);
-    this.h = f(R * F); this.f = f(R * D); this.r3 = f(R * D); this.t3 = f(R * D);
-    this.mean1 = f(R); this.rstd1 = f(R); this.mean2 = f(R); this.rstd2 = f(R); this.mean3 = f(R); this.rstd3 = f(R);
-    this.logits = f(B * L);
-    this.keep1 = new Uint8Array(R * D); this.keep2 = new Uint8Array(R * D); this.keep3 = new Uint8Array(R * D);
-    this.attn = new AttnCache({ B, N: Nq, T, D, H: cfg.heads }, this.m);
-    this.dlogits = f(B * L); this.dA = f(R * D); this.dB = f(R * D); this.dC = f(R * D); this.dH = f(R * F);
-    this.dm = f(B * T * D); this.dpooled = f(B * D); this.dtq = f(Nq * D);
-    this.accD = Array.from({ length: 8 }, () => new Float64Array(D));
-    this.accF = new Float64Array(F);
-    const g = cfg.mode === 'closed-set' ? groupSize(cfg) : 0;
-    this.tk = f(cfg.mode === 'closed-set' ? R * D : 0);
-    this.gk = f(cfg.mode === 'closed-set' ? R * g : 0);
+/** nn.MultiheadAttention's packed in-projection [3D, D], [3D] and its out-projection [D, D], [D]. */
+interface MhaParams {
+  readonly inProjWeight: Param;
+  readonly inProjBias: Param;
+  readonly outProjWeight: Param;
+  readonly outProjBias: Param;
+}
+
+/**
+ * What one post-norm residual block `out = LN(x + dropout(y))` keeps for its backward: r = x + dropout(y), the
+ * row statistics, the keep mask of y; and float64 column sums of its LayerNorm weight and bias gradients.
+ */
+class NormCache {
+  readonly mean: Float32Array; // [R]
+  readonly rstd: Float32Array; // [R]
+  readonly keep: Uint8Array; // [R, D]  (training only)
+  readonly dWeight: Float64Array; // [D]    (training only)
+  readonly dBias: Float64Array; // [D]      (training only)
+  constructor(readonly r: Float32Array, R: number, D: number, training: boolean) {
+    this.mean = new Float32Array(R);
+    this.rstd = new Float32Array(R);
+    this.keep = new Uint8Array(training ? R * D : 0);
+    this.dWeight = new Float64Array(training ? D : 0);
+    this.dBias = new Float64Array(training ? D : 0);
   }
 }
 
-/** Inference scratch for one (B, T, rows-per-chunk) budget. */
-class InferWork {
-  readonly m: Float32Array;
-  readonly attn: AttnCache;
-  readonly a: Float32Array; readonly t2: Float32Array; readonly h: Float32Array; readonly t3: Float32Array;
-  readonly mean: Float32Array; readonly rstd: Float32Array;
-  readonly logits: Float32Array; readonly avg: Float32Array;
-  readonly tk: Float32Array; readonly gk: Float32Array;
-  constructor(readonly B: number, readonly T: number, readonly chunk: number, cfg: HeadConfig) {
-    const D = cfg.dModel, R = B * chunk;
+/**
+ * Activations and gradients for B images × Nq query rows over T tokens, allocated once per shape and reused.
+ * Training keeps every activation for the backward; predict (training = false) runs the forward half only:
+ * no gradients, and each block's saved residual input r aliases a buffer it overwrites (a, t3).
+ */
+class Workspace {
+  readonly L: number; // logits per image
+  // forward activations
+  readonly m: Float32Array; // [B·T, D]   memory ReLU(embed(x))
+  readonly pooled: Float32Array; // [B, D]  mean_T(m): the CLIP loss's image side
+  readonly tq: Float32Array; // [Nq, D]   queries ReLU(query_proj(q)), or query_embed
+  readonly ln1: NormCache; // r = tq + dropout1(tq) per image  [B·Nq, D]
+  readonly t1: Float32Array; // [B·Nq, D] LN1 output: the attention's queries and the first residual
+  readonly attn: AttnCache; // q, k, v by head, softmax weights, head outputs (and the attention's own scratch)
+  readonly a: Float32Array; // [B·Nq, D]  attention output
+  readonly ln2: NormCache; // r = t1 + dropout2(a)
+  readonly t2: Float32Array; // [B·Nq, D]
+  readonly h: Float32Array; // [B·Nq, F]  dropout(ReLU(linear1(t2))): > 0 exactly where the backward passes
+  readonly f: Float32Array; // [B·Nq, D]  linear2(h)
+  readonly ln3: NormCache; // r = t2 + dropout3(f)
+  readonly t3: Float32Array; // [B·Nq, D]
+  readonly tk: Float32Array; // [K, B, D]  closed-set: t3 by group
+  readonly gk: Float32Array; // [K, B, g]  closed-set: group products
+  readonly logits: Float32Array; // [B, L]
+  readonly attnAvg: Float32Array; // [B·Nq, T]  predict: attention weights averaged over heads
+  // gradients, each named after its activation (training only)
+  readonly dLogits: Float32Array; // [B, L]
+  readonly dGk: Float32Array; // [K, B, g]  closed-set
+  readonly dTk: Float32Array; // [K, B, D]  closed-set
+  readonly dT3: Float32Array; // [B·Nq, D]
+  readonly dT2: Float32Array; // [B·Nq, D]  t2's gradient through LN3's residual path
+  readonly dF: Float32Array; // [B·Nq, D]
+  readonly dH: Float32Array; // [B·Nq, F]  then, in place, of linear1's output
+  readonly dT2Ffn: Float32Array; // [B·Nq, D]  t2's gradient through the FFN
+  readonly dT1: Float32Array; // [B·Nq, D]  t1's gradient through LN2's residual path
+  readonly dA: Float32Array; // [B·Nq, D]
+  readonly dT1Attn: Float32Array; // [B·Nq, D]  t1's gradient through the attention's query projection
+  readonly dR1: Float32Array; // [B·Nq, D]  of LN1's input tq + dropout1(tq)
+  readonly dTq: Float32Array; // [Nq, D]   then, in place, of query_proj's output
+  readonly dM: Float32Array; // [B·T, D]   memory (from K and V, + the CLIP branch's), then of embed's output
+  readonly dPooled: Float32Array; // [B, D]
+  readonly dLinear1Bias: Float64Array; // [F]  column sums
+  readonly dLinear2Bias: Float64Array; // [D]
+  readonly dEmbedBias: Float64Array; // [D]
+
+  constructor(readonly B: number, readonly T: number, readonly Nq: number, cfg: HeadConfig, readonly training: boolean) {
+    const D = cfg.dModel, F = cfg.ffnDim, R = B * Nq, closed = cfg.mode === 'closed-set';
+    const g = closed ? groupSize(cfg) : 0;
+    this.L = closed ? cfg.numClasses : Nq;
     const f = (n: number) => new Float32Array(n);
+    const fwd = (n: number) => f(training ? n : 0); // kept for the backward only
+    const grad = fwd, sum = (n: number) => new Float64Array(training ? n : 0);
     this.m = f(B * T * D);
-    this.attn = new AttnCache({ B, N: chunk, T, D, H: cfg.heads }, this.m);
-    this.a = f(R * D); this.t2 = f(R * D); this.h = f(R * cfg.ffnDim); this.t3 = f(R * D);
-    this.mean = f(R); this.rstd = f(R); this.logits = f(R); this.avg = f(R * T);
-    const g = cfg.mode === 'closed-set' ? groupSize(cfg) : 0;
-    this.tk = f(cfg.mode === 'closed-set' ? R * D : 0);
-    this.gk = f(cfg.mode === 'closed-set' ? R * g : 0);
+    this.pooled = fwd(B * D);
+    this.tq = fwd(Nq * D);
+    this.ln1 = new NormCache(fwd(R * D), training ? R : 0, D, training);
+    this.t1 = fwd(R * D);
+    this.attn = new AttnCache({ B, N: Nq, T, D, H: cfg.heads }, this.m);
+    this.a = f(R * D);
+    this.ln2 = new NormCache(training ? f(R * D) : this.a, R, D, training);
+    this.t2 = f(R * D);
+    this.h = f(R * F);
+    this.t3 = f(R * D);
+    this.f = training ? f(R * D) : this.t3;
+    this.ln3 = new NormCache(training ? f(R * D) : this.t3, R, D, training);
+    this.tk = f(closed ? R * D : 0);
+    this.gk = f(closed ? R * g : 0);
+    this.logits = f(B * this.L);
+    this.attnAvg = f(training ? 0 : R * T);
+    this.dLogits = grad(B * this.L);
+    this.dGk = grad(closed ? R * g : 0);
+    this.dTk = grad(closed ? R * D : 0);
+    this.dT3 = grad(R * D); this.dT2 = grad(R * D); this.dF = grad(R * D); this.dH = grad(R * F); this.dT2Ffn = grad(R * D);
+    this.dT1 = grad(R * D); this.dA = grad(R * D); this.dT1Attn = grad(R * D); this.dR1 = grad(R * D); this.dTq = grad(Nq * D);
+    this.dM = grad(B * T * D); this.dPooled = grad(B * D);
+    this.dLinear1Bias = sum(F); this.dLinear2Bias = sum(D); this.dEmbedBias = sum(D);
+  }
+
+  fits(B: number, T: number, Nq: number, training: boolean): boolean {
+    return this.B === B && this.T === T && this.Nq === Nq && this.training === training;
+  }
+}
+
+/**
+ * Where one step's dropout masks come from: replayed (`masks`) or drawn from `rng` in layer order (drop1,
+ * attention, drop2, ffn, drop3: the order the forward meets them). p = 0: no dropout at all.
+ */
+class Dropout {
+  readonly scale: number;
+  private readonly masks?: DropoutMasks;
+  constructor(readonly p: number, private readonly rng?: Rng, masks?: DropoutMasks) {
+    this.scale = p > 0 ? 1 / (1 - p) : 1;
+    this.masks = p > 0 ? masks : undefined;
+  }
+
+  static readonly none = new Dropout(0);
+
+  /** keep filled with the replayed or a freshly drawn mask; null without dropout. */
+  mask(keep: Uint8Array, name: 'drop1' | 'drop2' | 'drop3'): Uint8Array | null {
+    if (this.p <= 0) return null;
+    const given = this.masks?.[name];
+    if (given) keep.set(given);
+    else this.rng!.fillKeepMask(keep, this.p);
+    return keep;
+  }
+
+  get attention(): AttnForwardOptions {
+    return { dropout: this.p, keep: this.masks?.attn, rng: this.rng };
+  }
+
+  /** The FFN's dropout, in place on h[n] (its backward recovers the mask from h, so none is stored). */
+  ffnInPlace(h: Float32Array, n: number): void {
+    if (this.p <= 0) return;
+    const s = this.scale;
+    if (this.masks) for (let i = 0; i < n; i++) h[i] = h[i] * this.masks.ffn[i] * s;
+    else this.rng!.dropoutInPlace(h, this.p, s);
   }
 }
 
@@ -176,19 +255,20 @@ export class ClipDecoderHead {
   /** Bumped whenever parameters change, so stale prepared label sets are detected. */
   version = 0;
   private be: MatmulBackend;
-  private work?: TrainWork;
-  private infer?: InferWork;
+  private work?: Workspace; // training
+  private infer?: Workspace; // predict
 
-  // parameter handles (PyTorch names of the official module where one exists)
-  readonly embedW: Param; readonly embedB: Param; // embed_standart  [D, C], [D]
-  readonly qpW: Param | null; readonly qpB: Param | null; // wordvec_proj [D, E], [D] (zero-shot)
-  readonly queryEmbed: Param | null; // query_embed [K, D], fixed N(0, 1) (closed-set)
-  readonly n1w: Param; readonly n1b: Param;
-  readonly inW: Param; readonly inB: Param; readonly outW: Param; readonly outB: Param;
-  readonly n2w: Param; readonly n2b: Param;
-  readonly l1W: Param; readonly l1b: Param; readonly l2W: Param; readonly l2b: Param;
-  readonly n3w: Param; readonly n3b: Param;
-  readonly fcW: Param; readonly fcB: Param; // duplicate_pooling [D, 1] | [K, D, g], duplicate_pooling_bias [1] | [N]
+  // parameters, as the PyTorch modules (official names in docs/engine.md)
+  readonly embed: WeightBias; // [D, C], [D]  embed_standart
+  readonly queryProj: WeightBias | null; // [D, E], [D]  wordvec_proj (zero-shot)
+  readonly queryEmbed: Param | null; // [K, D] fixed N(0, 1) queries (closed-set)
+  readonly norm1: WeightBias; // [D], [D]
+  readonly attn: MhaParams; // [3D, D], [3D], [D, D], [D]
+  readonly norm2: WeightBias;
+  readonly linear1: WeightBias; // [F, D], [F]
+  readonly linear2: WeightBias; // [D, F], [D]
+  readonly norm3: WeightBias;
+  readonly fc: WeightBias; // [D, 1] | [K, D, g], [1] | [L]  duplicate_pooling, duplicate_pooling_bias
 
   /** A head with zeroed parameters; call init(rng) or load weights. */
   constructor(config: HeadConfig, backend: MatmulBackend) {
@@ -198,30 +278,23 @@ export class ClipDecoderHead {
     const { inputDim: C, queryDim: E, dModel: D, ffnDim: F } = config;
     const ps = this.params;
     const add = (name: string, shape: number[], trainable = true) => ps.add(makeParam(name, shape, trainable));
-    this.embedW = add('embed.weight', [D, C]);
-    this.embedB = add('embed.bias', [D]);
-    if (config.mode === 'zero-shot') {
-      this.qpW = add('query_proj.weight', [D, E]);
-      this.qpB = add('query_proj.bias', [D]);
-      this.queryEmbed = null;
-    } else {
-      this.qpW = this.qpB = null;
-      this.queryEmbed = add('query_embed', [config.numGroups, D], false);
-    }
-    this.n1w = add('norm1.weight', [D]); this.n1b = add('norm1.bias', [D]);
-    this.inW = add('attn.in_proj_weight', [3 * D, D]); this.inB = add('attn.in_proj_bias', [3 * D]);
-    this.outW = add('attn.out_proj.weight', [D, D]); this.outB = add('attn.out_proj.bias', [D]);
-    this.n2w = add('norm2.weight', [D]); this.n2b = add('norm2.bias', [D]);
-    this.l1W = add('linear1.weight', [F, D]); this.l1b = add('linear1.bias', [F]);
-    this.l2W = add('linear2.weight', [D, F]); this.l2b = add('linear2.bias', [D]);
-    this.n3w = add('norm3.weight', [D]); this.n3b = add('norm3.bias', [D]);
-    if (config.mode === 'zero-shot') {
-      this.fcW = add('fc.weight', [D, 1]);
-      this.fcB = add('fc.bias', [1]);
-    } else {
-      this.fcW = add('fc.weight', [config.numGroups, D, groupSize(config)]);
-      this.fcB = add('fc.bias', [config.numClasses]);
-    }
+    const module = (name: string, wShape: number[], bShape: number[]): WeightBias =>
+      ({ weight: add(`${name}.weight`, wShape), bias: add(`${name}.bias`, bShape) });
+    this.embed = module('embed', [D, C], [D]);
+    this.queryProj = config.mode === 'zero-shot' ? module('query_proj', [D, E], [D]) : null;
+    this.queryEmbed = config.mode === 'closed-set' ? add('query_embed', [config.numGroups, D], false) : null;
+    this.norm1 = module('norm1', [D], [D]);
+    this.attn = {
+      inProjWeight: add('attn.in_proj_weight', [3 * D, D]), inProjBias: add('attn.in_proj_bias', [3 * D]),
+      outProjWeight: add('attn.out_proj.weight', [D, D]), outProjBias: add('attn.out_proj.bias', [D]),
+    };
+    this.norm2 = module('norm2', [D], [D]);
+    this.linear1 = module('linear1', [F, D], [F]);
+    this.linear2 = module('linear2', [D, F], [D]);
+    this.norm3 = module('norm3', [D], [D]);
+    this.fc = config.mode === 'zero-shot'
+      ? module('fc', [D, 1], [1])
+      : module('fc', [config.numGroups, D, groupSize(config)], [config.numClasses]);
     this.clip = config.clipProjDim > 0 ? new ClipContrastive(config.clipProjDim, D, config.captionDim) : null;
     if (this.clip) for (const p of this.clip.params) ps.add(p);
   }
@@ -239,19 +312,22 @@ export class ClipDecoderHead {
    * xavier-normal, fc bias 0, closed-set queries N(0, 1); then the CLIP-loss branch.
    */
   init(rng: Rng): void {
-    linearDefault(this.embedW.data, this.embedB.data, this.embedW.shape, rng);
-    if (this.qpW && this.qpB) linearDefault(this.qpW.data, this.qpB.data, this.qpW.shape, rng);
+    const { embed, queryProj, attn, linear1, linear2, fc } = this;
+    linearDefault(embed.weight.data, embed.bias.data, embed.weight.shape, rng);
+    if (queryProj) linearDefault(queryProj.weight.data, queryProj.bias.data, queryProj.weight.shape, rng);
     if (this.queryEmbed) normal(this.queryEmbed.data, rng);
-    xavierUniform(this.inW.data, this.inW.shape, rng);
-    this.inB.data.fill(0);
-    linearDefault(this.outW.data, null, this.outW.shape, rng);
-    this.outB.data.fill(0);
-    linearDefault(this.l1W.data, this.l1b.data, this.l1W.shape, rng);
-    linearDefault(this.l2W.data, this.l2b.data, this.l2W.shape, rng);
-    for (const n of [this.n1w, this.n2w, this.n3w]) n.data.fill(1);
-    for (const n of [this.n1b, this.n2b, this.n3b]) n.data.fill(0);
-    xavierNormal(this.fcW.data, this.fcW.shape, rng);
-    this.fcB.data.fill(0);
+    xavierUniform(attn.inProjWeight.data, attn.inProjWeight.shape, rng);
+    attn.inProjBias.data.fill(0);
+    linearDefault(attn.outProjWeight.data, null, attn.outProjWeight.shape, rng);
+    attn.outProjBias.data.fill(0);
+    linearDefault(linear1.weight.data, linear1.bias.data, linear1.weight.shape, rng);
+    linearDefault(linear2.weight.data, linear2.bias.data, linear2.weight.shape, rng);
+    for (const n of [this.norm1, this.norm2, this.norm3]) {
+      n.weight.data.fill(1);
+      n.bias.data.fill(0);
+    }
+    xavierNormal(fc.weight.data, fc.weight.shape, rng);
+    fc.bias.data.fill(0);
     this.clip?.init(rng);
     this.version++;
   }
@@ -266,11 +342,25 @@ export class ClipDecoderHead {
   }
 
   private attnWeights(): AttnWeights {
-    return { inW: this.inW.data, inB: this.inB.data, outW: this.outW.data, outB: this.outB.data };
+    const a = this.attn;
+    return { inW: a.inProjWeight.data, inB: a.inProjBias.data, outW: a.outProjWeight.data, outB: a.outProjBias.data };
   }
 
   private attnGrads(): AttnWeights {
-    return { inW: this.inW.grad!, inB: this.inB.grad!, outW: this.outW.grad!, outB: this.outB.grad! };
+    const a = this.attn;
+    return { inW: a.inProjWeight.grad!, inB: a.inProjBias.grad!, outW: a.outProjWeight.grad!, outB: a.outProjBias.grad! };
+  }
+
+  private workspace(B: number, T: number, Nq: number, training: boolean): Workspace {
+    const old = training ? this.work : this.infer;
+    if (old?.fits(B, T, Nq, training)) return old;
+    // let the old buffers go before allocating new ones
+    if (training) this.work = undefined;
+    else this.infer = undefined;
+    const ws = new Workspace(B, T, Nq, this.config, training);
+    if (training) this.work = ws;
+    else this.infer = ws;
+    return ws;
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -314,144 +404,216 @@ export class ClipDecoderHead {
   }
 
   /**
-   * One training forward + backward: returns the losses and leaves ∂loss/∂θ in every parameter's grad
-   * (overwritten, not accumulated). Element-wise work is fused (nn/fused.ts) so each activation is read
-   * and written as few times as possible; the matmuls go to the backend.
+   * One training step: forward, both losses, backward. Returns the losses and leaves ∂loss/∂θ in every
+   * parameter's grad (overwritten, not accumulated, so no zeroing pass is needed).
    */
   forwardBackward(batch: TrainBatch, opts: StepOptions): StepLosses {
-    const cfg = this.config;
     const N = this.checkBatch(batch, opts);
-    const { B, T } = batch;
-    const { Nq, L } = this.shapeFor(N);
-    const D = cfg.dModel, F = cfg.ffnDim, C = cfg.inputDim, H = cfg.heads, R = B * Nq, eps = cfg.layerNormEps;
-    const be = this.be;
-    if (!this.work || this.work.B !== B || this.work.T !== T || this.work.Nq !== Nq || this.work.L !== L) {
-      this.work = undefined; // let the old buffers go before allocating new ones
-      this.work = new TrainWork(B, T, Nq, L, cfg);
-    }
-    const w = this.work;
-    const p = cfg.dropout;
-    const dropping = p > 0;
-    const s = dropping ? 1 / (1 - p) : 1;
-    const mk = dropping ? opts.masks : undefined;
-    const rng = opts.rng;
-    if (mk) {
-      checkMask(mk.drop1, R * D, 'drop1'); checkMask(mk.attn, H * R * T, 'attn'); checkMask(mk.drop2, R * D, 'drop2');
-      checkMask(mk.ffn, R * F, 'ffn'); checkMask(mk.drop3, R * D, 'drop3');
-    }
-    // masks are drawn in layer order: drop1, attention, drop2, ffn, drop3
-    const draw = (keep: Uint8Array, given: Uint8Array | undefined): Uint8Array | null => {
-      if (!dropping) return null;
-      if (given) keep.set(given);
-      else rng!.fillKeepMask(keep, p);
-      return keep;
-    };
-
-    // ---- forward ----
-    // memory m = ReLU(embed(x))  [B·T, D]
-    linearForward(be, w.m, batch.features, this.embedW.data, this.embedB.data, B * T, C, D, true);
-    // queries tq [Nq, D]
-    if (cfg.mode === 'zero-shot') linearForward(be, w.tq, batch.queries!, this.qpW!.data, this.qpB!.data, Nq, cfg.queryDim, D, true);
-    else w.tq.set(this.queryEmbed!.data);
-    // t1 = LN1(t + dropout1(t)), t broadcast over images  [B·Nq, D]
-    const keep1 = draw(w.keep1, mk?.drop1);
-    for (let b = 0; b < B; b++) {
-      const o = b * Nq * D, v = (a: Float32Array) => a.subarray(o, o + Nq * D), vr = (a: Float32Array) => a.subarray(b * Nq, (b + 1) * Nq);
-      addLayerNormForward(v(w.t1), v(w.u), vr(w.mean1), vr(w.rstd1), w.tq, w.tq, keep1 ? keep1.subarray(o, o + Nq * D) : null, s,
-        this.n1w.data, this.n1b.data, Nq, D, eps);
-    }
-    // cross-attention  [B·Nq, D]
-    w.attn.setDims({ B, N: Nq, T, D, H });
-    crossAttentionForward(be, w.attn, w.a, w.t1, w.m, this.attnWeights(), { dropout: p, keep: mk?.attn, rng });
-    // t2 = LN2(t1 + dropout2(a))
-    const keep2 = draw(w.keep2, mk?.drop2);
-    addLayerNormForward(w.t2, w.r2, w.mean2, w.rstd2, w.t1, w.a, keep2, s, this.n2w.data, this.n2b.data, R, D, eps);
-    // feed-forward: h = dropout(ReLU(linear1(t2))) in place, f = linear2(h)
-    linearForward(be, w.h, w.t2, this.l1W.data, this.l1b.data, R, D, F, true);
-    if (dropping) {
-      if (mk) for (let i = 0; i < R * F; i++) w.h[i] = w.h[i] * mk.ffn[i] * s;
-      else rng!.dropoutInPlace(w.h, p, s);
-    }
-    linearForward(be, w.f, w.h, this.l2W.data, this.l2b.data, R, F, D);
-    // t3 = LN3(t2 + dropout3(f))
-    const keep3 = draw(w.keep3, mk?.drop3);
-    addLayerNormForward(w.t3, w.r3, w.mean3, w.rstd3, w.t2, w.f, keep3, s, this.n3w.data, this.n3b.data, R, D, eps);
-    // logits [B, L]
-    this.fcForward(w.logits, w.t3, B, Nq, L, w.tk, w.gk);
-
-    // ---- losses ----
-    const asl = aslLoss(w.logits, batch.targets, B * L, w.dlogits, opts.beta, opts.asl ?? ASL_DEFAULTS);
-    let clipLoss = 0;
+    const ws = this.workspace(batch.B, batch.T, this.shapeFor(N).Nq, true);
+    const drop = new Dropout(this.config.dropout, opts.rng, opts.masks);
+    if (drop.p > 0 && opts.masks) checkMasks(opts.masks, ws, this.config);
     const useClip = opts.alpha > 0 && this.clip !== null;
+    this.forward(ws, batch, drop);
+    const losses = this.losses(ws, batch, opts, useClip);
+    this.backward(ws, batch, drop, useClip);
+    return losses;
+  }
+
+  /**
+   * The training forward, every activation kept in ws for the backward. Element-wise work is fused
+   * (nn/fused.ts) so each activation is read and written as few times as possible; the matmuls go to the backend.
+   */
+  private forward(ws: Workspace, batch: TrainBatch, drop: Dropout): void {
+    const { B, T, Nq } = ws, R = B * Nq;
+    const { inputDim: C, queryDim: E, dModel: D, heads: H } = this.config;
+    const { be, embed, queryProj } = this;
+    // m = ReLU(x W_eᵀ + b_e)                                 [B·T, C] → [B·T, D]
+    linearForward(be, ws.m, batch.features, embed.weight.data, embed.bias.data, B * T, C, D, true);
+    // tq = ReLU(q W_qᵀ + b_q), or the fixed query_embed      [N, E] → [Nq, D]
+    if (queryProj) linearForward(be, ws.tq, batch.queries!, queryProj.weight.data, queryProj.bias.data, Nq, E, D, true);
+    else ws.tq.set(this.queryEmbed!.data);
+    // t1 = LN1(tq + dropout1(tq)), tq broadcast over images  [Nq, D] → [B·Nq, D]
+    this.norm1Forward(ws, drop.mask(ws.ln1.keep, 'drop1'), drop.scale);
+    // q = t1 W_qᵀ + b_q by head                              [B·Nq, D] → [H, B·Nq, hd]
+    ws.attn.setDims({ B, N: Nq, T, D, H });
+    attnProjectQueries(be, ws.attn.qh, ws.t1, this.attnWeights(), R, D, H);
+    // k, v = m W_kᵀ + b_k, m W_vᵀ + b_v by head              [B·T, D] → [2H, B·T, hd]
+    attnProjectMemory(be, ws.attn, ws.m, this.attnWeights());
+    // t3 = decoder layer (attention, LN2, FFN, LN3)          [B·Nq, D]
+    this.decoderLayerForward(ws, ws.t1, R, drop);
+    // logits = t3 · w + bias (closed-set: group FC)          [B·Nq, D] → [B, L]
+    this.fcForward(ws, B, Nq);
+  }
+
+  /** ASL on the logits (writes dLogits = β·∂ASL) and the CLIP loss with its backward (writes dPooled). */
+  private losses(ws: Workspace, batch: TrainBatch, opts: StepOptions, useClip: boolean): StepLosses {
+    const { B, T, L } = ws;
+    // asl = ASL(logits, y)                                   [B, L] → dLogits [B, L]
+    const asl = aslLoss(ws.logits, batch.targets, B * L, ws.dLogits, opts.beta, opts.asl ?? ASL_DEFAULTS);
+    let clip = 0;
     if (useClip) {
-      meanTokensForward(w.pooled, w.m, B, T, D);
-      clipLoss = this.clip!.forwardBackward(be, w.pooled, batch.captions!, B, w.dpooled, opts.alpha);
+      // pooled = mean_T(m)                                   [B·T, D] → [B, D]
+      meanTokensForward(ws.pooled, ws.m, B, T, this.config.dModel);
+      // clip = InfoNCE(norm(W_i pooled), norm(W_j c))        [B, D], [B, E] → dPooled [B, D]
+      clip = this.clip!.forwardBackward(this.be, ws.pooled, batch.captions!, B, ws.dPooled, opts.alpha);
     } else if (this.clip) {
       for (const q of this.clip.params) q.grad!.fill(0);
     }
+    return { loss: opts.beta * asl + opts.alpha * clip, asl, clip };
+  }
 
-    // ---- backward ----
-    const [dn3w, dn3b, dn2w, dn2b, dn1w, dn1b, dl2b] = w.accD;
-    for (const acc of w.accD) acc.fill(0);
-    w.accF.fill(0);
-    this.fcBackward(w.dA, w.dlogits, w.t3, B, Nq, L, w.tk, w.gk, w.dC); // dA = dt3
-    // LN3 → dB = dt2 (residual path), dC = df (dropout3 branch); Σ df = linear2 bias grad
-    addLayerNormBackward(w.dB, w.dC, keep3, s, dl2b, dn3w, dn3b, w.dA, null, w.r3, w.mean3, w.rstd3, this.n3w.data, R, D);
-    // linear2: dH = df · W2, dW2 = dfᵀ · h
-    linearBackward(be, w.dH, this.l2W.grad, null, w.dC, w.h, this.l2W.data, R, F, D);
-    // dropout + ReLU, Σ = linear1 bias grad
-    dropoutReluBackward(w.dH, w.h, s, w.accF, R, F);
-    // linear1: dA = dH · W1 (the FFN's share of dt2), dW1 = dHᵀ · t2
-    linearBackward(be, w.dA, this.l1W.grad, null, w.dH, w.t2, this.l1W.data, R, D, F);
-    // LN2 on dt2 = dA + dB → dB = dt1 (residual path), dC = da (dropout2 branch)
-    addLayerNormBackward(w.dB, w.dC, keep2, s, null, dn2w, dn2b, w.dA, w.dB, w.r2, w.mean2, w.rstd2, this.n2w.data, R, D);
-    // attention: dA = its share of dt1, dm = ∂/∂memory
-    crossAttentionBackward(be, w.attn, w.dA, w.dm, this.attnGrads(), w.dC, w.t1, w.m, this.attnWeights());
-    // LN1 on dt1 = dA + dB → dB = du
-    addLayerNormBackward(w.dB, null, null, 1, null, dn1w, dn1b, w.dA, w.dB, w.u, w.mean1, w.rstd1, this.n1w.data, R, D);
-    // queries: dtq[n] = Σ_b du[b, n] · (1 + keep1 · s), then ReLU and the query projection
-    if (cfg.mode === 'zero-shot') {
-      const dtq = w.dtq;
-      dtq.fill(0);
-      for (let b = 0; b < B; b++) {
-        const o = b * Nq * D;
-        if (keep1) for (let i = 0; i < Nq * D; i++) dtq[i] += w.dB[o + i] * (1 + keep1[o + i] * s);
-        else for (let i = 0; i < Nq * D; i++) dtq[i] += 2 * w.dB[o + i];
-      }
-      reluBackward(dtq, dtq, w.tq, Nq * D);
-      linearBackward(be, null, this.qpW!.grad, this.qpB!.grad, dtq, batch.queries!, this.qpW!.data, Nq, cfg.queryDim, D);
+  /** The training backward: the forward in reverse, line by line. */
+  private backward(ws: Workspace, batch: TrainBatch, drop: Dropout, useClip: boolean): void {
+    const { B, T, Nq } = ws;
+    const { inputDim: C, queryDim: E, dModel: D } = this.config;
+    const { be, embed, queryProj } = this;
+    // dT3 and the fc's gradients                             [B, L] → [B·Nq, D]
+    this.fcBackward(ws, B, Nq);
+    // dT1 (residual), dA, and the attention core's dq, dk, dv  [B·Nq, D] → [B·Nq, D], [H, B·Nq, hd], [2H, B·T, hd]
+    this.decoderLayerBackward(ws, drop);
+    // dM from dk, dv                                         [2H, B·T, hd] → [B·T, D]
+    attnProjectMemoryBackward(be, ws.attn, ws.dM, this.attnGrads(), ws.m, this.attnWeights());
+    // dT1Attn from dq                                        [H, B·Nq, hd] → [B·Nq, D]
+    attnProjectQueriesBackward(be, ws.attn, ws.dT1Attn, this.attnGrads(), ws.t1, this.attnWeights());
+    // dTq = Σ_b LN1'(dT1 + dT1Attn) · (1 + keep1·s)          [B·Nq, D] → [Nq, D]
+    this.norm1Backward(ws, drop.p > 0 ? ws.ln1.keep : null, drop.scale);
+    // dTq through ReLU; query_proj's gradients               [Nq, D] → dW_q [D, E], db_q [D]
+    if (queryProj) {
+      reluBackward(ws.dTq, ws.dTq, ws.tq, Nq * D);
+      linearBackward(be, null, queryProj.weight.grad, queryProj.bias.grad, ws.dTq, batch.queries!, queryProj.weight.data, Nq, E, D);
     }
-    // memory: dm += CLIP-branch gradient / T (mean over tokens), then ReLU; Σ = embed bias grad
-    const accE = w.accD[7];
-    accE.fill(0);
+    // dM += dPooled / T, through ReLU; Σ = db_e              [B, D] → [B·T, D]
+    this.memoryReluBackward(ws, useClip ? ws.dPooled : null);
+    // embed's weight gradient                                [B·T, D] → dW_e [D, C]
+    linearBackward(be, null, embed.weight.grad, null, ws.dM, batch.features, embed.weight.data, B * T, C, D);
+    copyInto(embed.bias.grad!, ws.dEmbedBias);
+  }
+
+  /**
+   * The decoder layer after the attention's projections (self-attention removed, post-norm), shared by
+   * training and predict: attention, LN2, FFN, LN3 into ws.t3. t1 holds t1Rows rows, broadcast over the R rows
+   * when fewer (predict: the label set's t1, shared by every image).
+   */
+  private decoderLayerForward(ws: Workspace, t1: Float32Array, t1Rows: number, drop: Dropout): void {
+    const R = ws.attn.dims.B * ws.attn.dims.N;
+    const { dModel: D, ffnDim: F } = this.config;
+    const { be, linear1, linear2 } = this;
+    // a = softmax(q kᵀ / √hd) v W_oᵀ + b_o                   [B·Nq, D]  (predict: q [H, Nq, hd] shared by images)
+    attnForward(be, ws.attn, ws.a, this.attnWeights(), { ...drop.attention, sharedQueries: !ws.training });
+    // t2 = LN2(t1 + dropout2(a))                             [B·Nq, D]
+    this.addNormForward(this.norm2, ws.ln2, ws.t2, t1, t1Rows, ws.a, drop.mask(ws.ln2.keep, 'drop2'), drop.scale, R);
+    // h = dropout(ReLU(t2 W1ᵀ + b1))                         [B·Nq, D] → [B·Nq, F]
+    linearForward(be, ws.h, ws.t2, linear1.weight.data, linear1.bias.data, R, D, F, true);
+    drop.ffnInPlace(ws.h, R * F);
+    // f = h W2ᵀ + b2                                         [B·Nq, F] → [B·Nq, D]
+    linearForward(be, ws.f, ws.h, linear2.weight.data, linear2.bias.data, R, F, D);
+    // t3 = LN3(t2 + dropout3(f))                             [B·Nq, D]
+    this.addNormForward(this.norm3, ws.ln3, ws.t3, ws.t2, R, ws.f, drop.mask(ws.ln3.keep, 'drop3'), drop.scale, R);
+  }
+
+  /** Backward of decoderLayerForward (training: per-image t1): dT3 → dT1 (residual path), dA, the attention's dq, dk, dv. */
+  private decoderLayerBackward(ws: Workspace, drop: Dropout): void {
+    const { B, Nq } = ws, R = B * Nq;
+    const { dModel: D, ffnDim: F } = this.config;
+    const { be, linear1, linear2 } = this;
+    const s = drop.scale, dropping = drop.p > 0;
+    // LN3: dT2 (residual), dF = keep3·s·(…); Σ dF = db2      [B·Nq, D] → [B·Nq, D], [B·Nq, D]
+    this.addNormBackward(this.norm3, ws.ln3, ws.dT2, ws.dF, ws.dT3, null, dropping, s, ws.dLinear2Bias, R);
+    // dH = dF W2, dW2 = dFᵀ h                                [B·Nq, D] → [B·Nq, F]
+    linearBackward(be, ws.dH, linear2.weight.grad, null, ws.dF, ws.h, linear2.weight.data, R, F, D);
+    copyInto(linear2.bias.grad!, ws.dLinear2Bias);
+    // dH through dropout and ReLU, in place; Σ = db1         [B·Nq, F]
+    ws.dLinear1Bias.fill(0);
+    dropoutReluBackward(ws.dH, ws.h, s, ws.dLinear1Bias, R, F);
+    copyInto(linear1.bias.grad!, ws.dLinear1Bias);
+    // dT2Ffn = dH W1, dW1 = dHᵀ t2                           [B·Nq, F] → [B·Nq, D]
+    linearBackward(be, ws.dT2Ffn, linear1.weight.grad, null, ws.dH, ws.t2, linear1.weight.data, R, D, F);
+    // LN2 on dT2Ffn + dT2: dT1 (residual), dA = keep2·s·(…)  [B·Nq, D] → [B·Nq, D], [B·Nq, D]
+    this.addNormBackward(this.norm2, ws.ln2, ws.dT1, ws.dA, ws.dT2Ffn, ws.dT2, dropping, s, null, R);
+    // attention core: dA → dq, dk, dv; W_o's gradients       [B·Nq, D] → [H, B·Nq, hd], [2H, B·T, hd]
+    attnBackward(be, ws.attn, this.attnGrads(), ws.dA, this.attnWeights());
+  }
+
+  /** t1 = LN1(tq + dropout1(tq)) with tq broadcast over the B images. */
+  private norm1Forward(ws: Workspace, keep: Uint8Array | null, s: number): void {
+    const { B, Nq } = ws, n = this.norm1;
+    const { dModel: D, layerNormEps: eps } = this.config;
+    const c = ws.ln1;
+    addLayerNormForward({
+      out: ws.t1, r: c.r, mean: c.mean, rstd: c.rstd, x: ws.tq, xRows: Nq, y: ws.tq, yRows: Nq, keep, scale: s,
+      weight: n.weight.data, bias: n.bias.data, R: B * Nq, C: D, eps,
+    });
+  }
+
+  /** Backward of norm1Forward: LN1's input gradient dR1 from dT1Attn + dT1, summed over images into dTq. */
+  private norm1Backward(ws: Workspace, keep: Uint8Array | null, s: number): void {
+    const { B, Nq } = ws, D = this.config.dModel;
+    this.addNormBackward(this.norm1, ws.ln1, ws.dR1, null, ws.dT1Attn, ws.dT1, false, 1, null, B * Nq);
+    // r1 = tq + dropout1(tq), per image: dTq[n] = Σ_b dR1[b, n] · (1 + keep1[b, n] · s)
+    const dTq = ws.dTq, dR1 = ws.dR1;
+    dTq.fill(0);
+    for (let b = 0; b < B; b++) {
+      const o = b * Nq * D;
+      if (keep) for (let i = 0; i < Nq * D; i++) dTq[i] += dR1[o + i] * (1 + keep[o + i] * s);
+      else for (let i = 0; i < Nq * D; i++) dTq[i] += 2 * dR1[o + i];
+    }
+  }
+
+  /** dM = (dM + dPooled / T) where m > 0, else 0 (ReLU and mean over tokens), in place; Σ_rows into dEmbedBias. */
+  private memoryReluBackward(ws: Workspace, dPooled: Float32Array | null): void {
+    const { B, T } = ws, D = this.config.dModel;
+    const { m, dM } = ws, dEmbedBias = ws.dEmbedBias;
+    dEmbedBias.fill(0);
     const invT = 1 / T;
     for (let b = 0; b < B; b++) {
-      const dp = useClip ? w.dpooled.subarray(b * D, (b + 1) * D) : null;
+      const dp = dPooled ? dPooled.subarray(b * D, (b + 1) * D) : null;
       for (let t = 0; t < T; t++) {
         const o = (b * T + t) * D;
         if (dp) {
           for (let d = 0; d < D; d++) {
-            const v = Number(w.m[o + d] > 0) * (w.dm[o + d] + dp[d] * invT);
-            w.dm[o + d] = v;
-            accE[d] += v;
+            const v = Number(m[o + d] > 0) * (dM[o + d] + dp[d] * invT);
+            dM[o + d] = v;
+            dEmbedBias[d] += v;
           }
         } else {
           for (let d = 0; d < D; d++) {
-            const v = Number(w.m[o + d] > 0) * w.dm[o + d];
-            w.dm[o + d] = v;
-            accE[d] += v;
+            const v = Number(m[o + d] > 0) * dM[o + d];
+            dM[o + d] = v;
+            dEmbedBias[d] += v;
           }
         }
       }
     }
-    linearBackward(be, null, this.embedW.grad, null, w.dm, batch.features, this.embedW.data, B * T, C, D);
-    // column sums into the parameter gradients
-    copy(this.n3w.grad!, dn3w); copy(this.n3b.grad!, dn3b); copy(this.n2w.grad!, dn2w); copy(this.n2b.grad!, dn2b);
-    copy(this.n1w.grad!, dn1w); copy(this.n1b.grad!, dn1b); copy(this.l2b.grad!, dl2b); copy(this.l1b.grad!, w.accF);
-    copy(this.embedB.grad!, accE);
+  }
 
-    const total = opts.beta * asl + opts.alpha * clipLoss;
-    return { loss: total, asl, clip: clipLoss };
+  /** out = LN(x + dropout(y)) over R rows (x broadcast from xRows rows), saving r, mean and rstd in c. */
+  private addNormForward(
+    norm: WeightBias, c: NormCache, out: Float32Array, x: Float32Array, xRows: number, y: Float32Array,
+    keep: Uint8Array | null, s: number, R: number,
+  ): void {
+    const { dModel: D, layerNormEps: eps } = this.config;
+    addLayerNormForward({
+      out, r: c.r, mean: c.mean, rstd: c.rstd, x, xRows, y, keep, scale: s, weight: norm.weight.data, bias: norm.bias.data, R, C: D, eps,
+    });
+  }
+
+  /**
+   * Backward of addNormForward for the incoming gradient dout (+ dout2): dres (∂/∂x), dbranch (∂/∂y, with the
+   * saved keep mask when dropping), Σ_rows dbranch into branchBias; the norm's weight and bias gradients.
+   */
+  private addNormBackward(
+    norm: WeightBias, c: NormCache, dres: Float32Array, dbranch: Float32Array | null, dout: Float32Array, dout2: Float32Array | null,
+    dropping: boolean, s: number, branchBias: Float64Array | null, R: number,
+  ): void {
+    c.dWeight.fill(0);
+    c.dBias.fill(0);
+    branchBias?.fill(0);
+    addLayerNormBackward({
+      dres, dbranch, branchBias, dweight: c.dWeight, dbias: c.dBias, dout, dout2, r: c.r, mean: c.mean, rstd: c.rstd,
+      keep: dropping ? c.keep : null, scale: s, weight: norm.weight.data, R, C: this.config.dModel,
+    });
+    copyInto(norm.weight.grad!, c.dWeight);
+    copyInto(norm.bias.grad!, c.dBias);
   }
 
   /** The logits of the last forwardBackward [B, L] (a view into the workspace). */
@@ -471,57 +633,65 @@ export class ClipDecoderHead {
 
   // fc: zero-shot shared FC, closed-set group FC ---------------------------------------------------------
 
-  private fcForward(logits: Float32Array, t3: Float32Array, B: number, Nq: number, L: number, tk: Float32Array, gk: Float32Array): void {
+  /** logits [B, L] from t3 [B·Nq, D]: zero-shot t3 · w + bias (w shared by labels); closed-set the group FC. */
+  private fcForward(ws: Workspace, B: number, Nq: number): void {
     const D = this.config.dModel;
-    const be = this.be;
+    const { be, fc } = this;
+    const { t3, tk, gk, logits } = ws;
     if (this.config.mode === 'zero-shot') {
-      // logits[b, n] = t3[b, n] · w + bias
-      be.matmul(logits, t3, [B * Nq, D], this.fcW.data, [D, 1], { bias: this.fcB.data });
+      // logits[b, n] = t3[b, n] · w + bias                   [B·Nq, D] → [B, Nq]
+      be.matmul(logits, t3, [B * Nq, D], fc.weight.data, [D, 1], { bias: fc.bias.data });
       return;
     }
-    const K = Nq, g = groupSize(this.config);
-    // tk [K, B, D] ← t3 [B, K, D];  gk [K, B, g] = tk · W[K, D, g]
+    const K = Nq, L = ws.L, g = groupSize(this.config);
+    // tk ← t3 by group                                       [B, K, D] → [K, B, D]
     for (let b = 0; b < B; b++) for (let k = 0; k < K; k++) tk.set(t3.subarray((b * K + k) * D, (b * K + k + 1) * D), (k * B + b) * D);
-    be.matmul(gk, tk, [K, B, D], this.fcW.data, [K, D, g]);
-    const bias = this.fcB.data;
+    // gk = tk · W                                            [K, B, D] × [K, D, g] → [K, B, g]
+    be.matmul(gk, tk, [K, B, D], fc.weight.data, [K, D, g]);
+    // class c is slot c mod g of group ⌊c/g⌋                 [K, B, g] → [B, L]
+    const bias = fc.bias.data;
     for (let b = 0; b < B; b++) for (let c = 0; c < L; c++) {
       const k = Math.floor(c / g), j = c % g;
       logits[b * L + c] = gk[(k * B + b) * g + j] + bias[c];
     }
   }
 
-  /** scratch: [B·Nq·D] (closed-set only). */
-  private fcBackward(dt3: Float32Array, dlogits: Float32Array, t3: Float32Array, B: number, Nq: number, L: number, tk: Float32Array, gk: Float32Array, scratch: Float32Array): void {
+  /** Backward of fcForward: dLogits → dT3, and the fc's gradients. */
+  private fcBackward(ws: Workspace, B: number, Nq: number): void {
     const D = this.config.dModel;
-    const be = this.be;
+    const { be, fc } = this;
+    const { t3, dT3, dLogits } = ws;
     if (this.config.mode === 'zero-shot') {
-      const w = this.fcW.data;
+      // dT3 = dLogits wᵀ, dw = t3ᵀ dLogits, dbias = Σ dLogits  [B, Nq] → [B·Nq, D]
+      const w = fc.weight.data;
       for (let r = 0; r < B * Nq; r++) {
-        const gr = dlogits[r], o = r * D;
-        for (let d = 0; d < D; d++) dt3[o + d] = gr * w[d];
+        const gr = dLogits[r], o = r * D;
+        for (let d = 0; d < D; d++) dT3[o + d] = gr * w[d];
       }
-      be.matmul(this.fcW.grad!, t3, [B * Nq, D], dlogits, [B * Nq, 1], { transA: true });
+      be.matmul(fc.weight.grad!, t3, [B * Nq, D], dLogits, [B * Nq, 1], { transA: true });
       let sb = 0;
-      for (let r = 0; r < B * Nq; r++) sb += dlogits[r];
-      this.fcB.grad![0] = sb;
+      for (let r = 0; r < B * Nq; r++) sb += dLogits[r];
+      fc.bias.grad![0] = sb;
       return;
     }
-    const K = Nq, g = groupSize(this.config);
-    // dgk [K, B, g] (slots c ≥ L get zero), reuse gk
-    gk.fill(0);
-    const db = this.fcB.grad!;
+    const K = Nq, L = ws.L, g = groupSize(this.config);
+    const { tk, dGk, dTk } = ws;
+    // dGk ← dLogits by group and slot (slots c ≥ L get zero); dbias = Σ_b dLogits  [B, L] → [K, B, g]
+    dGk.fill(0);
+    const db = fc.bias.grad!;
     db.fill(0);
     for (let b = 0; b < B; b++) for (let c = 0; c < L; c++) {
       const k = Math.floor(c / g), j = c % g;
-      const v = dlogits[b * L + c];
-      gk[(k * B + b) * g + j] = v;
+      const v = dLogits[b * L + c];
+      dGk[(k * B + b) * g + j] = v;
       db[c] += v;
     }
-    // dW [K, D, g] = tkᵀ · dgk ;  dtk [K, B, D] = dgk · Wᵀ → dt3 [B, K, D]
-    be.matmul(this.fcW.grad!, tk, [K, B, D], gk, [K, B, g], { transA: true });
-    const dtk = scratch;
-    be.matmul(dtk, gk, [K, B, g], this.fcW.data, [K, D, g], { transB: true });
-    for (let b = 0; b < B; b++) for (let k = 0; k < K; k++) dt3.set(dtk.subarray((k * B + b) * D, (k * B + b + 1) * D), (b * K + k) * D);
+    // dW = tkᵀ dGk                                           [K, D, g]
+    be.matmul(fc.weight.grad!, tk, [K, B, D], dGk, [K, B, g], { transA: true });
+    // dTk = dGk Wᵀ                                           [K, B, g] → [K, B, D]
+    be.matmul(dTk, dGk, [K, B, g], fc.weight.data, [K, D, g], { transB: true });
+    // dT3 ← dTk by image                                     [K, B, D] → [B, K, D]
+    for (let b = 0; b < B; b++) for (let k = 0; k < K; k++) dT3.set(dTk.subarray((k * B + b) * D, (k * B + b + 1) * D), (b * K + k) * D);
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -545,7 +715,8 @@ export class ClipDecoderHead {
       assertFinite(queries, 'label embeddings');
       Nq = L = labels.length;
       tq = new Float32Array(Nq * D);
-      linearForward(this.be, tq, queries, this.qpW!.data, this.qpB!.data, Nq, cfg.queryDim, D, true);
+      // tq = ReLU(q W_qᵀ + b_q)                              [N, E] → [N, D]
+      linearForward(this.be, tq, queries, this.queryProj!.weight.data, this.queryProj!.bias.data, Nq, cfg.queryDim, D, true);
     } else {
       if (labels.length !== cfg.numClasses) {
         throw new ClipDecoderError('INPUT_INVALID', `this closed-set head scores exactly its ${cfg.numClasses} trained labels; got ${labels.length}`, 'labels');
@@ -558,9 +729,12 @@ export class ClipDecoderHead {
       L = cfg.numClasses;
       tq = Float32Array.from(this.queryEmbed!.data);
     }
-    for (let i = 0; i < tq.length; i++) tq[i] *= 2; // t + dropout(t) with dropout off
+    // t1 = LN1(tq + dropout1(tq)) = LN1(2·tq) with dropout off  [Nq, D]
+    for (let i = 0; i < tq.length; i++) tq[i] *= 2;
     const t1 = new Float32Array(Nq * D);
-    layerNormForward(t1, new Float32Array(Nq), new Float32Array(Nq), tq, this.n1w.data, this.n1b.data, Nq, D, cfg.layerNormEps);
+    const n1 = this.norm1;
+    layerNormForward(t1, new Float32Array(Nq), new Float32Array(Nq), tq, n1.weight.data, n1.bias.data, Nq, D, cfg.layerNormEps);
+    // q = t1 W_qᵀ + b_q by head                              [Nq, D] → [H, Nq, hd]
     const qh = new Float32Array(Nq * D);
     attnProjectQueries(this.be, qh, t1, this.attnWeights(), Nq, D, H);
     return { labels: [...labels], Nq, L, t1, qh, version: this.version };
@@ -569,7 +743,7 @@ export class ClipDecoderHead {
   /** Logits [B, L] (and optionally head-averaged attention maps) for image tokens [B, T, C]. */
   predict(features: Float32Array, B: number, T: number, prepared: PreparedLabels, opts: PredictOptions = {}): Prediction {
     const cfg = this.config;
-    const D = cfg.dModel, C = cfg.inputDim, H = cfg.heads, F = cfg.ffnDim, hd = D / H;
+    const D = cfg.dModel, C = cfg.inputDim, H = cfg.heads, hd = D / H;
     if (!Number.isInteger(B) || B <= 0 || !Number.isInteger(T) || T <= 0) {
       throw new ClipDecoderError('INPUT_INVALID', `predict needs positive integer B and T, got B=${B}, T=${T}`, 'features');
     }
@@ -583,44 +757,31 @@ export class ClipDecoderHead {
     const { Nq, L } = prepared;
     const closed = cfg.mode === 'closed-set';
     const maxRows = Math.max(1, opts.maxRows ?? 4096);
+    // labels do not interact (no self-attention), so chunks of them give exactly the same logits
     const chunk = closed ? Nq : Math.max(1, Math.min(Nq, Math.floor(maxRows / B)));
-    if (!this.infer || this.infer.B !== B || this.infer.T !== T || this.infer.chunk !== chunk) {
-      this.infer = undefined;
-      this.infer = new InferWork(B, T, chunk, cfg);
-    }
-    const w = this.infer;
-    const be = this.be;
+    const ws = this.workspace(B, T, chunk, false);
+    const be = this.be, embed = this.embed;
     const logits = new Float32Array(B * L);
     const attention = opts.attention ? new Float32Array(B * Nq * T) : undefined;
-    // memory and its K/V, once per batch
-    linearForward(be, w.m, features, this.embedW.data, this.embedB.data, B * T, C, D, true);
-    w.attn.setDims({ B, N: chunk, T, D, H });
-    attnProjectMemory(be, w.attn, w.m, this.attnWeights());
+    // m = ReLU(x W_eᵀ + b_e)                                 [B·T, C] → [B·T, D]
+    linearForward(be, ws.m, features, embed.weight.data, embed.bias.data, B * T, C, D, true);
+    // k, v by head, once per batch                           [B·T, D] → [2H, B·T, hd]
+    ws.attn.setDims({ B, N: chunk, T, D, H });
+    attnProjectMemory(be, ws.attn, ws.m, this.attnWeights());
     for (let n0 = 0; n0 < Nq; n0 += chunk) {
-      const nc = Math.min(chunk, Nq - n0), R = B * nc;
-      w.attn.setDims({ B, N: nc, T, D, H });
-      // this chunk's queries per head [H, nc, hd]
-      for (let h = 0; h < H; h++) w.attn.qh.set(prepared.qh.subarray((h * Nq + n0) * hd, (h * Nq + n0 + nc) * hd), h * nc * hd);
-      attnForward(be, w.attn, w.a, this.attnWeights(), { dropout: 0, sharedQueries: true });
-      // t2 = LN2(t1 + a), t1 broadcast over images
-      const t1 = prepared.t1.subarray(n0 * D, (n0 + nc) * D);
-      for (let b = 0; b < B; b++) {
-        const o = b * nc * D, v = (a: Float32Array) => a.subarray(o, o + nc * D), vr = (a: Float32Array) => a.subarray(b * nc, (b + 1) * nc);
-        addLayerNormForward(v(w.t2), v(w.a), vr(w.mean), vr(w.rstd), t1, v(w.a), null, 1, this.n2w.data, this.n2b.data, nc, D, cfg.layerNormEps);
-      }
-      // t3 = LN3(t2 + linear2(ReLU(linear1(t2))))
-      linearForward(be, w.h, w.t2, this.l1W.data, this.l1b.data, R, D, F, true);
-      linearForward(be, w.t3, w.h, this.l2W.data, this.l2b.data, R, F, D);
-      addLayerNormForward(w.t3, w.t3, w.mean, w.rstd, w.t2, w.t3, null, 1, this.n3w.data, this.n3b.data, R, D, cfg.layerNormEps);
-      if (closed) {
-        this.fcForward(logits, w.t3, B, Nq, L, w.tk, w.gk);
-      } else {
-        be.matmul(w.logits, w.t3, [R, D], this.fcW.data, [D, 1], { bias: this.fcB.data });
-        for (let b = 0; b < B; b++) logits.set(w.logits.subarray(b * nc, (b + 1) * nc), b * L + n0);
-      }
+      const nc = Math.min(chunk, Nq - n0);
+      ws.attn.setDims({ B, N: nc, T, D, H });
+      // this chunk's queries by head, shared by the images   [H, Nq, hd] → [H, nc, hd]
+      for (let h = 0; h < H; h++) ws.attn.qh.set(prepared.qh.subarray((h * Nq + n0) * hd, (h * Nq + n0 + nc) * hd), h * nc * hd);
+      // t3 = decoder layer, t1 broadcast over images         [nc, D] → [B·nc, D]
+      this.decoderLayerForward(ws, prepared.t1.subarray(n0 * D, (n0 + nc) * D), nc, Dropout.none);
+      // logits of this chunk                                 [B·nc, D] → [B, nc] (closed-set: [B, L])
+      this.fcForward(ws, B, nc);
+      if (closed) logits.set(ws.logits);
+      else for (let b = 0; b < B; b++) logits.set(ws.logits.subarray(b * nc, (b + 1) * nc), b * L + n0);
       if (attention) {
-        averageHeads(w.avg, w.attn);
-        for (let b = 0; b < B; b++) attention.set(w.avg.subarray(b * nc * T, (b + 1) * nc * T), (b * Nq + n0) * T);
+        averageHeads(ws.attnAvg, ws.attn);
+        for (let b = 0; b < B; b++) attention.set(ws.attnAvg.subarray(b * nc * T, (b + 1) * nc * T), (b * Nq + n0) * T);
       }
     }
     return attention ? { logits, attention } : { logits };
@@ -633,10 +794,17 @@ export class ClipDecoderHead {
   }
 }
 
-function checkMask(m: Uint8Array, n: number, name: string): void {
-  if (m.length !== n) throw new ClipDecoderError('INPUT_INVALID', `dropout mask ${name} holds ${m.length} values, ${n} expected`, name);
+function checkMasks(mk: DropoutMasks, ws: Workspace, cfg: HeadConfig): void {
+  const R = ws.B * ws.Nq, D = cfg.dModel;
+  const want: Array<[keyof DropoutMasks, number]> = [
+    ['drop1', R * D], ['attn', cfg.heads * R * ws.T], ['drop2', R * D], ['ffn', R * cfg.ffnDim], ['drop3', R * D],
+  ];
+  for (const [name, n] of want) {
+    const got = mk[name].length;
+    if (got !== n) throw new ClipDecoderError('INPUT_INVALID', `dropout mask ${name} holds ${got} values, ${n} expected`, name);
+  }
 }
 
-function copy(dst: Float32Array, src: Float64Array): void {
+function copyInto(dst: Float32Array, src: Float64Array): void {
   for (let i = 0; i < dst.length; i++) dst[i] = src[i];
 }

@@ -230,12 +230,10 @@ export function averageHeads(out: Buf, c: AttnCache): void {
 }
 
 /**
- * Backward of crossAttentionForward (per-image queries only). dout[B·N, D] → dq[B·N, D] (gradient of the
- * queries before projection), dm[B·T, D] (of the memory); parameter gradients overwrite g.
+ * Backward of attnForward: dout[B·N, D] → the gradients of the projected queries (c.dqh [H·B, N, hd]) and of
+ * the projected keys and values (c.dkvh [2H, B·T, hd]); the out-projection's gradients overwrite g.
  */
-export function crossAttentionBackward(
-  be: MatmulBackend, c: AttnCache, dq: Buf, dm: Buf, g: AttnWeights, dout: Buf, tq: Buf, m: Buf, w: AttnWeights,
-): void {
+export function attnBackward(be: MatmulBackend, c: AttnCache, g: AttnWeights, dout: Buf, w: AttnWeights): void {
   const { B, N, T, D, H } = c.dims;
   const hd = D / H;
   const HB = H * B;
@@ -264,11 +262,35 @@ export function crossAttentionBackward(
   // through the scaled scores
   be.matmul(c.dqh, c.dp, [HB, N, T], kh, [HB, T, hd], { alpha: scale }); // dQ heads [H·B, N, hd]
   be.matmul(dkh, c.dp, [HB, N, T], c.qh, [HB, N, hd], { transA: true, alpha: scale }); // dK heads [H·B, T, hd]
-  // through the in-projection (concatenating heads and summing the bias gradients in one pass)
-  headsToRowsSum(c.dQ, c.dqh, g.inB.subarray(0, D), B * N, H, hd); // [B·N, D]
-  headsToRowsSum(c.dKV, c.dkvh, g.inB.subarray(D), B * T, 2 * H, hd); // [B·T, 2D]
-  be.matmul(g.inW.subarray(0, D * D), c.dQ, [B * N, D], tq, [B * N, D], { transA: true });
+}
+
+/**
+ * Backward of attnProjectQueries: c.dqh → dt[B·N, D] (the gradient of the queries before projection) and the
+ * Q rows of the in-projection's gradients (concatenating heads and summing the bias in one pass).
+ */
+export function attnProjectQueriesBackward(be: MatmulBackend, c: AttnCache, dt: Buf, g: AttnWeights, t: Buf, w: AttnWeights): void {
+  const { B, N, D, H } = c.dims;
+  headsToRowsSum(c.dQ, c.dqh, g.inB.subarray(0, D), B * N, H, D / H); // [B·N, D]
+  be.matmul(g.inW.subarray(0, D * D), c.dQ, [B * N, D], t, [B * N, D], { transA: true });
+  be.matmul(dt, c.dQ, [B * N, D], w.inW.subarray(0, D * D), [D, D]);
+}
+
+/** Backward of attnProjectMemory: c.dkvh → dm[B·T, D] (overwrites) and the K and V rows of the in-projection's gradients. */
+export function attnProjectMemoryBackward(be: MatmulBackend, c: AttnCache, dm: Buf, g: AttnWeights, m: Buf, w: AttnWeights): void {
+  const { B, T, D, H } = c.dims;
+  headsToRowsSum(c.dKV, c.dkvh, g.inB.subarray(D), B * T, 2 * H, D / H); // [B·T, 2D]
   be.matmul(g.inW.subarray(D * D), c.dKV, [B * T, 2 * D], m, [B * T, D], { transA: true });
-  be.matmul(dq, c.dQ, [B * N, D], w.inW.subarray(0, D * D), [D, D]);
   be.matmul(dm, c.dKV, [B * T, 2 * D], w.inW.subarray(D * D), [2 * D, D]);
+}
+
+/**
+ * Backward of crossAttentionForward (per-image queries only). dout[B·N, D] → dq[B·N, D] (gradient of the
+ * queries before projection), dm[B·T, D] (of the memory); parameter gradients overwrite g.
+ */
+export function crossAttentionBackward(
+  be: MatmulBackend, c: AttnCache, dq: Buf, dm: Buf, g: AttnWeights, dout: Buf, tq: Buf, m: Buf, w: AttnWeights,
+): void {
+  attnBackward(be, c, g, dout, w);
+  attnProjectQueriesBackward(be, c, dq, g, tq, w);
+  attnProjectMemoryBackward(be, c, dm, g, m, w);
 }

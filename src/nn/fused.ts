@@ -3,18 +3,38 @@
 // passes once ORT does the matmuls); nn-fused.test.ts checks every one against the plain layers.
 import { like, type Buf } from './tensor.ts';
 
+/** Arguments of addLayerNormForward: r = x + dropout(y); out = LayerNorm(r). */
+export interface AddLayerNormForwardArgs {
+  out: Buf; // [R, C]  LN(r)
+  r: Buf; // [R, C]    x + dropout(y), saved for the backward (may alias y or out)
+  mean: Buf; // [R]    saved
+  rstd: Buf; // [R]    saved
+  x: Buf; // [xRows, C] the residual path
+  y: Buf; // [yRows, C] the branch, dropped
+  /** Rows of x (default R): fewer rows are broadcast over the R rows, block by block (queries shared by images). */
+  xRows?: number;
+  /** Rows of y (default R), likewise. */
+  yRows?: number;
+  keep: Uint8Array | null; // [R, C] keep mask of y; null: no dropout (r = x + y)
+  scale: number; // 1/(1 − p)
+  weight: Buf; // [C]
+  bias: Buf; // [C]
+  R: number;
+  C: number;
+  eps: number;
+}
+
 /**
- * r = x + dropout(y) and out = LayerNorm(r), row by row (the row stays in L1 between the two).
- * keep = null: no dropout (r = x + y). Saves r, mean, rstd for the backward pass. Statistics in float64
- * from one pass of Σx and Σx² (LayerNorm inputs here are O(1), far from cancellation trouble).
+ * r = x + dropout(y) and out = LayerNorm(r), row by row (the row stays in L1 between the two). Saves r, mean,
+ * rstd for the backward pass. Statistics in float64 from one pass of Σx and Σx² (LayerNorm inputs here are
+ * O(1), far from cancellation trouble).
  */
-export function addLayerNormForward(
-  out: Buf, r: Buf, mean: Buf, rstd: Buf, x: Buf, y: Buf, keep: Uint8Array | null, s: number,
-  w: Buf, b: Buf, R: number, C: number, eps: number,
-): void {
+export function addLayerNormForward(a: AddLayerNormForwardArgs): void {
+  const { out, r, mean, rstd, x, y, keep, scale: s, weight: w, bias: b, R, C, eps } = a;
+  const xRows = a.xRows ?? R, yRows = a.yRows ?? R;
   for (let row = 0; row < R; row++) {
-    const o = row * C;
-    const xr = x.subarray(o, o + C), yr = y.subarray(o, o + C), rr = r.subarray(o, o + C);
+    const o = row * C, xo = (row % xRows) * C, yo = (row % yRows) * C;
+    const xr = x.subarray(xo, xo + C), yr = y.subarray(yo, yo + C), rr = r.subarray(o, o + C);
     let sum = 0, sq = 0;
     if (keep) {
       const kp = keep.subarray(o, o + C);
@@ -41,17 +61,32 @@ export function addLayerNormForward(
   }
 }
 
+/** Arguments of addLayerNormBackward: the forward's saved r, mean, rstd, keep, and the incoming gradient(s). */
+export interface AddLayerNormBackwardArgs {
+  dres: Buf; // [R, C] out: ∂/∂x, the residual path (may alias dout or dout2)
+  dbranch: Buf | null; // [R, C] out: ∂/∂y = keep · scale · dres, the dropped branch
+  branchBias: Float64Array | null; // [C] += Σ_rows dbranch: the bias gradient of the layer that produced y
+  dweight: Float64Array; // [C] += LayerNorm weight gradient
+  dbias: Float64Array; // [C] += LayerNorm bias gradient
+  dout: Buf; // [R, C] incoming gradient
+  dout2: Buf | null; // [R, C] a second incoming gradient (two paths into one output), added to dout
+  r: Buf; // [R, C] saved
+  mean: Buf; // [R]
+  rstd: Buf; // [R]
+  keep: Uint8Array | null;
+  scale: number;
+  weight: Buf; // [C]
+  R: number;
+  C: number;
+}
+
 /**
- * Backward of addLayerNormForward. The incoming gradient is dout (+ dout2 when given, e.g. the two paths
- * into one LayerNorm output). Writes dr (the gradient of x, the residual path) into dres, and
- * keep·s·dr (the gradient of y, the dropped branch) into dbranch; accumulates Σ_rows dbranch into
- * branchBias (the bias gradient of the layer that produced y) and the LayerNorm's dw, db.
- * dres may alias dout.
+ * Backward of addLayerNormForward. The incoming gradient is dout (+ dout2 when given). Writes dr (the
+ * gradient of x) into dres and keep·s·dr (the gradient of y) into dbranch; accumulates Σ_rows dbranch into
+ * branchBias and the LayerNorm's dweight, dbias.
  */
-export function addLayerNormBackward(
-  dres: Buf, dbranch: Buf | null, keep: Uint8Array | null, s: number, branchBias: Float64Array | null,
-  dw: Float64Array, db: Float64Array, dout: Buf, dout2: Buf | null, r: Buf, mean: Buf, rstd: Buf, w: Buf, R: number, C: number,
-): void {
+export function addLayerNormBackward(a: AddLayerNormBackwardArgs): void {
+  const { dres, dbranch, keep, scale: s, branchBias, dweight: dw, dbias: db, dout, dout2, r, mean, rstd, weight: w, R, C } = a;
   const sum = like(dout, C); // the row's total incoming gradient when there are two
   // Per-row views with loops bounded by their length let V8 drop most bounds checks (~25 % faster).
   for (let row = 0; row < R; row++) {
@@ -130,14 +165,25 @@ export function headsToRowsSum(dst: Buf, src: Buf, bias: Buf, R: number, Hp: num
   }
 }
 
-/**
- * Adam step (torch's, coupled L2) fused with the EMA update of the same tensor: one pass instead of two.
- * ema may be null.
- */
-export function adamEmaKernel(
-  w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, ema: Float32Array | null, emaDecay: number,
-  wd: number, b1: number, b2: number, stepSize: number, bc2sqrt: number, eps: number,
-): void {
+/** Arguments of adamEmaKernel: one tensor's weights, gradient, moments and EMA shadow, and this step's scalars. */
+export interface AdamEmaArgs {
+  w: Float32Array; // weights, updated in place
+  g: Float32Array; // gradient
+  m: Float32Array; // first moment, updated
+  v: Float32Array; // second moment, updated
+  ema: Float32Array | null; // EMA shadow, updated (null: no EMA)
+  emaDecay: number;
+  weightDecay: number; // coupled L2 (0 for tensors that are not decayed)
+  beta1: number;
+  beta2: number;
+  stepSize: number; // lr / (1 − β1^t)
+  bc2sqrt: number; // sqrt(1 − β2^t)
+  eps: number;
+}
+
+/** Adam step (torch's, coupled L2) fused with the EMA update of the same tensor: one pass instead of two. */
+export function adamEmaKernel(a: AdamEmaArgs): void {
+  const { w, g, m, v, ema, emaDecay, weightDecay: wd, beta1: b1, beta2: b2, stepSize, bc2sqrt, eps } = a;
   const c1 = 1 - b1, c2 = 1 - b2, ce = 1 - emaDecay, inv = 1 / bc2sqrt;
   const n = w.length;
   if (ema) {

@@ -46,7 +46,10 @@ export class Adam {
       const p = this.params[k];
       const wd = p.decay ? this.opts.weightDecay : 0;
       const shadow = ema ? ema.shadowOf(p.name) : null;
-      adamEmaKernel(p.data, p.grad!, this.m[k], this.v[k], shadow, ema ? ema.decay : 0, wd, beta1, beta2, stepSize, bc2sqrt, eps);
+      adamEmaKernel({
+        w: p.data, g: p.grad!, m: this.m[k], v: this.v[k], ema: shadow, emaDecay: ema ? ema.decay : 0,
+        weightDecay: wd, beta1, beta2, stepSize, bc2sqrt, eps,
+      });
     }
     // with an EMA, also average what Adam does not touch (fixed buffers), as ModelEma does over the state_dict
     ema?.updateExcept(new Set(this.params.map((p) => p.name)));

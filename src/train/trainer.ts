@@ -8,7 +8,7 @@ import type { MatmulBackend } from '../nn/matmul.ts';
 import { Rng } from '../nn/rng.ts';
 import { Adam, ADAM_DEFAULTS } from './adam.ts';
 import { Ema } from './ema.ts';
-import { ASL_DEFAULTS, type AslOptions } from './losses.ts';
+import { ASL_DEFAULTS, type AslOptions } from '../head/losses.ts';
 import { OneCycle, ONE_CYCLE_DEFAULTS, type OneCycleOptions } from './schedule.ts';
 import { loadCheckpoint, saveCheckpoint, type CheckpointMeta, type TrainingState } from './checkpoint.ts';
 
