@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI through tsx's loader, so the package needs no build step.
-import { register } from 'tsx/esm/api';
-register();
-await import('../src/cli/main.ts');
+// The installed command: runs the compiled CLI in dist/ (built by `npm run build`, which `npm ci` runs through
+// the prepare script), so starting it costs no TypeScript compilation.
+import { main } from '../dist/cli/main.js';
+
+process.exit(await main(process.argv));

@@ -2,8 +2,6 @@
 // what it holds. Both only parse flags and call src/data.
 import type { Command } from 'commander';
 import { ClipDecoderError } from '../errors.ts';
-import { buildEmojiTags } from '../data/emoji/build.ts';
-import { loadDataset } from '../data/load.ts';
 import type { DatasetKind } from '../data/load.ts';
 import { positiveIntFlag } from './options.ts';
 
@@ -40,6 +38,7 @@ export function registerDataCommands(program: Command): void {
     .option('--styles <names>', 'comma-separated styles to render (default: all; labels and split do not depend on it)')
     .option('--limit <n>', 'only this many emoji (spread over train/val/test), for a quick build')
     .action(async (opts: { out: string; size: string; minPositives: string; seed: string; styles?: string; limit?: string }) => {
+      const { buildEmojiTags } = await import('../data/emoji/build.ts');
       const result = await buildEmojiTags({
         out: opts.out,
         size: positiveIntFlag(opts.size, '--size'),
@@ -70,7 +69,8 @@ export function registerDataCommands(program: Command): void {
     .option('--unseen <labels>', 'unseen labels when no split says: a file, a comma-separated list, or "all"')
     .option('--allow-empty', 'keep images without labels instead of failing')
     .option('--no-check-files', 'do not check that image files exist')
-    .action((path: string, opts: { format?: string; images?: string; split?: string; vocabulary?: string; unseen?: string; allowEmpty?: boolean; checkFiles: boolean }) => {
+    .action(async (path: string, opts: { format?: string; images?: string; split?: string; vocabulary?: string; unseen?: string; allowEmpty?: boolean; checkFiles: boolean }) => {
+      const { loadDataset } = await import('../data/load.ts');
       const d = loadDataset(path, {
         format: formatFlag(opts.format),
         imagesDir: opts.images,

@@ -41,8 +41,3 @@ export async function main(argv: string[]): Promise<number> {
     throw e;
   }
 }
-
-const isEntry = process.argv[1] && /clip-decoder(\.js)?$|main\.ts$/.test(process.argv[1]);
-if (isEntry) {
-  main(process.argv).then((code) => process.exit(code));
-}

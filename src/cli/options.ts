@@ -1,7 +1,7 @@
 // Flags shared by several commands, and the bundled default model.
 import { existsSync } from 'node:fs';
 import { ClipDecoderError } from '../errors.ts';
-import { DEFAULT_MODEL } from '../tagger/tagger.ts';
+import { DEFAULT_MODEL } from '../tagger/defaults.ts';
 
 /** The --model value, or the bundled model when none is given. */
 export function modelOrDefault(model: string | undefined): string {

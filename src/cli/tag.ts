@@ -4,8 +4,7 @@ import type { Command } from 'commander';
 import { readFileSync, mkdirSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { ClipDecoderError } from '../errors.ts';
-import { Tagger, type TagResult } from '../tagger/tagger.ts';
-import { attentionOverlayPng } from '../tagger/overlay.ts';
+import type { Tagger, TagResult } from '../tagger/tagger.ts';
 import { expandImageInputs } from '../util/images.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 import { positiveIntFlag } from './options.ts';
@@ -78,6 +77,7 @@ export function registerTagCommand(program: Command): void {
       let failures = missing.length;
       if (flags.explain) mkdirSync(flags.explain, { recursive: true });
 
+      const { Tagger } = await import('../tagger/tagger.ts');
       const tagger = await Tagger.load({ model: flags.model, head: flags.head });
       const progress = startProgress('tagging', files.length);
       const width = Math.max(...files.map((f) => f.length), 4);
@@ -116,6 +116,7 @@ function write(r: TagResult, format: string, width: number): void {
 
 async function explain(tagger: Tagger, r: TagResult, dir: string): Promise<void> {
   const stem = `${String(r.index).padStart(4, '0')}-${safeName(basename(r.source, extname(r.source)))}`;
+  const { attentionOverlayPng } = await import('../tagger/overlay.ts');
   for (const l of r.labels) {
     if (!l.attention) continue;
     const png = await attentionOverlayPng(r.source, l.attention, tagger.grid.height, tagger.grid.width);

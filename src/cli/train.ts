@@ -1,9 +1,7 @@
 // `extract` and `train`: the feature cache and head training from the command line.
 import type { Command } from 'commander';
-import { ClipModel } from '../clip/model.ts';
 import { ClipDecoderError } from '../errors.ts';
-import { loadDataset } from '../data/load.ts';
-import { autoEmaDecay, ensureFeatures, trainOnDataset, type QuerySource } from '../train/pipeline.ts';
+import type { QuerySource } from '../train/pipeline.ts';
 import { readFileSync } from 'node:fs';
 import { modelOrDefault, positiveIntFlag } from './options.ts';
 import { startProgress } from './progress.ts';
@@ -50,6 +48,11 @@ export function registerTrainCommands(program: Command): void {
     .option('--views <n>', 'augmented views per training image besides the plain one', '0')
     .action(async (o: { dataset: string; cache: string; model?: string; views: string }) => {
       const views = numberFlag(o.views, '--views', (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0');
+      const [{ loadDataset }, { ClipModel }, { ensureFeatures }] = await Promise.all([
+        import('../data/load.ts'),
+        import('../clip/model.ts'),
+        import('../train/pipeline.ts'),
+      ]);
       const dataset = loadDataset(o.dataset);
       const model = await ClipModel.load(modelOrDefault(o.model));
       const progress = startProgress('extracting', dataset.items.length * (1 + views));
@@ -96,6 +99,7 @@ export function registerTrainCommands(program: Command): void {
       const batchSize = positiveIntFlag(o.batchSize, '--batch-size');
       const positive = (n: number) => Number.isFinite(n) && n > 0;
       const nonNegative = (n: number) => Number.isFinite(n) && n >= 0;
+      const [{ loadDataset }, { autoEmaDecay, trainOnDataset }] = await Promise.all([import('../data/load.ts'), import('../train/pipeline.ts')]);
       const dataset = loadDataset(o.dataset);
       const steps = epochs * Math.floor(dataset.split.train.length / batchSize);
       const emaDecay = o.ema === 'auto' ? autoEmaDecay(steps) : numberFlag(o.ema, '--ema', (n) => n >= 0 && n < 1, 'in [0, 1) or auto');

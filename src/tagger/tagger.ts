@@ -3,7 +3,6 @@
 // grid. Everything image-independent about a label set (text embeddings, query projection, LN1, the attention
 // Q projection) is computed once and cached, so large vocabularies cost little per image.
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { ClipModel } from '../clip/model.ts';
 import { embedLabels, validateLabels } from '../clip/prompts.ts';
 import type { ImageSource } from '../clip/preprocess.ts';
@@ -12,10 +11,9 @@ import type { ClipDecoderHead, PreparedLabels } from '../head/head.ts';
 import { OrtMatmul } from '../nn/ort-matmul.ts';
 import { loadCheckpoint, type CheckpointMeta } from '../train/checkpoint.ts';
 
-const MODELS_DIR = fileURLToPath(new URL('../../models/', import.meta.url));
-/** The bundled CLIP model and head, used when no other is named. */
-export const DEFAULT_MODEL = `${MODELS_DIR}pico-clip`;
-export const DEFAULT_HEAD = `${MODELS_DIR}pico-clip-decoder`;
+import { DEFAULT_HEAD, DEFAULT_MODEL } from './defaults.ts';
+
+export { DEFAULT_HEAD, DEFAULT_MODEL };
 
 export interface TaggerOptions {
   /** CLIP model folder or hub id (default: the bundled pico-CLIP). */
