@@ -15,6 +15,7 @@ interface TagFlags {
   labelsFile?: string;
   model?: string;
   head?: string;
+  dtype?: string;
   top?: string;
   threshold?: string;
   format?: string;
@@ -55,7 +56,8 @@ export function registerTagCommand(program: Command): void {
     .option('-l, --labels <a,b,c>', 'comma-separated labels')
     .option('--labels-file <file>', 'labels, one per line')
     .option('-m, --model <path|id>', 'CLIP model folder (default: the bundled pico-CLIP)')
-    .option('--head <dir>', 'CLIP-Decoder head checkpoint (default: the bundled head)')
+    .option('--head <dir|none>', 'CLIP-Decoder head checkpoint (default: the bundled head); "none": the model\'s own zero-shot score, sigmoid(s·cos + b)')
+    .option('--dtype <fp32|fp16|q8|...>', 'ONNX weights of the model folder: fp32 (default) or its _fp16 / _quantized (q8) / ... variant')
     .option('-k, --top <K>', 'keep the K most probable labels per image')
     .option('-p, --threshold <p>', 'keep labels with probability ≥ p')
     .option('-f, --format <table|jsonl|csv>', 'output format (default: table on a terminal, else jsonl)')
@@ -77,8 +79,9 @@ export function registerTagCommand(program: Command): void {
       let failures = missing.length;
       if (flags.explain) mkdirSync(flags.explain, { recursive: true });
 
-      const { Tagger } = await import('../tagger/tagger.ts');
-      const tagger = await Tagger.load({ model: flags.model, head: flags.head });
+      const [{ Tagger }, { parseDtype }] = await Promise.all([import('../tagger/tagger.ts'), import('../clip/family.ts')]);
+      const dtype = flags.dtype !== undefined ? parseDtype(flags.dtype) : undefined;
+      const tagger = await Tagger.load({ model: flags.model, head: flags.head, dtype });
       const progress = startProgress('tagging', files.length);
       const width = Math.max(...files.map((f) => f.length), 4);
       if (format === 'csv') process.stdout.write('file,label,probability\n');
