@@ -1,5 +1,9 @@
 // A progress bar on stderr for long runs, shown only when stderr is a terminal (logs and pipes stay clean).
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+import type CliProgress from 'cli-progress';
+
+// Loaded only when a bar is shown: most runs (pipes, --help) never pay for it.
+const require = createRequire(import.meta.url);
 
 export interface Progress {
   update(done: number, total?: number): void;
@@ -8,6 +12,7 @@ export interface Progress {
 
 export function startProgress(label: string, total: number, stream: NodeJS.WriteStream = process.stderr): Progress {
   if (!stream.isTTY || total <= 1) return { update() {}, stop() {} };
+  const cliProgress = require('cli-progress') as typeof CliProgress;
   const bar = new cliProgress.SingleBar(
     { format: `${label} [{bar}] {value}/{total} {percentage}% | {rate}/s | ETA {eta_formatted}`, stream, hideCursor: true, etaBuffer: 50 },
     cliProgress.Presets.shades_classic,
