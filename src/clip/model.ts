@@ -4,13 +4,13 @@
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import ort from 'onnxruntime-node';
-import { CLIPTokenizer, GemmaTokenizer, PreTrainedTokenizer, SiglipTokenizer } from '@huggingface/transformers';
 import { ClipDecoderError } from '../errors.ts';
 import type { ModelDtype } from './family.ts';
 import { asFloat32, float32ToFloat16 } from './float16.ts';
 import { openClipFolder, type ClipFolder } from './folder.ts';
 import { configLogitScale, logitParamsWithoutOnnx, missingLogitParams, solveLogitParams, type LogitParams } from './logits.ts';
 import { l2normalizeRows } from './prompts.ts';
+import { TextTokenizer } from './tokenizer.ts';
 import { resolveModelPath, type ResolveOptions } from './hub.ts';
 import { preprocessInto, type ImageSource, type PreprocessOptions } from './preprocess.ts';
 
@@ -69,7 +69,7 @@ export class ClipModel {
   private readonly options: ClipModelOptions;
   private visionSession?: Promise<Session>;
   private textSession?: Promise<Session>;
-  private readonly tokenizer: PreTrainedTokenizer;
+  private readonly tokenizer: TextTokenizer;
   private logitParamsP?: Promise<LogitParams>;
   /** Patch tokens per image (T) and their width (C); known from the config, checked on the first run. */
   numTokens: number;
@@ -83,13 +83,9 @@ export class ClipModel {
     this.numTokens = patches + (options.keepCls && folder.spec.hasCls ? 1 : 0);
     this.tokenDim = folder.visionHidden;
     this.embedDim = folder.projectionDim;
-    try {
-      // The constructor takes the parsed files directly, so no global transformers.js setting is touched.
-      const Tok = tokenizerClass(folder) as unknown as new (json: unknown, config: unknown) => PreTrainedTokenizer;
-      this.tokenizer = new Tok(folder.tokenizerJSON, folder.tokenizerConfig);
-    } catch (e) {
-      throw new ClipDecoderError('MODEL_INVALID', `${folder.dir}/tokenizer.json: not a usable tokenizer (${(e as Error).message})`, folder.dir, { cause: e });
-    }
+    // The parsed files directly: no global setting is touched, and CLIP's BPE, SigLIP's SentencePiece and
+    // SigLIP 2's Gemma tokenizer are all plain tokenizer.json files.
+    this.tokenizer = new TextTokenizer(folder.tokenizerJSON, folder.tokenizerConfig, `${folder.dir}/tokenizer.json`);
   }
 
   /** Loads a CLIP folder (local path, or hub id where a network or cache exists). Sessions open lazily. */
@@ -265,7 +261,7 @@ export class ClipModel {
   }
 
   private get eosId(): number {
-    const id = this.tokenizer.eos_token_id ?? this.tokenizer.convert_tokens_to_ids('<|endoftext|>');
+    const id = this.tokenizer.eosId ?? this.tokenizer.tokenToId('<|endoftext|>');
     if (typeof id !== 'number') throw new ClipDecoderError('MODEL_INVALID', `${this.folder.dir}/tokenizer.json: no <|endoftext|> token`, this.folder.dir);
     return id;
   }
@@ -275,14 +271,7 @@ export class ClipModel {
    * or to the maximum (SigLIP, whose text tower pools the last position and was trained on padded texts).
    */
   tokenize(texts: string[]): { ids: BigInt64Array; mask: BigInt64Array; length: number } {
-    const padding = this.folder.spec.padding === 'max_length' ? 'max_length' : true;
-    const enc = this.tokenizer(texts, { padding, truncation: true, max_length: this.folder.textMaxLength }) as unknown as {
-      input_ids: { data: BigInt64Array; dims: number[] };
-      attention_mask: { data: BigInt64Array; dims: number[] };
-    };
-    const ids = enc.input_ids.data;
-    const mask = enc.attention_mask.data;
-    const length = enc.input_ids.dims[1]!;
+    const { ids, mask, length } = this.tokenizer.encodeBatch(texts, { padding: this.folder.spec.padding, maxLength: this.folder.textMaxLength });
     if (this.folder.spec.family !== 'clip') return { ids, mask, length };
     // transformers.js truncates the special tokens away too; CLIP pools at the end-of-text token, so a text
     // cut at max_length must still end with it (as OpenAI's clip.tokenize does).
@@ -396,12 +385,3 @@ export class ClipModel {
   }
 }
 
-// The tokenizer class a folder names (tokenizer_config.json tokenizer_class), among those transformers.js has for
-// the supported families; CLIP folders always get CLIP's (its EOS handling is relied on above).
-function tokenizerClass(folder: ClipFolder): typeof PreTrainedTokenizer {
-  if (folder.spec.family === 'clip') return CLIPTokenizer;
-  const name = folder.tokenizerConfig.tokenizer_class;
-  if (name === 'GemmaTokenizer' || name === 'GemmaTokenizerFast') return GemmaTokenizer; // SigLIP 2
-  if (name === 'SiglipTokenizer') return SiglipTokenizer;
-  return PreTrainedTokenizer;
-}
