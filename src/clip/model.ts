@@ -110,6 +110,13 @@ export class ClipModel {
     }
   }
 
+  /** Starts opening ONNX sessions now rather than on first use, so that loading them overlaps other work. */
+  preload(which: 'vision' | 'text' | 'both' = 'both'): void {
+    // Errors surface where the session is awaited; these handlers only keep them from being "unhandled".
+    if (which !== 'text') this.vision().catch(() => {});
+    if (which !== 'vision') this.text().catch(() => {});
+  }
+
   private vision(): Promise<Session> {
     this.visionSession ??= this.open(this.folder.visionModelPath);
     return this.visionSession;

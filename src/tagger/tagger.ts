@@ -159,6 +159,8 @@ export class Tagger {
     if (!this.head && options.attention) {
       throw new ClipDecoderError('INPUT_INVALID', 'attention maps come from the head: there are none with head "none" (plain zero-shot scoring)', '--explain');
     }
+    // The vision session opens while the label set is encoded (a cold start runs both models once).
+    if (images.length > 0) this.model.preload('vision');
     const { labels: names, prepared, embeds } = await this.prepareLabels(labels);
     const L = names.length;
     const T = this.model.numTokens;
