@@ -5,6 +5,7 @@
 export type ErrorCode =
   | 'MODEL_NOT_FOUND' // a model folder or file is missing
   | 'MODEL_INVALID' // a config or ONNX file is inconsistent or unreadable
+  | 'MODEL_UNSUPPORTED' // a model folder of a family (model_type) this library does not run
   | 'MODEL_OUTPUT_MISSING' // an ONNX session lacks an output we look up by name
   | 'HUB_OFFLINE' // a hub id was given but no network / cache
   | 'IMAGE_INVALID' // an image file is corrupt, empty, truncated or not an image

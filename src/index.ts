@@ -1,7 +1,7 @@
 // The public library API of clip-decoder. See README.md for a runnable example.
 
 // Tagging: a CLIP model + a CLIP-Decoder head → an independent probability per label per image.
-export { Tagger, DEFAULT_MODEL, DEFAULT_HEAD } from './tagger/tagger.ts';
+export { Tagger, DEFAULT_MODEL, DEFAULT_HEAD, NO_HEAD } from './tagger/tagger.ts';
 export type { TaggerOptions, TagOptions, TagResult, LabelProbability } from './tagger/tagger.ts';
 export { attentionOverlayPng } from './tagger/overlay.ts';
 
@@ -14,6 +14,9 @@ export type { NumberKind } from './numbers.ts';
 // CLIP encoders over ONNX (any Hugging Face / transformers.js CLIP folder).
 export { ClipModel } from './clip/model.ts';
 export type { ClipModelOptions, ImageResult, ImageEncoding } from './clip/model.ts';
+export { SUPPORTED_MODEL_TYPES } from './clip/family.ts';
+export type { ModelDtype, ModelFamily } from './clip/family.ts';
+export type { LogitParams } from './clip/logits.ts';
 export { embedLabels, DEFAULT_TEMPLATES } from './clip/prompts.ts';
 export { preprocessImage, parsePreprocessConfig } from './clip/preprocess.ts';
 

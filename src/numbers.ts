@@ -8,6 +8,7 @@ export type NumberKind =
   | 'positive' // > 0
   | 'non-negative' // ≥ 0
   | 'probability' // in [0, 1]
+  | 'fraction' // in [0, 1): a decay, a dropout rate
   | 'integer' // a whole number
   | 'positive-integer' // 1, 2, 3, …
   | 'non-negative-integer'; // 0, 1, 2, …
@@ -20,6 +21,7 @@ const WANT: Record<NumberKind, string> = {
   positive: 'a positive decimal number',
   'non-negative': 'a decimal number ≥ 0',
   probability: 'a probability in [0, 1]',
+  fraction: 'a decimal number in [0, 1)',
   integer: 'an integer',
   'positive-integer': 'a positive integer',
   'non-negative-integer': 'an integer ≥ 0',
@@ -38,6 +40,8 @@ function inRange(n: number, kind: NumberKind): boolean {
       return n >= 0;
     case 'probability':
       return n >= 0 && n <= 1;
+    case 'fraction':
+      return n >= 0 && n < 1;
   }
 }
 

@@ -2,26 +2,10 @@
 // validates it and prints what it holds. All only parse flags and call src/data.
 import type { Command } from 'commander';
 import { ClipDecoderError } from '../errors.ts';
-import { buildEmojiTags } from '../data/emoji/build.ts';
-import { buildEmojiScenes, SCENES_DEFAULTS } from '../data/emoji/scenes.ts';
+import { SCENES_DEFAULTS } from '../data/emoji/scene-defaults.ts';
 import type { EmojiScenesStats } from '../data/emoji/scenes.ts';
-import { loadDataset } from '../data/load.ts';
 import type { DatasetKind } from '../data/load.ts';
-import { positiveIntFlag } from './options.ts';
-
-function intFlag(value: string, flag: string, min = 0): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new ClipDecoderError('INPUT_INVALID', `${flag} must be an integer ≥ ${min}, got "${value}"`, flag);
-  return n;
-}
-
-/** A number flag; its range is checked by the library, which names the flag too. */
-function numberFlag(value: string | undefined, flag: string): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n)) throw new ClipDecoderError('INPUT_INVALID', `${flag} must be a number, got "${value}"`, flag);
-  return n;
-}
+import { numberFlag, optionalNumberFlag, positiveIntFlag } from './options.ts';
 
 /** The summary `data scenes` prints: sizes, then per unseen label its P captions and test positives. */
 export function scenesSummary(s: EmojiScenesStats, seconds: number, rendered: number, reused: number, dir: string): string {
@@ -71,11 +55,12 @@ export function registerDataCommands(program: Command): void {
     .option('--styles <names>', 'comma-separated styles to render (default: all; labels and split do not depend on it)')
     .option('--limit <n>', 'only this many emoji (spread over train/val/test), for a quick build')
     .action(async (opts: { out: string; size: string; minPositives: string; seed: string; styles?: string; limit?: string }) => {
+      const { buildEmojiTags } = await import('../data/emoji/build.ts');
       const result = await buildEmojiTags({
         out: opts.out,
         size: positiveIntFlag(opts.size, '--size'),
         minPositives: positiveIntFlag(opts.minPositives, '--min-positives'),
-        seed: intFlag(opts.seed, '--seed'),
+        seed: numberFlag(opts.seed, '--seed', 'non-negative-integer'),
         styles: opts.styles?.split(',').map((s) => s.trim()).filter(Boolean),
         ...(opts.limit !== undefined ? { limit: positiveIntFlag(opts.limit, '--limit') } : {}),
       });
@@ -110,7 +95,9 @@ export function registerDataCommands(program: Command): void {
     .option('--single-styles <names>', 'comma-separated styles of the single-emoji subset (default: all)')
     .option('--force', 'replace a different build in the output folder')
     .action(async (o: Record<string, string | boolean | undefined>) => {
-      const n = (k: string, flag: string) => numberFlag(o[k] as string | undefined, flag);
+      // Ranges are checked by the builder, which names the flag too.
+      const n = (k: string, flag: string) => optionalNumberFlag(o[k] as string | undefined, flag);
+      const { buildEmojiScenes } = await import('../data/emoji/scenes.ts');
       const result = await buildEmojiScenes({
         out: String(o.out),
         size: n('size', '--size'),
@@ -143,7 +130,8 @@ export function registerDataCommands(program: Command): void {
     .option('--unseen <labels>', 'unseen labels when no split says: a file, a comma-separated list, or "all"')
     .option('--allow-empty', 'keep images without labels instead of failing')
     .option('--no-check-files', 'do not check that image files exist')
-    .action((path: string, opts: { format?: string; images?: string; split?: string; vocabulary?: string; unseen?: string; allowEmpty?: boolean; checkFiles: boolean }) => {
+    .action(async (path: string, opts: { format?: string; images?: string; split?: string; vocabulary?: string; unseen?: string; allowEmpty?: boolean; checkFiles: boolean }) => {
+      const { loadDataset } = await import('../data/load.ts');
       const d = loadDataset(path, {
         format: formatFlag(opts.format),
         imagesDir: opts.images,

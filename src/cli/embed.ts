@@ -1,7 +1,5 @@
 // `embed-text` and `embed-image`: the CLIP encoder layer from the command line.
 import type { Command } from 'commander';
-import { ClipModel } from '../clip/model.ts';
-import { embedLabels } from '../clip/prompts.ts';
 import { expandImageInputs } from '../util/images.ts';
 import { modelOrDefault, positiveIntFlag, reportInputs } from './options.ts';
 import { startProgress } from './progress.ts';
@@ -24,6 +22,7 @@ export function registerEmbedCommands(program: Command): void {
     .option('--no-normalize', 'with --labels: do not L2-normalise')
     .option('--json', 'write JSON lines {text, embedding} to stdout')
     .action(async (texts: string[], opts: { model?: string; labels?: boolean; template?: string[]; normalize: boolean; json?: boolean }) => {
+      const [{ ClipModel }, { embedLabels }] = await Promise.all([import('../clip/model.ts'), import('../clip/prompts.ts')]);
       const model = await ClipModel.load(modelOrDefault(opts.model));
       try {
         const E = model.embedDim;
@@ -54,6 +53,7 @@ export function registerEmbedCommands(program: Command): void {
       const { files, missing } = inputs;
       if (!reportInputs(inputs, 'embed')) return;
       let failures = missing.length;
+      const { ClipModel } = await import('../clip/model.ts');
       const model = await ClipModel.load(modelOrDefault(opts.model), { keepCls: opts.keepCls });
       const progress = startProgress('embedding', files.length);
       try {

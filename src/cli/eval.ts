@@ -2,9 +2,6 @@
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ClipDecoderError } from '../errors.ts';
-import { loadDataset } from '../data/load.ts';
-import { readScoresFile } from '../eval/scores.ts';
-import { evaluateAndWriteReport } from '../eval/report.ts';
 import type { ReportMetrics } from '../eval/report.ts';
 import { formatFlag, unseenFlag } from './data.ts';
 
@@ -30,6 +27,11 @@ export function registerEvalCommand(program: Command): void {
         if (opts.stage !== 'final' && opts.stage !== 'select') {
           throw new ClipDecoderError('INPUT_INVALID', `--stage must be "final" or "select", got "${opts.stage}"`, '--stage');
         }
+        const [{ loadDataset }, { readScoresFile }, { evaluateAndWriteReport }] = await Promise.all([
+          import('../data/load.ts'),
+          import('../eval/scores.ts'),
+          import('../eval/report.ts'),
+        ]);
         const dataset = loadDataset(opts.dataset, {
           format: formatFlag(opts.format),
           split: opts.split,

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { ClipDecoderError } from '../errors.ts';
 import { checkLabels, parseLabelList, readLabelFile, type LabelLimits } from '../labels.ts';
 import { parseDecimal, type NumberKind } from '../numbers.ts';
-import { DEFAULT_MODEL } from '../tagger/tagger.ts';
+import { DEFAULT_MODEL } from '../tagger/defaults.ts';
 import type { ExpandedInputs } from '../util/images.ts';
 
 /** The --model value, or the bundled model when none is given. */

@@ -2,7 +2,12 @@
 // While it is shown, every line the command prints goes through `write`, which clears the bar's line, prints,
 // and redraws the bar below: otherwise a table row on stdout would continue the bar's line on the same
 // terminal, and the bar's next redraw (carriage return, clear to the right) would overwrite it.
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+import type CliProgress from 'cli-progress';
+
+// Loaded only when a bar is shown: most runs (pipes, --help) never pay for it.
+const require = createRequire(import.meta.url);
+const loadCliProgress = () => require('cli-progress') as typeof CliProgress;
 
 export interface Progress {
   update(done: number, total?: number): void;
@@ -13,6 +18,7 @@ export interface Progress {
 
 export function startProgress(label: string, total: number, stream: NodeJS.WriteStream = process.stderr): Progress {
   if (!stream.isTTY || total <= 1) return { update() {}, write: (s, text) => void s.write(text), stop() {} };
+  const cliProgress = loadCliProgress();
   const bar = new cliProgress.SingleBar(
     { format: `${label} [{bar}] {value}/{total} {percentage}% | {rate}/s | ETA {eta_formatted}`, stream, hideCursor: true, etaBuffer: 50, forceRedraw: true },
     cliProgress.Presets.shades_classic,
@@ -53,11 +59,12 @@ export interface StepProgress {
 
 export function startStepProgress(label: string, stream: NodeJS.WriteStream = process.stderr): StepProgress {
   if (!stream.isTTY) return { update() {}, log: (line) => void stream.write(`${line}\n`), stop() {} };
-  let bar: cliProgress.SingleBar | undefined;
+  let bar: CliProgress.SingleBar | undefined;
   let t0 = 0;
   return {
     update({ step, totalSteps, startStep, loss }) {
       if (!bar) {
+        const cliProgress = loadCliProgress();
         bar = new cliProgress.SingleBar(
           { format: `${label} [{bar}] {value}/{total} steps | loss {loss} | {rate} steps/s | ETA {eta_formatted}`, stream, hideCursor: true, etaBuffer: 50 },
           cliProgress.Presets.shades_classic,

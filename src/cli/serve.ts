@@ -1,8 +1,6 @@
 // `serve`: the HTTP API and web page over a Tagger, on 127.0.0.1 unless told otherwise.
 import type { Command } from 'commander';
 import { ClipDecoderError } from '../errors.ts';
-import { Tagger } from '../tagger/tagger.ts';
-import { buildServer } from '../serve/server.ts';
 import { positiveIntFlag } from './options.ts';
 
 export function registerServeCommand(program: Command): void {
@@ -20,6 +18,8 @@ export function registerServeCommand(program: Command): void {
     .action(async (o: { host: string; port: string; model?: string; head?: string; maxBody: string; maxLabels: string; concurrency: string; queue: string }) => {
       const port = Number(o.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ClipDecoderError('INPUT_INVALID', `--port must be 0–65535, got "${o.port}"`, '--port');
+      // Loaded here, not at the top, so other commands and --help do not pay for the server and the model.
+      const [{ Tagger }, { buildServer }] = await Promise.all([import('../tagger/tagger.ts'), import('../serve/server.ts')]);
       const tagger = await Tagger.load({ model: o.model, head: o.head });
       const app = buildServer(tagger, {
         maxBodyBytes: positiveIntFlag(o.maxBody, '--max-body'),

@@ -4,8 +4,7 @@ import type { Command } from 'commander';
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ClipDecoderError } from '../errors.ts';
-import { Tagger, type TagResult } from '../tagger/tagger.ts';
-import { attentionOverlayPng, overlayFileName, overlayLabelParts } from '../tagger/overlay.ts';
+import type { Tagger, TagResult } from '../tagger/tagger.ts';
 import { expandImageInputs } from '../util/images.ts';
 import { DEFAULT_MAX_FILE_BYTES, writeFileAtomic } from '../util/fs.ts';
 import { numberFlag, optionalNumberFlag, readLabelFlags, reportInputs } from './options.ts';
@@ -16,6 +15,7 @@ interface TagFlags {
   labelsFile?: string;
   model?: string;
   head?: string;
+  dtype?: string;
   top?: string;
   threshold?: string;
   format?: string;
@@ -53,7 +53,8 @@ export function registerTagCommand(program: Command): void {
     .option('-l, --labels <a,b,c>', 'comma-separated labels')
     .option('--labels-file <file>', 'labels, one per line (a line starting with # is a comment)')
     .option('-m, --model <path|id>', 'CLIP model folder (default: the bundled pico-CLIP)')
-    .option('--head <dir>', 'CLIP-Decoder head checkpoint (default: the bundled head)')
+    .option('--head <dir|none>', 'CLIP-Decoder head checkpoint (default: the bundled head); "none": the model\'s own zero-shot score, sigmoid(s·cos + b)')
+    .option('--dtype <fp32|fp16|q8|...>', 'ONNX weights of the model folder: fp32 (default) or its _fp16 / _quantized (q8) / ... variant')
     .option('-k, --top <K>', 'keep the K most probable labels per image')
     .option('-p, --threshold <p>', 'keep labels with probability ≥ p')
     .option('-f, --format <table|jsonl|csv>', 'output format (default: table on a terminal, else jsonl)')
@@ -77,8 +78,14 @@ export function registerTagCommand(program: Command): void {
       if (!reportInputs(expanded, 'tag')) return;
       let failures = missing.length;
 
-      const tagger = await Tagger.load({ model: flags.model, head: flags.head, maxFileBytes });
-      const labelParts = flags.explain !== undefined ? overlayLabelParts(labels) : undefined;
+      const [{ Tagger }, { parseDtype }, overlay] = await Promise.all([
+        import('../tagger/tagger.ts'),
+        import('../clip/family.ts'),
+        flags.explain !== undefined ? import('../tagger/overlay.ts') : undefined,
+      ]);
+      const dtype = flags.dtype !== undefined ? parseDtype(flags.dtype) : undefined;
+      const tagger = await Tagger.load({ model: flags.model, head: flags.head, maxFileBytes, dtype });
+      const labelParts = overlay?.overlayLabelParts(labels);
       const progress = startProgress('tagging', files.length);
       const out = (text: string) => progress.write(process.stdout, text);
       const width = Math.max(...files.map((f) => f.length), 4);
@@ -115,6 +122,7 @@ function formatResult(r: TagResult, format: string, width: number): string {
 }
 
 async function explain(tagger: Tagger, r: TagResult, dir: string, labelParts: Map<string, string>): Promise<void> {
+  const { attentionOverlayPng, overlayFileName } = await import('../tagger/overlay.ts');
   for (const l of r.labels) {
     if (!l.attention) continue;
     const png = await attentionOverlayPng(r.source, l.attention, tagger.grid.height, tagger.grid.width);

@@ -1,20 +1,12 @@
 // `extract` and `train`: the feature cache and head training from the command line.
 import type { Command } from 'commander';
-import { ClipModel } from '../clip/model.ts';
 import { ClipDecoderError } from '../errors.ts';
-import { loadDataset } from '../data/load.ts';
-import { ensureFeatures, FIT_DEFAULTS, trainOnDataset, type QuerySource } from '../train/pipeline.ts';
-import { defaultTrainerOptions } from '../train/trainer.ts';
+import type { QuerySource } from '../train/pipeline.ts';
+import { FIT_DEFAULTS, defaultTrainerOptions } from '../train/defaults.ts';
 import { defaultHeadConfig } from '../head/config.ts';
 import { readFileSync } from 'node:fs';
-import { modelOrDefault, positiveIntFlag } from './options.ts';
+import { modelOrDefault, numberFlag, positiveIntFlag } from './options.ts';
 import { startProgress, startStepProgress } from './progress.ts';
-
-function numberFlag(value: string, flag: string, check: (n: number) => boolean, want: string): number {
-  const n = Number(value);
-  if (!check(n)) throw new ClipDecoderError('INPUT_INVALID', `${flag} must be ${want}, got "${value}"`, flag);
-  return n;
-}
 
 // Flags the user did not give stay undefined: the library holds the defaults (shown in --help from its
 // constants), and --resume takes the run's own values for them.
@@ -67,7 +59,12 @@ export function registerTrainCommands(program: Command): void {
     .option('-m, --model <path|id>', 'CLIP model folder (default: the bundled pico-CLIP)')
     .option('--views <n>', 'augmented views per training image besides the plain one', '0')
     .action(async (o: { dataset: string; cache: string; model?: string; views: string }) => {
-      const views = numberFlag(o.views, '--views', (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0');
+      const views = numberFlag(o.views, '--views', 'non-negative-integer');
+      const [{ loadDataset }, { ClipModel }, { ensureFeatures }] = await Promise.all([
+        import('../data/load.ts'),
+        import('../clip/model.ts'),
+        import('../train/pipeline.ts'),
+      ]);
       const dataset = loadDataset(o.dataset);
       const model = await ClipModel.load(modelOrDefault(o.model));
       const progress = startProgress('extracting', dataset.items.length * (1 + views));
@@ -112,10 +109,9 @@ export function registerTrainCommands(program: Command): void {
     .action(async (o: TrainFlags) => {
       const queries = o.queries as QuerySource;
       if (queries !== 'clip' && queries !== 'wordvec') throw new ClipDecoderError('INPUT_INVALID', `--queries must be clip or wordvec, got "${o.queries}"`, '--queries');
-      const positive = (n: number) => Number.isFinite(n) && n > 0;
-      const nonNegative = (n: number) => Number.isFinite(n) && n >= 0;
+      const [{ loadDataset }, { trainOnDataset }] = await Promise.all([import('../data/load.ts'), import('../train/pipeline.ts')]);
       const dataset = loadDataset(o.dataset);
-      const emaDecay = o.ema === undefined || o.ema === 'auto' ? undefined : numberFlag(o.ema, '--ema', (n) => n >= 0 && n < 1, 'in [0, 1) or auto');
+      const emaDecay = o.ema === undefined || o.ema === 'auto' ? undefined : numberFlag(o.ema, '--ema', 'fraction');
       let corpus: string[] | undefined;
       if (o.wordvecCorpus) {
         try {
@@ -136,23 +132,23 @@ export function registerTrainCommands(program: Command): void {
         templates: o.template,
         epochs: given(o.epochs, (v) => positiveIntFlag(v, '--epochs')),
         batchSize: given(o.batchSize, (v) => positiveIntFlag(v, '--batch-size')),
-        seed: given(o.seed, (v) => numberFlag(v, '--seed', (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0')),
-        extraViews: given(o.views, (v) => numberFlag(v, '--views', (n) => Number.isInteger(n) && n >= 0, 'an integer ≥ 0')),
+        seed: given(o.seed, (v) => numberFlag(v, '--seed', 'non-negative-integer')),
+        extraViews: given(o.views, (v) => numberFlag(v, '--views', 'non-negative-integer')),
         trainer: {
-          maxLr: given(o.lr, (v) => numberFlag(v, '--lr', positive, 'a positive number')),
-          weightDecay: given(o.weightDecay, (v) => numberFlag(v, '--weight-decay', nonNegative, '≥ 0')),
-          alpha: given(o.alpha, (v) => numberFlag(v, '--alpha', nonNegative, '≥ 0')),
-          beta: given(o.beta, (v) => numberFlag(v, '--beta', nonNegative, '≥ 0')),
+          maxLr: given(o.lr, (v) => numberFlag(v, '--lr', 'positive')),
+          weightDecay: given(o.weightDecay, (v) => numberFlag(v, '--weight-decay', 'non-negative')),
+          alpha: given(o.alpha, (v) => numberFlag(v, '--alpha', 'non-negative')),
+          beta: given(o.beta, (v) => numberFlag(v, '--beta', 'non-negative')),
           emaDecay,
         },
         head: {
           dModel: given(o.dModel, (v) => positiveIntFlag(v, '--d-model')),
           heads: given(o.heads, (v) => positiveIntFlag(v, '--heads')),
           ffnDim: given(o.ffn, (v) => positiveIntFlag(v, '--ffn')),
-          dropout: given(o.dropout, (v) => numberFlag(v, '--dropout', (n) => n >= 0 && n < 1, 'in [0, 1)')),
+          dropout: given(o.dropout, (v) => numberFlag(v, '--dropout', 'fraction')),
         },
         checkpointEverySteps: given(o.checkpointSteps, (v) => positiveIntFlag(v, '--checkpoint-steps')),
-        checkpointEveryMinutes: given(o.checkpointMinutes, (v) => numberFlag(v, '--checkpoint-minutes', nonNegative, 'a number of minutes ≥ 0')),
+        checkpointEveryMinutes: given(o.checkpointMinutes, (v) => numberFlag(v, '--checkpoint-minutes', 'non-negative')),
         optionNames: OPTION_FLAGS,
         resume: o.resume,
         trainOnUnseen: o.trainOnUnseen,

@@ -4,7 +4,6 @@
 import { existsSync } from 'node:fs';
 import { mkdir, rename, writeFile, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { env } from '@huggingface/transformers';
 import { ClipDecoderError } from '../errors.ts';
 import { REQUIRED_FILES } from './folder.ts';
 
@@ -28,6 +27,8 @@ function offlineHelp(spec: string): string {
 
 export async function resolveModelPath(spec: string, options: ResolveOptions = {}): Promise<string> {
   if (existsSync(spec)) return spec;
+  // Only a hub id needs transformers.js's settings (cache folder, host); a local folder never loads it.
+  const { env } = await import('@huggingface/transformers');
   if (!HUB_ID.test(spec)) {
     throw new ClipDecoderError('MODEL_NOT_FOUND', `${spec}: no such model folder`, spec);
   }

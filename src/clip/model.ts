@@ -1,11 +1,16 @@
-// The CLIP encoder layer: ONNX vision and text sessions of a model folder, run through onnxruntime-node.
-// Images → patch tokens [B, T, C] + projected image embeddings [B, E]; texts → projected text embeddings [N, E].
-// Outputs are looked up by name; decoding of batch k+1 overlaps inference of batch k.
+// The CLIP encoder layer: ONNX vision and text sessions of a model folder (CLIP or SigLIP), run through
+// onnxruntime-node. Images → patch tokens [B, T, C] + projected image embeddings [B, E]; texts → projected text
+// embeddings [N, E]. Outputs are looked up by name; decoding of batch k+1 overlaps inference of batch k.
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import ort from 'onnxruntime-node';
-import { CLIPTokenizer } from '@huggingface/transformers';
 import { ClipDecoderError } from '../errors.ts';
+import type { ModelDtype } from './family.ts';
+import { asFloat32, float32ToFloat16 } from './float16.ts';
 import { openClipFolder, type ClipFolder } from './folder.ts';
+import { configLogitScale, logitParamsWithoutOnnx, missingLogitParams, solveLogitParams, type LogitParams } from './logits.ts';
+import { l2normalizeRows } from './prompts.ts';
+import { TextTokenizer } from './tokenizer.ts';
 import { resolveModelPath, type ResolveOptions } from './hub.ts';
 import { preprocessInto, type ImageSource, type PreprocessOptions } from './preprocess.ts';
 
@@ -18,6 +23,10 @@ export interface ClipModelOptions extends ResolveOptions {
   outputs?: { patchTokens?: string; imageEmbeds?: string; textEmbeds?: string };
   /** Images with more pixels are refused (see preprocess.ts). */
   pixelLimit?: number;
+  /** ONNX weights to run: fp32 (default) or a variant the folder carries (fp16, q8 = `_quantized`, ...). */
+  dtype?: ModelDtype;
+  /** The plain score's logit scale and bias (see logits.ts); by default read from the model folder. */
+  logit?: { scale?: number; bias?: number };
 }
 
 /** One image's encoding: patch tokens [T, C] and projected embedding [E]. */
@@ -60,7 +69,8 @@ export class ClipModel {
   private readonly options: ClipModelOptions;
   private visionSession?: Promise<Session>;
   private textSession?: Promise<Session>;
-  private readonly tokenizer: CLIPTokenizer;
+  private readonly tokenizer: TextTokenizer;
+  private logitParamsP?: Promise<LogitParams>;
   /** Patch tokens per image (T) and their width (C); known from the config, checked on the first run. */
   numTokens: number;
   tokenDim: number;
@@ -70,22 +80,18 @@ export class ClipModel {
     this.folder = folder;
     this.options = options;
     const patches = (folder.imageSize.height / folder.patchSize) * (folder.imageSize.width / folder.patchSize);
-    this.numTokens = patches + (options.keepCls ? 1 : 0);
+    this.numTokens = patches + (options.keepCls && folder.spec.hasCls ? 1 : 0);
     this.tokenDim = folder.visionHidden;
     this.embedDim = folder.projectionDim;
-    try {
-      // The constructor takes the parsed files directly, so no global transformers.js setting is touched.
-      const Tok = CLIPTokenizer as unknown as new (json: unknown, config: unknown) => CLIPTokenizer;
-      this.tokenizer = new Tok(folder.tokenizerJSON, folder.tokenizerConfig);
-    } catch (e) {
-      throw new ClipDecoderError('MODEL_INVALID', `${folder.dir}/tokenizer.json: not a usable tokenizer (${(e as Error).message})`, folder.dir, { cause: e });
-    }
+    // The parsed files directly: no global setting is touched, and CLIP's BPE, SigLIP's SentencePiece and
+    // SigLIP 2's Gemma tokenizer are all plain tokenizer.json files.
+    this.tokenizer = new TextTokenizer(folder.tokenizerJSON, folder.tokenizerConfig, `${folder.dir}/tokenizer.json`);
   }
 
   /** Loads a CLIP folder (local path, or hub id where a network or cache exists). Sessions open lazily. */
   static async load(pathOrId: string, options: ClipModelOptions = {}): Promise<ClipModel> {
     const dir = await resolveModelPath(pathOrId, options);
-    return new ClipModel(await openClipFolder(dir), options);
+    return new ClipModel(await openClipFolder(dir, { dtype: options.dtype }), options);
   }
 
   get id(): string {
@@ -102,6 +108,13 @@ export class ClipModel {
     } catch (e) {
       throw new ClipDecoderError('MODEL_INVALID', `${path}: ONNX Runtime cannot load it (${(e as Error).message.split('\n')[0]})`, path, { cause: e });
     }
+  }
+
+  /** Starts opening ONNX sessions now rather than on first use, so that loading them overlaps other work. */
+  preload(which: 'vision' | 'text' | 'both' = 'both'): void {
+    // Errors surface where the session is awaited; these handlers only keep them from being "unhandled".
+    if (which !== 'text') this.vision().catch(() => {});
+    if (which !== 'vision') this.text().catch(() => {});
   }
 
   private vision(): Promise<Session> {
@@ -143,11 +156,15 @@ export class ClipModel {
     const session = await this.vision();
     const path = this.folder.visionModelPath;
     const inputName = session.inputNames.includes('pixel_values') ? 'pixel_values' : session.inputNames[0]!;
-    const result = await session.run({ [inputName]: new ort.Tensor('float32', pixels, [batch, 3, H, W]) });
+    // An fp16 variant may take its pixels as float16.
+    const meta = session.inputMetadata?.find((m) => m.name === inputName);
+    const half = meta?.isTensor === true && meta.type === 'float16';
+    const input = half ? new ort.Tensor('float16', float32ToFloat16(pixels), [batch, 3, H, W]) : new ort.Tensor('float32', pixels, [batch, 3, H, W]);
+    const result = await session.run({ [inputName]: input });
     const hidden = this.output(session, result, this.options.outputs?.patchTokens ?? 'last_hidden_state', path);
-    const embeds = this.output(session, result, this.options.outputs?.imageEmbeds ?? 'image_embeds', path);
+    const embeds = this.output(session, result, this.options.outputs?.imageEmbeds ?? this.folder.spec.imageEmbedsOutput, path);
     const tokens = this.toTokens(hidden, batch, path);
-    const e = embeds.data as Float32Array;
+    const e = asFloat32(embeds.data);
     if (embeds.dims.length !== 2 || embeds.dims[0] !== batch || embeds.dims[1] !== this.embedDim) {
       throw new ClipDecoderError('MODEL_INVALID', `${path}: image embeddings have shape [${embeds.dims}], expected [${batch}, ${this.embedDim}] (config projection_dim)`, path);
     }
@@ -157,12 +174,13 @@ export class ClipModel {
   // [B, T+1, C] transformer output (CLS first) or [B, C, h, w] feature map → [B, T, C].
   private toTokens(hidden: ort.Tensor, batch: number, path: string): Float32Array {
     const d = hidden.dims.map(Number);
-    const data = hidden.data as Float32Array;
+    const data = asFloat32(hidden.data);
     let out: Float32Array;
     let T: number;
     let C: number;
     if (d.length === 3) {
-      const keep = this.options.keepCls ? 0 : 1;
+      // 1 = drop the leading [CLS]; SigLIP's towers have none.
+      const keep = this.folder.spec.hasCls && !this.options.keepCls ? 1 : 0;
       T = d[1]! - keep;
       C = d[2]!;
       out = keep === 0 ? data : new Float32Array(batch * T * C);
@@ -251,20 +269,18 @@ export class ClipModel {
   }
 
   private get eosId(): number {
-    const id = this.tokenizer.eos_token_id ?? this.tokenizer.convert_tokens_to_ids('<|endoftext|>');
+    const id = this.tokenizer.eosId ?? this.tokenizer.tokenToId('<|endoftext|>');
     if (typeof id !== 'number') throw new ClipDecoderError('MODEL_INVALID', `${this.folder.dir}/tokenizer.json: no <|endoftext|> token`, this.folder.dir);
     return id;
   }
 
-  /** Token ids and attention mask for texts, padded to the longest and truncated to the model's maximum. */
+  /**
+   * Token ids and attention mask for texts, truncated to the model's maximum and padded to the longest (CLIP)
+   * or to the maximum (SigLIP, whose text tower pools the last position and was trained on padded texts).
+   */
   tokenize(texts: string[]): { ids: BigInt64Array; mask: BigInt64Array; length: number } {
-    const enc = this.tokenizer(texts, { padding: true, truncation: true, max_length: this.folder.textMaxLength }) as unknown as {
-      input_ids: { data: BigInt64Array; dims: number[] };
-      attention_mask: { data: BigInt64Array; dims: number[] };
-    };
-    const ids = enc.input_ids.data;
-    const mask = enc.attention_mask.data;
-    const length = enc.input_ids.dims[1]!;
+    const { ids, mask, length } = this.tokenizer.encodeBatch(texts, { padding: this.folder.spec.padding, maxLength: this.folder.textMaxLength });
+    if (this.folder.spec.family !== 'clip') return { ids, mask, length };
     // transformers.js truncates the special tokens away too; CLIP pools at the end-of-text token, so a text
     // cut at max_length must still end with it (as OpenAI's clip.tokenize does).
     const eos = BigInt(this.eosId);
@@ -294,11 +310,77 @@ export class ClipModel {
         else throw new ClipDecoderError('MODEL_INVALID', `${path}: unexpected input "${name}" (expected input_ids, attention_mask)`, path);
       }
       const result = await session.run(feeds);
-      const t = this.output(session, result, this.options.outputs?.textEmbeds ?? 'text_embeds', path);
+      const t = this.output(session, result, this.options.outputs?.textEmbeds ?? this.folder.spec.textEmbedsOutput, path);
       if (t.dims.length !== 2 || t.dims[1] !== E) {
         throw new ClipDecoderError('MODEL_INVALID', `${path}: text embeddings have shape [${t.dims}], expected [N, ${E}] (config projection_dim)`, path);
       }
-      out.set(t.data as Float32Array, start * E);
+      out.set(asFloat32(t.data), start * E);
+    }
+    return out;
+  }
+
+  /** The plain score's scale and bias (see logits.ts), found once per model. */
+  logitParams(): Promise<LogitParams> {
+    this.logitParamsP ??= (async () => {
+      const { dir, spec } = this.folder;
+      const found = await logitParamsWithoutOnnx(dir, spec.family, this.options.logit);
+      if (found) return found;
+      const full = `${dir}/onnx/model.onnx`;
+      if (existsSync(full)) {
+        const { scale, bias } = solveLogitParams(await this.probeFullModel(full), full);
+        return { scale: this.options.logit?.scale ?? scale, bias: this.options.logit?.bias ?? (spec.family === 'clip' ? 0 : bias), source: 'onnx/model.onnx' };
+      }
+      if (spec.family === 'siglip') throw missingLogitParams(dir);
+      return { scale: this.options.logit?.scale ?? configLogitScale(this.folder.configRaw), bias: this.options.logit?.bias ?? 0, source: 'config.json' };
+    })();
+    this.logitParamsP.catch(() => (this.logitParamsP = undefined));
+    return this.logitParamsP;
+  }
+
+  // One run of the full model (both towers + logit scale and bias) on a grey image and two texts.
+  private async probeFullModel(path: string) {
+    const session = await this.open(path);
+    try {
+      const { height: H, width: W } = this.folder.imageSize;
+      const texts = ['a photo', 'x'];
+      const { ids, mask, length } = this.tokenize(texts);
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const name of session.inputNames) {
+        if (name === 'input_ids') feeds[name] = new ort.Tensor('int64', ids, [2, length]);
+        else if (name === 'attention_mask') feeds[name] = new ort.Tensor('int64', mask, [2, length]);
+        else if (name === 'pixel_values') feeds[name] = new ort.Tensor('float32', new Float32Array(3 * H * W).fill(0.25), [1, 3, H, W]);
+        else throw new ClipDecoderError('MODEL_INVALID', `${path}: unexpected input "${name}" (expected input_ids, attention_mask, pixel_values)`, path);
+      }
+      const r = await session.run(feeds);
+      const need = (n: string) => asFloat32(this.output(session, r, n, path).data);
+      const logits = need('logits_per_image');
+      const img = l2normalizeRows(Float32Array.from(need('image_embeds')), this.embedDim);
+      const txt = l2normalizeRows(Float32Array.from(need('text_embeds')), this.embedDim);
+      const cos = [0, 1].map((n) => img.reduce((s, v, j) => s + v * txt[n * this.embedDim + j]!, 0));
+      return { logits: [logits[0]!, logits[1]!] as [number, number], cosines: cos as [number, number] };
+    } finally {
+      await session.release();
+    }
+  }
+
+  /**
+   * Plain zero-shot logits [B, N] = s·cos(image, text) + b from image embeddings [B, E] and text embeddings
+   * [N, E] (neither need be normalised); sigmoid gives SigLIP's own probabilities.
+   */
+  async plainLogits(imageEmbeds: Float32Array, textEmbeds: Float32Array): Promise<Float32Array> {
+    const { scale, bias } = await this.logitParams();
+    const E = this.embedDim;
+    const B = imageEmbeds.length / E;
+    const N = textEmbeds.length / E;
+    const img = l2normalizeRows(Float32Array.from(imageEmbeds), E);
+    const txt = l2normalizeRows(Float32Array.from(textEmbeds), E);
+    const out = new Float32Array(B * N);
+    for (let b = 0; b < B; b++) {
+      for (let n = 0; n < N; n++) {
+        let dot = 0;
+        for (let j = 0; j < E; j++) dot += img[b * E + j]! * txt[n * E + j]!;
+        out[b * N + n] = scale * dot + bias;
+      }
     }
     return out;
   }
@@ -310,3 +392,4 @@ export class ClipModel {
     for (const s of sessions) if (s) await (await s.catch(() => undefined))?.release();
   }
 }
+

@@ -51,10 +51,14 @@ function triple(v: unknown, fallback: [number, number, number], file: string, ke
   throw new ClipDecoderError('MODEL_INVALID', `${file}: "${key}" must be a number or a list of 3 numbers`, file);
 }
 
-/** Parses a preprocessor_config.json object (CLIPImageProcessor or the older CLIPFeatureExtractor layout). */
-export function parsePreprocessConfig(raw: Record<string, unknown>, file: string): PreprocessConfig {
+/**
+ * Parses a preprocessor_config.json object (CLIPImageProcessor or the older CLIPFeatureExtractor layout, or
+ * SiglipImageProcessor: a squash resize to {height, width} and no crop, which `centerCrop: false` makes the
+ * default when the file does not say).
+ */
+export function parsePreprocessConfig(raw: Record<string, unknown>, file: string, defaults: { centerCrop?: boolean } = {}): PreprocessConfig {
   const doResize = raw.do_resize !== false;
-  const doCenterCrop = raw.do_center_crop !== false;
+  const doCenterCrop = raw.do_center_crop === undefined ? defaults.centerCrop !== false : raw.do_center_crop !== false;
   const resize = sizeOf(raw.size ?? 224, file, 'size');
   const cropRaw = sizeOf(raw.crop_size ?? raw.size ?? 224, file, 'crop_size');
   const crop = 'shortestEdge' in cropRaw ? { height: cropRaw.shortestEdge, width: cropRaw.shortestEdge } : cropRaw;

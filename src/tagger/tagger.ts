@@ -1,11 +1,12 @@
 // The product in one object: a CLIP model plus a trained CLIP-Decoder head. Give it images and any labels; it
 // answers an independent probability per label per image, and on request the head's attention over the patch
 // grid. Everything image-independent about a label set (text embeddings, query projection, LN1, the attention
-// Q projection) is computed once and cached, so large vocabularies cost little per image.
+// Q projection) is computed once and cached, so large vocabularies cost little per image. With head "none" it
+// is plain zero-shot scoring: sigmoid(s·cos(image, label) + b) with the model's own s and b (src/clip/logits.ts).
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { ClipModel } from '../clip/model.ts';
-import { embedLabels } from '../clip/prompts.ts';
+import type { ModelDtype } from '../clip/family.ts';
+import { DEFAULT_TEMPLATES, embedLabels } from '../clip/prompts.ts';
 import type { ImageSource } from '../clip/preprocess.ts';
 import { ClipDecoderError } from '../errors.ts';
 import { checkLabels, type LabelLimits } from '../labels.ts';
@@ -13,16 +14,21 @@ import type { ClipDecoderHead, PreparedLabels } from '../head/head.ts';
 import { OrtMatmul } from '../nn/ort-matmul.ts';
 import { loadCheckpoint, type CheckpointMeta } from '../train/checkpoint.ts';
 
-const MODELS_DIR = fileURLToPath(new URL('../../models/', import.meta.url));
-/** The bundled CLIP model and head, used when no other is named. */
-export const DEFAULT_MODEL = `${MODELS_DIR}pico-clip`;
-export const DEFAULT_HEAD = `${MODELS_DIR}pico-clip-decoder`;
+import { DEFAULT_HEAD, DEFAULT_MODEL } from './defaults.ts';
+
+export { DEFAULT_HEAD, DEFAULT_MODEL };
 
 export interface TaggerOptions {
   /** CLIP model folder or hub id (default: the bundled pico-CLIP). */
   model?: string;
-  /** Head checkpoint folder (default: the bundled head). */
+  /**
+   * Head checkpoint folder (default: the bundled head), or "none": plain zero-shot scoring without a head,
+   * sigmoid(s·cos + b) with the model's own logit scale and bias (SigLIP: its calibrated probabilities; CLIP:
+   * its temperature and no bias, so a ranking rather than calibrated probabilities, see src/clip/logits.ts).
+   */
   head?: string;
+  /** ONNX weights of the model: fp32 (default), fp16, q8 (`_quantized`), ... */
+  dtype?: ModelDtype;
   /** CPU threads for ONNX Runtime (default: all cores). */
   threads?: number;
   /** Images with more pixels are refused. */
@@ -66,8 +72,14 @@ export interface TagResult {
 
 interface LabelSet {
   labels: string[];
-  prepared: PreparedLabels;
+  /** The head's image-independent part (null without a head). */
+  prepared: PreparedLabels | null;
+  /** Label embeddings [N, E] (kept for plain scoring). */
+  embeds: Float32Array;
 }
+
+/** The head option that selects plain zero-shot scoring. */
+export const NO_HEAD = 'none';
 
 function describe(src: ImageSource): string {
   return typeof src === 'string' ? src : `<image of ${src.byteLength} bytes>`;
@@ -75,7 +87,8 @@ function describe(src: ImageSource): string {
 
 export class Tagger {
   readonly model: ClipModel;
-  readonly head: ClipDecoderHead;
+  /** The CLIP-Decoder head; null in plain mode (head "none"). */
+  readonly head: ClipDecoderHead | null;
   readonly meta: CheckpointMeta;
   /** Patch grid of the attention maps. */
   readonly grid: { height: number; width: number };
@@ -84,7 +97,7 @@ export class Tagger {
   private readonly maxFileBytes?: number;
   private readonly labelLimits: LabelLimits;
 
-  private constructor(model: ClipModel, head: ClipDecoderHead, meta: CheckpointMeta, options: TaggerOptions) {
+  private constructor(model: ClipModel, head: ClipDecoderHead | null, meta: CheckpointMeta, options: TaggerOptions) {
     this.model = model;
     this.head = head;
     this.meta = meta;
@@ -96,13 +109,19 @@ export class Tagger {
   }
 
   static async load(options: TaggerOptions = {}): Promise<Tagger> {
+    if (options.head === NO_HEAD) {
+      const model = await ClipModel.load(options.model ?? DEFAULT_MODEL, { threads: options.threads, pixelLimit: options.pixelLimit, dtype: options.dtype });
+      await model.logitParams(); // fail now, not on the first image, if the folder lacks them
+      const meta: CheckpointMeta = { labels: [], clipModel: '', promptTemplates: [...DEFAULT_TEMPLATES] };
+      return new Tagger(model, null, meta, options);
+    }
     const headDir = options.head ?? DEFAULT_HEAD;
     if (!options.head && !existsSync(headDir)) {
       throw new ClipDecoderError('MODEL_NOT_FOUND', `no --head given and the bundled head ${headDir} is not there: train one with \`clip-decoder train\` and pass --head`, '--head');
     }
     const ck = await loadCheckpoint(headDir, new OrtMatmul({ threads: options.threads }));
     const keepCls = ck.meta.extra?.keepCls === true;
-    const model = await ClipModel.load(options.model ?? DEFAULT_MODEL, { threads: options.threads, pixelLimit: options.pixelLimit, keepCls });
+    const model = await ClipModel.load(options.model ?? DEFAULT_MODEL, { threads: options.threads, pixelLimit: options.pixelLimit, keepCls, dtype: options.dtype });
     const cfg = ck.head.config;
     if (cfg.mode !== 'zero-shot') {
       throw new ClipDecoderError('CHECKPOINT_INVALID', `${headDir}: a closed-set head cannot score arbitrary labels; use a zero-shot (CLIP-Decoder) head`, headDir);
@@ -136,7 +155,7 @@ export class Tagger {
     }
     set = (async () => {
       const queries = await embedLabels(this.model, clean, { templates: this.templates, normalize: this.meta.extra?.normalizeQueries !== false });
-      return { labels: clean, prepared: this.head.prepareLabels(clean, queries) };
+      return { labels: clean, prepared: this.head ? this.head.prepareLabels(clean, queries) : null, embeds: queries };
     })();
     set.catch(() => this.labelSets.delete(key));
     this.labelSets.set(key, set);
@@ -146,18 +165,31 @@ export class Tagger {
 
   /** Tags images as they are encoded, in input order; a bad image yields its error and the rest go on. */
   async *tagStream(images: readonly ImageSource[], labels: readonly string[], options: TagOptions = {}): AsyncGenerator<TagResult> {
-    const { labels: names, prepared } = await this.prepareLabels(labels);
+    if (!this.head && options.attention) {
+      throw new ClipDecoderError('INPUT_INVALID', 'attention maps come from the head: there are none with head "none" (plain zero-shot scoring)', '--explain');
+    }
+    // The vision session opens while the label set is encoded (a cold start runs both models once).
+    if (images.length > 0) this.model.preload('vision');
+    const { labels: names, prepared, embeds } = await this.prepareLabels(labels);
     const L = names.length;
     const T = this.model.numTokens;
+    const E = this.model.embedDim;
     const gridCells = this.grid.height * this.grid.width;
-    const pending: { index: number; source: ImageSource; tokens: Float32Array }[] = [];
-    const flush = function* (this: Tagger): Generator<TagResult> {
+    const pending: { index: number; source: ImageSource; tokens: Float32Array; imageEmbed: Float32Array }[] = [];
+    const flush = async function* (this: Tagger): AsyncGenerator<TagResult> {
       if (pending.length === 0) return;
       const B = pending.length;
       const C = this.model.tokenDim;
-      const features = new Float32Array(B * T * C);
-      pending.forEach((p, b) => features.set(p.tokens, b * T * C));
-      const pred = this.head.predict(features, B, T, prepared, { attention: options.attention });
+      let pred: { logits: Float32Array; attention?: Float32Array };
+      if (this.head) {
+        const features = new Float32Array(B * T * C);
+        pending.forEach((p, b) => features.set(p.tokens, b * T * C));
+        pred = this.head.predict(features, B, T, prepared!, { attention: options.attention });
+      } else {
+        const images = new Float32Array(B * E);
+        pending.forEach((p, b) => images.set(p.imageEmbed, b * E));
+        pred = { logits: await this.model.plainLogits(images, embeds) };
+      }
       for (let b = 0; b < B; b++) {
         const out: LabelProbability[] = [];
         for (let l = 0; l < L; l++) {
@@ -185,7 +217,7 @@ export class Tagger {
         yield { index: r.index, source: describe(r.source), labels: [], error: r.error };
         continue;
       }
-      pending.push({ index: r.index, source: r.source, tokens: r.tokens });
+      pending.push({ index: r.index, source: r.source, tokens: r.tokens, imageEmbed: r.imageEmbed });
       if (pending.length >= batchSize) yield* flush();
     }
     yield* flush();

@@ -17,6 +17,7 @@ import { evaluateProtocol, type ProtocolResult } from '../eval/protocol.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 import { lineChartSvg } from '../eval/svg.ts';
 import { saveCheckpoint, type CheckpointMeta } from './checkpoint.ts';
+import { autoEmaDecay, FIT_DEFAULTS } from './defaults.ts';
 import { Trainer, type TrainerOptions } from './trainer.ts';
 
 /** The training images: cache ids, seen-label targets and the caption embedding of each image. */
@@ -42,13 +43,7 @@ export interface FitEvalData {
   queries: Float32Array;
 }
 
-/** EMA decay for a run of `steps` steps: the paper's 0.9997, or a memory of about steps/10 for short runs. */
-export function autoEmaDecay(steps: number): number {
-  return Math.min(0.9997, 1 - 10 / Math.max(20, steps));
-}
-
-/** Defaults of a run, held here once (the CLI passes undefined for flags the user did not give). */
-export const FIT_DEFAULTS = { epochs: 40, batchSize: 56, seed: 0, checkpointEveryMinutes: 5 } as const;
+export { autoEmaDecay, FIT_DEFAULTS } from './defaults.ts';
 
 export interface FitOptions {
   outDir: string;

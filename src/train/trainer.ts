@@ -6,10 +6,11 @@ import { ClipDecoderHead, type StepLosses, type TrainBatch } from '../head/head.
 import type { HeadConfig } from '../head/config.ts';
 import type { MatmulBackend } from '../nn/matmul.ts';
 import { Rng } from '../nn/rng.ts';
-import { Adam, ADAM_DEFAULTS } from './adam.ts';
+import { Adam } from './adam.ts';
+import { defaultTrainerOptions } from './defaults.ts';
 import { Ema } from './ema.ts';
-import { ASL_DEFAULTS, type AslOptions } from '../head/losses.ts';
-import { OneCycle, ONE_CYCLE_DEFAULTS, type OneCycleOptions } from './schedule.ts';
+import type { AslOptions } from '../head/losses.ts';
+import { OneCycle, type OneCycleOptions } from './schedule.ts';
 import { loadCheckpoint, saveCheckpoint, type CheckpointMeta, type TrainingState } from './checkpoint.ts';
 
 /** OneCycle's options (peak lr — §4: 1e-4 —, total steps of the run, phases, momentum cycle), plus: */
@@ -27,21 +28,7 @@ export interface TrainerOptions extends OneCycleOptions {
   asl: AslOptions;
 }
 
-export function defaultTrainerOptions(over: Partial<TrainerOptions> & { totalSteps: number }): TrainerOptions {
-  return {
-    seed: 0,
-    maxLr: 1e-4,
-    ...ONE_CYCLE_DEFAULTS,
-    beta2: ADAM_DEFAULTS.beta2,
-    eps: ADAM_DEFAULTS.eps,
-    weightDecay: ADAM_DEFAULTS.weightDecay,
-    emaDecay: 0.9997,
-    alpha: 1,
-    beta: 1,
-    asl: { ...ASL_DEFAULTS },
-    ...over,
-  };
-}
+export { defaultTrainerOptions };
 
 export interface StepReport extends StepLosses {
   step: number;

@@ -25,14 +25,14 @@ export interface TinyHead {
   images: { file: string; labels: string[] }[];
 }
 
-export async function trainTinyHead(steps = 300): Promise<TinyHead> {
+export async function trainTinyHead(steps = 300, modelPath = TINY_CLIP): Promise<TinyHead> {
   const dir = mkdtempSync(join(tmpdir(), 'tiny-head-'));
   const images = IMAGES.map(([name, labels]) => {
     const file = join(dir, `${name}.png`);
     writeFileSync(file, renderPng(notoSvg(name), 64));
     return { file, labels };
   });
-  const model = await ClipModel.load(TINY_CLIP, { threads: 1 });
+  const model = await ClipModel.load(modelPath, { threads: 1 });
   const B = images.length, T = model.numTokens, C = model.tokenDim, E = model.embedDim, N = TINY_LABELS.length;
   const features = new Float32Array(B * T * C);
   for await (const r of model.encodeImages(images.map((i) => i.file))) {
@@ -46,7 +46,7 @@ export async function trainTinyHead(steps = 300): Promise<TinyHead> {
   const config = defaultHeadConfig({ inputDim: C, queryDim: E, dModel: 32, heads: 4, ffnDim: 64, clipProjDim: 16, captionDim: E });
   const trainer = Trainer.create(config, new TsMatmul(), { totalSteps: steps, maxLr: 3e-3, emaDecay: 0, seed: 1, alpha: 0.1 });
   for (let s = 0; s < steps; s++) trainer.trainStep({ features, B, T, queries, targets, captions });
-  await trainer.save(dir + '/head', { labels: TINY_LABELS, clipModel: TINY_CLIP, promptTemplates: ['a photo of {label}'] });
+  await trainer.save(dir + '/head', { labels: TINY_LABELS, clipModel: modelPath, promptTemplates: ['a photo of {label}'] });
   await model.dispose();
   return { dir: join(dir, 'head'), images };
 }

@@ -25,6 +25,7 @@ import { renderSvgPng, writeMissingFiles } from './render.ts';
 import { emojiScenesStats, poolsRecord, sourcesOf } from './scene-stats.ts';
 import type { FileJob } from './render.ts';
 import type { EmojiScenesStats, UnseenStats } from './scene-stats.ts';
+import { SCENES_DEFAULTS } from './scene-defaults.ts';
 import { EMOJI_STYLES } from './sources.ts';
 import type { EmojiEntry, EmojiStyle, EmojiStyleName } from './sources.ts';
 
@@ -68,24 +69,7 @@ type Resolved = Required<Omit<EmojiScenesOptions, 'out' | 'force' | 'concurrency
   singleStyles: EmojiStyleName[];
 };
 
-export const SCENES_DEFAULTS = {
-  size: 128,
-  seed: 0,
-  trainScenes: 6000,
-  valScenes: 1000,
-  testScenes: 2000,
-  styleScenes: 600,
-  pretrainScenes: 6000,
-  testStyle: 'fxemoji',
-  benchmarkFraction: 0.5,
-  minTeach: 10,
-  minPositives: 8,
-  minUnseen: 40,
-  testFraction: 0.3,
-  valFraction: 0.15,
-  maxOverlap: 0.15,
-  singleStyles: [] as readonly string[],
-} as const;
+export { SCENES_DEFAULTS };
 
 /** Share of scenes holding 1, 2, 3, 4 emoji: mostly several objects, a few single ones. */
 export const OBJECT_WEIGHTS = [0.1, 0.3, 0.3, 0.3] as const;
