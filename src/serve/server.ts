@@ -220,7 +220,7 @@ export function buildServer(tagger: Tagger, options: ServerOptions = {}): Fastif
     // The slot is held until the work ends, even past the deadline, so CPU stays bounded by --concurrency.
     const work = (async () => {
       try {
-        if (req.raw.destroyed) return undefined; // the client left while waiting
+        if (req.raw.socket?.destroyed) return undefined; // the client left while waiting
         const input = await rasteriseSvg(image, tagger.model.folder.preprocess, limits.maxPixels, limits.maxRenderMs);
         return await tagger.tag(input, labels, { top, threshold, attention });
       } finally {
