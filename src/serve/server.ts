@@ -7,6 +7,7 @@
 // killable child → tagged; answered 503 TIMEOUT if its --deadline passes first.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
+import type { Socket } from 'node:net';
 import { ClipDecoderError, HTTP_STATUS } from '../errors.ts';
 import type { Tagger } from '../tagger/tagger.ts';
 import { Gate } from './gate.ts';
@@ -93,6 +94,22 @@ async function readMultipart(req: FastifyRequest, fields: TagFields, limits: Ser
   return image;
 }
 
+/**
+ * Closes a connection whose request body is still arriving the way Apache and nginx do ("lingering close"):
+ * send our FIN, then read and discard what the client still sends for up to 2 s before closing. Closing with
+ * unread data makes the kernel send a reset, and a client still uploading would lose our 413/503.
+ */
+function lingerOnClose(socket: Socket | null): void {
+  if (!socket) return;
+  socket.destroySoon = function lingeringClose(this: Socket) {
+    this.end();
+    this.resume();
+    const timer = setTimeout(() => this.destroy(), 2000);
+    this.once('close', () => clearTimeout(timer));
+    this.once('end', () => this.destroy());
+  };
+}
+
 /** Rejects with `error` at `deadline` unless `work` settles first (the work itself runs on, bounded). */
 function withDeadline<T>(work: Promise<T>, deadline: number, error: () => ClipDecoderError): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -159,7 +176,10 @@ export function buildServer(tagger: Tagger, options: ServerOptions = {}): Fastif
     }
     if (status === 503) reply.header('Retry-After', '1');
     // A body we did not read (or did not finish) is not parsed as the next request: close the connection.
-    if (!req.raw.complete) reply.header('Connection', 'close');
+    if (!req.raw.complete) {
+      reply.header('Connection', 'close');
+      lingerOnClose(req.raw.socket);
+    }
     return reply.status(status).send({ error: { code: e.code, message: e.message } });
   });
   app.setNotFoundHandler((req) => {
