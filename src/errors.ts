@@ -24,6 +24,7 @@ export type ErrorCode =
   | 'LABEL_TOO_LONG' // a label longer than --max-label-length
   | 'DUPLICATE_LABEL' // a label given twice
   | 'TOO_LARGE' // a body, file, field or part count over its limit (the message names it)
+  | 'HEADERS_TOO_LARGE' // the URL and headers exceed Node's 16 KB
   | 'IMAGE_TOO_COMPLEX' // an SVG whose rendering ran past --max-render-ms
   | 'UNSUPPORTED_MEDIA_TYPE' // neither multipart nor image bytes
   | 'BODY_TIMEOUT' // the request (headers + body) did not arrive within --body-timeout
@@ -56,6 +57,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   LABEL_TOO_LONG: 400,
   DUPLICATE_LABEL: 400,
   TOO_LARGE: 413,
+  HEADERS_TOO_LARGE: 431,
   IMAGE_TOO_COMPLEX: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   BODY_TIMEOUT: 408,

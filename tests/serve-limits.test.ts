@@ -174,6 +174,9 @@ test('item 7: malformed multipart, repeated parameters and fields are named 400s
     'TOO_LARGE', /more than 4 fields/);
   await expectError(await post(url, [{ name: 'labels', value: 'dog' }, { name: 'top', value: '1'.repeat(100) }, image]), 'TOO_LARGE', /field "top" is larger than 64 bytes/);
   await expectError(await fetch(`${url}/v2/tag`), 'NOT_FOUND', /no route GET \/v2\/tag/);
+  await expectError(
+    await fetch(`${url}/v1/tag?labels=${'x'.repeat(20_000)}`, { method: 'POST', body: new Uint8Array(dog), headers: { 'content-type': 'image/png' } }),
+    'HEADERS_TOO_LARGE', /larger than 16 KB: send long label lists as a multipart "labels" field/);
   assert.deepEqual(errors, [], 'no 5xx');
   assert.equal((await post(url, [{ name: 'labels', value: 'dog' }, image])).status, 200);
 });
@@ -219,6 +222,33 @@ test('item 11: `serve` on a busy port or a bad --host prints one line naming the
   const flag = await serveExit(['--port', '0', '--body-timeout', '0']);
   assert.equal(flag.code, 2, flag.stderr);
   assert.equal(flag.stderr, 'clip-decoder: --body-timeout must be a positive integer, got "0"\n');
+});
+
+test('`serve` flags reach the server: --body-timeout and --max-labels of the real process', async () => {
+  const child = spawn(process.execPath, ['bin/clip-decoder.js', 'serve', '--port', '0', '--body-timeout', '500', '--max-labels', '3'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8');
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve printed no address in 60 s: ${stderr}`)), 60_000);
+    child.stderr!.on('data', (c: string) => {
+      stderr += c;
+      const m = /serving on (http:\/\/\S+)/.exec(stderr);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+  });
+  try {
+    const slow = await rawRequest(url, 'POST /v1/tag?labels=dog HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100\r\n\r\n', Buffer.alloc(100), { bytesPerTick: 10, tickMs: 2000, giveUpMs: 5000 });
+    assert.equal(slow.status, 408, slow.headers);
+    assert.match(slow.body, /"code":"BODY_TIMEOUT".*within 500 ms \(--body-timeout\)/);
+    const many = await fetch(`${url}/v1/tag?labels=a,b,c,d`, { method: 'POST', body: new Uint8Array(dog), headers: { 'content-type': 'image/png' } });
+    await expectError(many, 'TOO_MANY_LABELS', /4 labels; at most 3 per request \(--max-labels\)/);
+  } finally {
+    child.kill('SIGTERM');
+  }
+  assert.deepEqual(await once(child, 'exit'), [0, null]);
 });
 
 test('the limit defaults fit a request within the documented label limits', () => {

@@ -7,6 +7,7 @@
 // killable child → tagged; answered 503 TIMEOUT if its --deadline passes first.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
+import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { ClipDecoderError, HTTP_STATUS } from '../errors.ts';
 import type { Tagger } from '../tagger/tagger.ts';
@@ -138,20 +139,18 @@ export function buildServer(tagger: Tagger, options: ServerOptions = {}): Fastif
     // Node's own parse and timeout errors, in our JSON shape.
     clientErrorHandler: (err: Error & { code?: string }, socket) => {
       if (err.code === 'ECONNRESET' || socket.destroyed) return;
-      const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-      const overflow = err.code === 'HPE_HEADER_OVERFLOW';
-      const status = timeout ? 408 : overflow ? 431 : 400;
-      const body = JSON.stringify({
-        error: timeout
-          ? { code: 'BODY_TIMEOUT', message: `the request did not arrive within ${limits.bodyTimeoutMs} ms (--body-timeout)` }
-          : overflow
-            ? { code: 'TOO_LARGE', message: 'the request headers are too large (URL and headers: at most 16 KB; send labels in a multipart field)' }
-            : { code: 'BAD_REQUEST', message: `malformed HTTP request (${err.code ?? err.message})` },
-      });
+      const e =
+        err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? new ClipDecoderError('BODY_TIMEOUT', `the request did not arrive within ${limits.bodyTimeoutMs} ms (--body-timeout)`, '--body-timeout')
+          : err.code === 'HPE_HEADER_OVERFLOW'
+            ? new ClipDecoderError('HEADERS_TOO_LARGE', 'the URL and headers are larger than 16 KB: send long label lists as a multipart "labels" field')
+            : new ClipDecoderError('BAD_REQUEST', `malformed HTTP request (${err.code ?? err.message})`);
+      const status = HTTP_STATUS[e.code];
+      const body = JSON.stringify({ error: { code: e.code, message: e.message } });
       const inFlight = (socket as unknown as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
       if (socket.writable && !inFlight?.headersSent) {
-        socket.write(`HTTP/1.1 ${status} ${timeout ? 'Request Timeout' : overflow ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
-          `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+        socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
       }
       socket.destroy();
     },
