@@ -92,8 +92,10 @@ test('item 5: past the queue a request gets 503 + Retry-After before its body is
   assert.ok(third.ms < 1000, `${third.ms} ms`);
   assert.equal((JSON.parse(third.body) as ErrorBody).error.code, 'OVERLOADED');
   for (const s of holders) s.destroy();
-  // Their reservations are released when they leave: a good request is answered.
+  // Their reservations and places in the queue are released when they leave: a good request is answered.
   await new Promise((r) => setTimeout(r, 200));
+  const after = (await (await fetch(`${url}/healthz`)).json()) as { load: { waiting: number; bufferedBytes: number } };
+  assert.deepEqual([after.load.bufferedBytes, after.load.waiting], [0, 0]);
   const res = await fetch(`${url}/v1/tag?labels=dog`, { method: 'POST', body: new Uint8Array(dog), headers: { 'content-type': 'image/png' } });
   assert.equal(res.status, 200);
 });

@@ -26,9 +26,11 @@ export class Gate {
 
   /**
    * Resolves with a release function once `weight` is held. Throws OVERLOADED when the wait list is full and
-   * TIMEOUT when `deadline` (a performance.now() time) passes first. A weight over the capacity is clamped.
+   * TIMEOUT when `deadline` (a performance.now() time) passes first; a waiter whose `signal` aborts (its client
+   * left) leaves the list at once. A weight over the capacity is clamped.
    */
-  async acquire(weight: number, deadline: number): Promise<() => void> {
+  async acquire(weight: number, deadline: number, signal?: AbortSignal): Promise<() => void> {
+    if (signal?.aborted) throw new ClipDecoderError('BAD_REQUEST', 'the client closed the connection');
     const w = Math.min(Math.max(1, weight), this.capacity);
     if (this.waiting.length === 0 && this.used + w <= this.capacity) {
       this.used += w;
@@ -38,19 +40,28 @@ export class Gate {
       throw new ClipDecoderError('OVERLOADED', `the server is busy (${this.what}, ${this.queue} waiting); retry shortly`, this.what);
     }
     return new Promise((resolve, reject) => {
+      const leave = (error: ClipDecoderError) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        const i = this.waiting.indexOf(waiter);
+        if (i >= 0) this.waiting.splice(i, 1);
+        this.drain();
+        reject(error);
+      };
+      const onAbort = () => leave(new ClipDecoderError('BAD_REQUEST', 'the client closed the connection'));
       const waiter: Waiter = {
         weight: w,
         grant: () => {
           clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
           resolve(this.releaser(w));
         },
       };
-      const timer = setTimeout(() => {
-        const i = this.waiting.indexOf(waiter);
-        if (i >= 0) this.waiting.splice(i, 1);
-        this.drain();
-        reject(new ClipDecoderError('TIMEOUT', `the server is busy: no ${this.what} free before the request's deadline; retry shortly`, this.what));
-      }, Math.max(0, deadline - performance.now()));
+      const timer = setTimeout(
+        () => leave(new ClipDecoderError('TIMEOUT', `the server is busy: no ${this.what} free before the request's deadline; retry shortly`, this.what)),
+        Math.max(0, deadline - performance.now()),
+      );
+      signal?.addEventListener('abort', onAbort, { once: true });
       this.waiting.push(waiter);
     });
   }

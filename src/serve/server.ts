@@ -31,6 +31,8 @@ type TagFields = Partial<Record<(typeof TAG_FIELDS)[number], string>>;
 interface Admission {
   deadline: number;
   releases: (() => void)[];
+  /** Aborted when the response closes (answered, or the client left): waiters leave their queue. */
+  closed: AbortController;
 }
 
 export function parseLabelList(raw: string | undefined, maxLabels: number, maxLength: number): string[] {
@@ -188,9 +190,12 @@ export function buildServer(tagger: Tagger, options: ServerOptions = {}): Fastif
   // Admission runs before the body is read, so a refused request costs no memory.
   app.addHook('onRequest', async (req, reply) => {
     if (req.method !== 'POST' || req.routeOptions.url !== '/v1/tag') return;
-    const admission: Admission = { deadline: performance.now() + limits.deadlineMs, releases: [] };
+    const admission: Admission = { deadline: performance.now() + limits.deadlineMs, releases: [], closed: new AbortController() };
     admissions.set(req, admission);
-    const releaseAll = () => admission.releases.splice(0).forEach((r) => r());
+    const releaseAll = () => {
+      admission.closed.abort();
+      admission.releases.splice(0).forEach((r) => r());
+    };
     reply.raw.once('close', releaseAll);
     reply.raw.once('finish', releaseAll);
     const declared = Number(req.headers['content-length'] ?? NaN);
@@ -201,7 +206,11 @@ export function buildServer(tagger: Tagger, options: ServerOptions = {}): Fastif
       throw new ClipDecoderError('TOO_LARGE', `the request body is larger than ${limit} bytes (${flag}): it declares ${declared}`, '--max-body');
     }
     // A chunked body (no length) reserves the most it may grow to.
-    admission.releases.push(await bodies.acquire(Number.isFinite(declared) ? declared : limit, admission.deadline));
+    admission.releases.push(await bodies.acquire(Number.isFinite(declared) ? declared : limit, admission.deadline, admission.closed.signal));
+    if (admission.closed.signal.aborted) {
+      releaseAll(); // granted just as its client left
+      throw new ClipDecoderError('BAD_REQUEST', 'the client closed the connection');
+    }
     // The body timeout starts once we begin reading; past it the client gets 408 and the connection closes.
     const timer = setTimeout(() => {
       if (req.raw.complete || reply.raw.headersSent) return;
@@ -235,7 +244,7 @@ export function buildServer(tagger: Tagger, options: ServerOptions = {}): Fastif
     const attention = fields.attention === '1' || fields.attention === 'true';
 
     const t0 = performance.now();
-    const release = await slots.acquire(1, admission.deadline);
+    const release = await slots.acquire(1, admission.deadline, admission.closed.signal);
     // The slot is held until the work ends, even past the deadline, so CPU stays bounded by --concurrency.
     const work = (async () => {
       try {
