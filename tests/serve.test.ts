@@ -1,6 +1,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { HTTP_STATUS, type ErrorCode } from '../src/errors.ts';
 import { Tagger } from '../src/tagger/tagger.ts';
 import { buildServer } from '../src/serve/server.ts';
 import type { InjectOptions } from 'fastify';
@@ -61,8 +62,10 @@ test('bad requests get a 4xx JSON error that says what was wrong, and the server
   for (const [name, req, status, pattern] of cases) {
     const res = await app.inject(req);
     assert.equal(res.statusCode, status, `${name}: ${res.body}`);
-    const body = res.json() as { error: { code: string; message: string } };
+    const body = res.json() as { error: { code: ErrorCode; message: string } };
     assert.match(body.error.message, pattern, name);
+    // One code → status table: the status is always the one of the code.
+    assert.equal(res.statusCode, HTTP_STATUS[body.error.code], `${name}: ${body.error.code}`);
   }
   const ok = await app.inject({ method: 'POST', url: '/v1/tag?labels=dog', payload: dog, headers: { 'content-type': 'image/png' } });
   assert.equal(ok.statusCode, 200);
