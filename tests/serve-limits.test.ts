@@ -253,6 +253,43 @@ test('`serve` flags reach the server: --body-timeout and --max-labels of the rea
   assert.deepEqual(await once(child, 'exit'), [0, null]);
 });
 
+test('item 5: 100 parallel 10 MB uploads to the real process: its peak RSS grows by less than 300 MB (was 870 MB)', async (t) => {
+  const child = spawn(process.execPath, ['bin/clip-decoder.js', 'serve', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8');
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve printed no address in 60 s: ${stderr}`)), 60_000);
+    child.stderr!.on('data', (c: string) => {
+      stderr += c;
+      const m = /serving on (http:\/\/\S+)/.exec(stderr);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+  });
+  const hwm = () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) / 1024;
+  try {
+    await fetch(`${url}/v1/tag?labels=dog`, { method: 'POST', body: new Uint8Array(dog), headers: { 'content-type': 'image/png' } });
+    const before = hwm();
+    const body = Buffer.alloc(10 * 1024 * 1024, 7); // not an image: each one admitted is read whole, then refused
+    const head = `POST /v1/tag?labels=dog HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: image/png\r\nContent-Length: ${body.length}\r\n\r\n`;
+    const res = await Promise.all(Array.from({ length: 100 }, () => rawRequest(url, head, body, { giveUpMs: 30_000 })));
+    const codes = new Map<string, number>();
+    for (const r of res) {
+      const code = r.status ? `${r.status} ${(JSON.parse(r.body) as ErrorBody).error.code}` : 'no answer';
+      codes.set(code, (codes.get(code) ?? 0) + 1);
+    }
+    const growth = hwm() - before;
+    t.diagnostic(`peak RSS ${before.toFixed(0)} → ${(before + growth).toFixed(0)} MB; answers ${JSON.stringify([...codes])}`);
+    assert.deepEqual([...codes.keys()].sort(), ['400 IMAGE_INVALID', '503 OVERLOADED'], JSON.stringify([...codes]));
+    assert.ok(growth < 300, `peak RSS grew ${growth.toFixed(0)} MB`);
+  } finally {
+    child.kill('SIGTERM');
+  }
+  await once(child, 'exit');
+});
+
 test('the limit defaults fit a request within the documented label limits', () => {
   assert.equal(labelsFieldBytes(DEFAULT_LIMITS), 1000 * (3 * 200 + 16));
   assert.ok(labelsFieldBytes(DEFAULT_LIMITS) > 256 * 1024);
