@@ -24,7 +24,61 @@ export type ErrorCode =
   | 'RESUME_MISMATCH' // --resume with options that differ from the run being resumed
   | 'DATASET_INVALID' // a dataset file fails validation
   | 'CACHE_MISMATCH' // a feature cache from another model or dataset
-  | 'CACHE_CORRUPT'; // a cached record's bytes differ from its index digest, or hold non-finite values
+  | 'CACHE_CORRUPT' // a cached record's bytes differ from its index digest, or hold non-finite values
+  // HTTP requests (src/serve): each names the field, parameter or limit at fault.
+  | 'BAD_REQUEST' // malformed multipart, a repeated parameter or field
+  | 'NOT_FOUND' // no such route
+  | 'BAD_FIELD' // an unexpected multipart file field
+  | 'NO_IMAGE' // a request without an image
+  | 'TOO_LARGE' // a body, file, field or part count over its limit (the message names it)
+  | 'HEADERS_TOO_LARGE' // the URL and headers exceed Node's 16 KB
+  | 'IMAGE_TOO_COMPLEX' // an SVG whose rendering ran past --max-render-ms
+  | 'UNSUPPORTED_MEDIA_TYPE' // neither multipart nor image bytes
+  | 'BODY_TIMEOUT' // the request (headers + body) did not arrive within --body-timeout
+  | 'TIMEOUT' // the request was not answered within --deadline (waiting or working)
+  | 'OVERLOADED' // more requests than the concurrency gate can queue
+  | 'INTERNAL'; // a bug: logged with its cause, answered without details
+
+/**
+ * The one code → HTTP status table. The server answers every error with the status of its code; a code added
+ * above without a status here does not compile.
+ */
+export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
+  MODEL_NOT_FOUND: 500,
+  MODEL_INVALID: 500,
+  MODEL_UNSUPPORTED: 500,
+  MODEL_OUTPUT_MISSING: 500,
+  HUB_OFFLINE: 500,
+  IMAGE_INVALID: 400,
+  IMAGE_TOO_LARGE: 413,
+  INPUT_INVALID: 400,
+  FILE_NOT_REGULAR: 400,
+  FILE_TOO_LARGE: 413,
+  OUTPUT_UNWRITABLE: 500,
+  CHECKPOINT_INVALID: 500,
+  CHECKPOINT_CORRUPT: 500,
+  RESUME_MISMATCH: 400,
+  DATASET_INVALID: 500,
+  CACHE_MISMATCH: 500,
+  CACHE_CORRUPT: 500,
+  BAD_REQUEST: 400,
+  NOT_FOUND: 404,
+  BAD_PARAMETER: 400,
+  BAD_FIELD: 400,
+  NO_IMAGE: 400,
+  NO_LABELS: 400,
+  TOO_MANY_LABELS: 400,
+  LABEL_TOO_LONG: 400,
+  DUPLICATE_LABEL: 400,
+  TOO_LARGE: 413,
+  HEADERS_TOO_LARGE: 431,
+  IMAGE_TOO_COMPLEX: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  BODY_TIMEOUT: 408,
+  TIMEOUT: 503,
+  OVERLOADED: 503,
+  INTERNAL: 500,
+};
 
 export class ClipDecoderError extends Error {
   readonly code: ErrorCode;

@@ -32,6 +32,8 @@ export type { TrainRunOptions, TrainRunResult } from './train/pipeline.ts';
 export { evaluateScores, evaluateAndWriteReport } from './eval/report.ts';
 export { readScoresFile, writeScoresFile } from './eval/scores.ts';
 export { buildServer } from './serve/server.ts';
+export type { ServerOptions } from './serve/server.ts';
+export { DEFAULT_LIMITS, type ServeLimits } from './serve/limits.ts';
 
-export { ClipDecoderError, isClipDecoderError } from './errors.ts';
+export { ClipDecoderError, isClipDecoderError, HTTP_STATUS } from './errors.ts';
 export type { ErrorCode } from './errors.ts';

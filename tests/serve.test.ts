@@ -1,6 +1,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { HTTP_STATUS, type ErrorCode } from '../src/errors.ts';
 import { Tagger } from '../src/tagger/tagger.ts';
 import { buildServer } from '../src/serve/server.ts';
 import type { InjectOptions } from 'fastify';
@@ -51,7 +52,7 @@ test('bad requests get a 4xx JSON error that says what was wrong, and the server
     ['empty labels', { method: 'POST', url: '/v1/tag?labels=,,', payload: dog, headers: { 'content-type': 'image/png' } }, 400, /no labels/],
     ['duplicates', { method: 'POST', url: '/v1/tag?labels=dog,dog', payload: dog, headers: { 'content-type': 'image/png' } }, 400, /label "dog" appears twice/],
     ['too many', { method: 'POST', url: `/v1/tag?labels=${Array.from({ length: 51 }, (_, i) => `l${i}`).join(',')}`, payload: dog, headers: { 'content-type': 'image/png' } }, 400, /51 labels; at most 50/],
-    ['too long', { method: 'POST', url: `/v1/tag?labels=${'x'.repeat(201)}`, payload: dog, headers: { 'content-type': 'image/png' } }, 400, /longer than 200 characters/],
+    ['too long', { method: 'POST', url: `/v1/tag?labels=${'x'.repeat(201)}`, payload: dog, headers: { 'content-type': 'image/png' } }, 400, /label "x{40}…" has 201 characters; at most 200 are accepted/],
     ['bad top', { method: 'POST', url: '/v1/tag?labels=dog&top=0', payload: dog, headers: { 'content-type': 'image/png' } }, 400, /"top" must be a positive integer/],
     ['too big', { method: 'POST', url: '/v1/tag?labels=dog', payload: Buffer.alloc(400_000), headers: { 'content-type': 'image/png' } }, 413, /larger than 300000 bytes/],
     ['json body', { method: 'POST', url: '/v1/tag', payload: { labels: 'dog' } }, 415, /send multipart\/form-data/],
@@ -61,8 +62,10 @@ test('bad requests get a 4xx JSON error that says what was wrong, and the server
   for (const [name, req, status, pattern] of cases) {
     const res = await app.inject(req);
     assert.equal(res.statusCode, status, `${name}: ${res.body}`);
-    const body = res.json() as { error: { code: string; message: string } };
+    const body = res.json() as { error: { code: ErrorCode; message: string } };
     assert.match(body.error.message, pattern, name);
+    // One code → status table: the status is always the one of the code.
+    assert.equal(res.statusCode, HTTP_STATUS[body.error.code], `${name}: ${body.error.code}`);
   }
   const ok = await app.inject({ method: 'POST', url: '/v1/tag?labels=dog', payload: dog, headers: { 'content-type': 'image/png' } });
   assert.equal(ok.statusCode, 200);

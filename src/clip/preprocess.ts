@@ -4,6 +4,7 @@
 import sharp, { type Metadata } from 'sharp';
 import { ClipDecoderError } from '../errors.ts';
 import { readRegularFile } from '../util/fs.ts';
+import { DEFAULT_PIXEL_LIMIT } from './image-limits.ts';
 
 export interface PreprocessConfig {
   doResize: boolean;
@@ -20,8 +21,7 @@ export interface PreprocessConfig {
   std: [number, number, number];
 }
 
-/** Default pixel limit: refuses decompression bombs while admitting any real photo (~100 MP). */
-export const DEFAULT_PIXEL_LIMIT = 100_000_000;
+export { DEFAULT_PIXEL_LIMIT };
 
 const OPENAI_CLIP_MEAN: [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
 const OPENAI_CLIP_STD: [number, number, number] = [0.26862954, 0.26130258, 0.27577711];
@@ -97,6 +97,13 @@ export interface PreprocessOptions {
   augment?: { flip?: boolean; crop?: { left: number; top: number; width: number; height: number } };
 }
 
+/** SVGs are vector: render them at (at least) the size the resize asks for, not at 72 dpi then upscale. */
+export function svgDensity(width: number, height: number, cfg: PreprocessConfig): number {
+  const target = 'shortestEdge' in cfg.resize ? cfg.resize.shortestEdge : Math.max(cfg.resize.height, cfg.resize.width);
+  const scale = Math.max(1, target / Math.max(1, Math.min(width, height)));
+  return Math.min(100000, 72 * scale);
+}
+
 function describe(src: ImageSource): string {
   return typeof src === 'string' ? src : `<buffer of ${src.byteLength} bytes>`;
 }
@@ -137,10 +144,8 @@ export async function preprocessInto(
     const h0 = meta.height ?? 0;
     let density: number | undefined;
     if (meta.format === 'svg') {
-      // SVGs are vector: render them at (at least) the size the resize asks for, not at 72 dpi then upscale.
-      const target = 'shortestEdge' in cfg.resize ? cfg.resize.shortestEdge : Math.max(cfg.resize.height, cfg.resize.width);
-      const scale = Math.max(1, target / Math.max(1, Math.min(w0, h0)));
-      density = Math.min(100000, 72 * scale);
+      density = svgDensity(w0, h0, cfg);
+      const scale = density / 72;
       if (w0 * h0 * scale * scale > limit) {
         throw new ClipDecoderError('IMAGE_TOO_LARGE', `${name}: SVG renders to more than ${limit} pixels`, name);
       }
