@@ -291,6 +291,9 @@ test('item 5: 100 parallel 10 MB uploads to the real process: its peak RSS grows
 });
 
 test('the limit defaults fit a request within the documented label limits', () => {
-  assert.equal(labelsFieldBytes(DEFAULT_LIMITS), 1000 * (3 * 200 + 16));
-  assert.ok(labelsFieldBytes(DEFAULT_LIMITS) > 256 * 1024);
+  assert.equal(labelsFieldBytes(DEFAULT_LIMITS), 1000 * (4 * 200 + 16));
+  // The largest list within the label limits: 1,000 distinct labels of 200 four-byte characters, ", "-separated.
+  const widest = Array.from({ length: DEFAULT_LIMITS.maxLabels }, (_, i) => String(i).padStart(4, '0') + '😀'.repeat(DEFAULT_LIMITS.maxLabelLength - 4));
+  assert.ok(widest.every((l) => [...l].length === DEFAULT_LIMITS.maxLabelLength));
+  assert.ok(Buffer.byteLength(widest.join(', ')) <= labelsFieldBytes(DEFAULT_LIMITS));
 });

@@ -11,7 +11,7 @@ export interface ServeLimits {
   maxPixels: number;
   /** Most labels per request (--max-labels). */
   maxLabels: number;
-  /** Longest label in characters (UTF-16 code units) (--max-label-length). */
+  /** Longest label in characters (Unicode code points) (--max-label-length). */
   maxLabelLength: number;
   /** Requests tagged at once (--concurrency). */
   maxConcurrent: number;
@@ -47,11 +47,11 @@ export const SMALL_FIELD_BYTES = 64;
 export const MAX_FIELDS = 4;
 
 /**
- * The `labels` field's byte limit, sized so that any request within the label limits fits: a UTF-16 code unit
- * is at most 3 UTF-8 bytes (a surrogate pair, 2 units, is 4), plus a comma and some spaces per label.
+ * The `labels` field's byte limit, sized so that any request within the label limits fits: a code point is at
+ * most 4 UTF-8 bytes, plus a comma and some spaces per label.
  */
 export function labelsFieldBytes(limits: Pick<ServeLimits, 'maxLabels' | 'maxLabelLength'>): number {
-  return limits.maxLabels * (3 * limits.maxLabelLength + 16);
+  return limits.maxLabels * (4 * limits.maxLabelLength + 16);
 }
 
 /** Limits with defaults filled in; when --max-buffered is not given it scales with concurrency and body size. */
