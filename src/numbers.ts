@@ -1,6 +1,7 @@
 // The one parser for numbers typed by people (CLI flags, query parameters, form fields). JavaScript's Number()
-// reads '' as 0, '0x1' as 1 and ' 1e3 ' as 1000; a flag accepts only a plain decimal number ("12", "-0.5",
-// ".25"), and says which flag and what it wanted when it gets anything else.
+// reads '' as 0, '0x1' as 1 and '0b1' as 1; a flag accepts only a decimal number ("12", "-0.5", ".25", and for
+// non-integer kinds an exponent, "1e-4", as learning rates are written), and says which flag and what it wanted
+// when it gets anything else.
 import { ClipDecoderError } from './errors.ts';
 
 export type NumberKind =
@@ -13,7 +14,7 @@ export type NumberKind =
   | 'positive-integer' // 1, 2, 3, …
   | 'non-negative-integer'; // 0, 1, 2, …
 
-const DECIMAL = /^[+-]?(\d+(\.\d*)?|\.\d+)$/;
+const DECIMAL = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
 const INTEGER = /^[+-]?\d+$/;
 
 const WANT: Record<NumberKind, string> = {

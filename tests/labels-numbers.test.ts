@@ -32,11 +32,14 @@ test('parseDecimal: plain decimal numbers only, of the asked kind, errors name t
   assert.equal(parseDecimal('+7', '--k', 'positive-integer'), 7);
   assert.equal(parseDecimal('0', '--k', 'non-negative-integer'), 0);
   assert.equal(parseDecimal('1', '--p', 'probability'), 1);
-  for (const raw of ['', ' ', '0x1', '1e3', 'Infinity', 'NaN', '1_000', '0b1', '1,5', '--1', '.']) {
+  assert.equal(parseDecimal('1e-3', '--lr', 'positive'), 0.001);
+  assert.equal(parseDecimal('2.5E2', '--x'), 250);
+  for (const raw of ['', ' ', '0x1', '1e', 'e3', '1e3.5', '1e999', 'Infinity', 'NaN', '1_000', '0b1', '1,5', '--1', '.']) {
     throwsCode(() => parseDecimal(raw, '--x'), 'BAD_PARAMETER', `--x must be a decimal number, got "${raw}"`, '--x');
   }
   throwsCode(() => parseDecimal('1.0000001', '--threshold', 'probability'), 'BAD_PARAMETER', '--threshold must be a probability in [0, 1], got "1.0000001"');
   throwsCode(() => parseDecimal('2.0', '--top', 'positive-integer'), 'BAD_PARAMETER', '--top must be a positive integer, got "2.0"');
+  throwsCode(() => parseDecimal('1e3', '--top', 'positive-integer'), 'BAD_PARAMETER', '--top must be a positive integer, got "1e3"');
   throwsCode(() => parseDecimal('0', '--top', 'positive-integer'), 'BAD_PARAMETER', '--top must be a positive integer, got "0"');
   throwsCode(() => parseDecimal('9007199254740993', '--n', 'integer'), 'BAD_PARAMETER', '--n must be an integer, got "9007199254740993"');
   throwsCode(() => parseDecimal('0', 'lr', 'positive'), 'BAD_PARAMETER', 'lr must be a positive decimal number, got "0"');

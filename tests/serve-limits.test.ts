@@ -64,10 +64,10 @@ test('item 4: 1,000 labels of 100 CJK characters (300 KB) all arrive; a labels f
 
   // Over the byte limit (labels padded with spaces): named, not truncated.
   const limit = labelsFieldBytes({ maxLabels: 1000, maxLabelLength: 100 });
-  assert.equal(limit, 316_000);
-  const padded = labels.map((l) => `${l}${' '.repeat(20)}`).join(',');
+  assert.equal(limit, 416_000);
+  const padded = labels.map((l) => `${l}${' '.repeat(120)}`).join(',');
   const big = await post(url, [{ name: 'labels', value: padded }, { name: 'image', filename: 'dog.png', data: dog }]);
-  await expectError(big, 'TOO_LARGE', /field "labels" is larger than 316000 bytes \(--max-labels 1000 × --max-label-length 100\)/);
+  await expectError(big, 'TOO_LARGE', /field "labels" is larger than 416000 bytes \(--max-labels 1000 × --max-label-length 100\)/);
 });
 
 test('item 5: past the queue a request gets 503 + Retry-After before its body is sent; bodies wait unread', async () => {
