@@ -10,15 +10,35 @@ import { parseArgs } from 'node:util';
 import { FeatureCache, CACHE_FORMAT_VERSION } from '../src/features/cache.ts';
 import { Rng } from '../src/nn/rng.ts';
 
-const { values } = parseArgs({ options: { records: { type: 'string', default: '2000' }, tokens: { type: 'string', default: '49' }, dim: { type: 'string', default: '768' }, embed: { type: 'string', default: '512' } } });
-const N = Number(values.records), T = Number(values.tokens), C = Number(values.dim), E = Number(values.embed);
+const { values } = parseArgs({
+  options: {
+    records: { type: 'string', default: '2000' },
+    tokens: { type: 'string', default: '49' },
+    dim: { type: 'string', default: '768' },
+    embed: { type: 'string', default: '512' },
+  },
+});
+const N = Number(values.records),
+  T = Number(values.tokens),
+  C = Number(values.dim),
+  E = Number(values.embed);
 const dir = mkdtempSync(join(tmpdir(), 'bench-cache-verify-'));
-const cache = await FeatureCache.open(dir, { format: CACHE_FORMAT_VERSION, modelFingerprint: 'm', datasetFingerprint: 'd', modelId: 'bench', numTokens: T, tokenDim: C, embedDim: E, keepCls: false });
+const cache = await FeatureCache.open(dir, {
+  format: CACHE_FORMAT_VERSION,
+  modelFingerprint: 'm',
+  datasetFingerprint: 'd',
+  modelId: 'bench',
+  numTokens: T,
+  tokenDim: C,
+  embedDim: E,
+  keepCls: false,
+});
 const rng = new Rng(1);
 const tokens = Float32Array.from({ length: T * C }, () => rng.normal());
 const imageEmbed = Float32Array.from({ length: E }, () => rng.normal());
-let t0 = performance.now();
-for (let i = 0; i < N; i += 64) cache.append(Array.from({ length: Math.min(64, N - i) }, (_, k) => ({ key: `img${i + k}`, tokens, imageEmbed, source: '1:1' })));
+const t0 = performance.now();
+for (let i = 0; i < N; i += 64)
+  cache.append(Array.from({ length: Math.min(64, N - i) }, (_, k) => ({ key: `img${i + k}`, tokens, imageEmbed, source: '1:1' })));
 const appendMs = performance.now() - t0;
 const into = { tokens: new Float32Array(T * C), imageEmbed: new Float32Array(E) };
 const bytes = (T * C + E) * 4;
@@ -40,8 +60,10 @@ function verified(): number {
   return performance.now() - t;
 }
 if (N > 4096) throw new Error('bench: at most 4096 records (one shard)');
-bare(); verified(); // warm up the page cache and the JIT
-const b = Math.min(bare(), bare(), bare()), v = Math.min(verified(), verified(), verified());
+bare();
+verified(); // warm up the page cache and the JIT
+const b = Math.min(bare(), bare(), bare()),
+  v = Math.min(verified(), verified(), verified());
 closeSync(fd);
 cache.close();
 rmSync(dir, { recursive: true, force: true });
@@ -49,5 +71,7 @@ const mb = (N * bytes) / 1e6;
 console.log(`feature cache, ${N} records of ${T}×${C}+${E} floats (${(bytes / 1024).toFixed(1)} KiB each, ${mb.toFixed(0)} MB)`);
 console.log(`  bare read + copy      ${b.toFixed(1)} ms  (${((b * 1000) / N).toFixed(1)} µs/record)`);
 console.log(`  verified read         ${v.toFixed(1)} ms  (${((v * 1000) / N).toFixed(1)} µs/record, ${(mb / (v / 1000)).toFixed(0)} MB/s)`);
-console.log(`  verification cost     ${(v - b).toFixed(1)} ms  (${(((v - b) * 1000) / N).toFixed(1)} µs/record, ×${(v / b).toFixed(2)} the bare read)`);
+console.log(
+  `  verification cost     ${(v - b).toFixed(1)} ms  (${(((v - b) * 1000) / N).toFixed(1)} µs/record, ×${(v / b).toFixed(2)} the bare read)`,
+);
 console.log(`  append (digest+fsync) ${appendMs.toFixed(1)} ms for ${N} records`);

@@ -15,7 +15,11 @@ import { preprocessInto } from '../src/clip/preprocess.ts';
 import { notoSvg, renderPng } from '../tests/helpers/images.ts';
 
 const { values } = parseArgs({
-  options: { model: { type: 'string', default: 'bench/models/vit-b-32-random' }, images: { type: 'string', default: '96' }, batch: { type: 'string', default: '16' } },
+  options: {
+    model: { type: 'string', default: 'bench/models/vit-b-32-random' },
+    images: { type: 'string', default: '96' },
+    batch: { type: 'string', default: '16' },
+  },
 });
 const modelDir = values.model!;
 if (!existsSync(modelDir)) {
@@ -34,7 +38,9 @@ for (let i = 0; i < N; i++) {
   const file = join(dir, `img${i}.${i % 2 ? 'jpg' : 'png'}`);
   if (i % 2) {
     const bg = await sharp({ create: { width: 900, height: 700, channels: 3, background: { r: (i * 37) % 255, g: 128, b: 200 } } })
-      .composite([{ input: png, left: 100, top: 60 }]).jpeg({ quality: 88 }).toBuffer();
+      .composite([{ input: png, left: 100, top: 60 }])
+      .jpeg({ quality: 88 })
+      .toBuffer();
     writeFileSync(file, bg);
   } else writeFileSync(file, png);
   files.push(file);
@@ -45,7 +51,10 @@ const per = model.pixelsPerImage;
 const { height: H, width: W } = model.folder.imageSize;
 const pre = new Float32Array(N * per);
 for (let i = 0; i < N; i++) await preprocessInto(files[i]!, model.folder.preprocess, pre, i * per);
-const session = await ort.InferenceSession.create(model.folder.visionModelPath, sessionOptions((await import('node:os')).availableParallelism()));
+const session = await ort.InferenceSession.create(
+  model.folder.visionModelPath,
+  sessionOptions((await import('node:os')).availableParallelism()),
+);
 
 async function bare(): Promise<number> {
   const t0 = performance.now();
@@ -62,7 +71,9 @@ async function whole(): Promise<number> {
   if (n !== N) throw new Error(`only ${n} of ${N} images encoded`);
   return N / ((performance.now() - t0) / 1000);
 }
-const processor = new CLIPImageProcessor(JSON.parse((await import('node:fs')).readFileSync(join(modelDir, 'preprocessor_config.json'), 'utf8')));
+const processor = new CLIPImageProcessor(
+  JSON.parse((await import('node:fs')).readFileSync(join(modelDir, 'preprocessor_config.json'), 'utf8')),
+);
 async function transformersJs(): Promise<number> {
   const t0 = performance.now();
   for (let s = 0; s < N; s += B) {
@@ -84,10 +95,16 @@ for (let k = 0; k < rounds; k++) {
   r.tjs.push(await transformersJs());
 }
 const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1]!;
-const bareRate = med(r.bare), wholeRate = med(r.whole), tjsRate = med(r.tjs);
-console.log(`model ${modelDir}: ${H}×${W}, ${model.numTokens} tokens × ${model.tokenDim}, batch ${B}, ${N} images, median of ${rounds} rounds`);
+const bareRate = med(r.bare),
+  wholeRate = med(r.whole),
+  tjsRate = med(r.tjs);
+console.log(
+  `model ${modelDir}: ${H}×${W}, ${model.numTokens} tokens × ${model.tokenDim}, batch ${B}, ${N} images, median of ${rounds} rounds`,
+);
 console.log(`bare ONNX session (preprocessed tensors): ${bareRate.toFixed(2)} images/s`);
-console.log(`whole path (read+decode+preprocess+ONNX): ${wholeRate.toFixed(2)} images/s  = ${(wholeRate / bareRate).toFixed(3)}× bare (goal ≥ 0.85)`);
+console.log(
+  `whole path (read+decode+preprocess+ONNX): ${wholeRate.toFixed(2)} images/s  = ${(wholeRate / bareRate).toFixed(3)}× bare (goal ≥ 0.85)`,
+);
 console.log(`transformers.js RawImage+processor path:  ${tjsRate.toFixed(2)} images/s  = ${(tjsRate / bareRate).toFixed(3)}× bare`);
 console.log(`whole path vs transformers.js path: ${(wholeRate / tjsRate).toFixed(2)}× faster`);
 await model.dispose();

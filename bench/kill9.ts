@@ -17,30 +17,53 @@ import { Rng } from '../src/nn/rng.ts';
 
 const { values } = parseArgs({
   options: {
-    kills: { type: 'string', default: '20' }, seed: { type: 'string', default: '1' }, images: { type: 'string', default: '60' },
-    epochs: { type: 'string', default: '20' }, 'checkpoint-steps': { type: 'string', default: '4' }, keep: { type: 'boolean', default: false },
+    kills: { type: 'string', default: '20' },
+    seed: { type: 'string', default: '1' },
+    images: { type: 'string', default: '60' },
+    epochs: { type: 'string', default: '20' },
+    'checkpoint-steps': { type: 'string', default: '4' },
+    keep: { type: 'boolean', default: false },
   },
 });
-const KILLS = Number(values.kills), EVERY = Number(values['checkpoint-steps']);
+const KILLS = Number(values.kills),
+  EVERY = Number(values['checkpoint-steps']);
 const rng = new Rng(Number(values.seed));
 const root = mkdtempSync(join(tmpdir(), 'bench-kill9-'));
 const data = join(root, 'emojitags');
 await buildEmojiTags({ out: data, size: 32, styles: ['noto', 'twemoji'], limit: Number(values.images), progress: false });
 const runOpts = (name: string) => ({
-  dataset: data, model: 'tests/fixtures/tiny-clip', cacheDir: join(root, name, 'cache'), outDir: join(root, name, 'out'),
-  epochs: Number(values.epochs), batchSize: 8, seed: 3, extraViews: 2, head: { dModel: 32, heads: 4, ffnDim: 64 },
-  trainer: { maxLr: 1e-3, alpha: 0.5 }, checkpointEverySteps: EVERY, resume: true,
+  dataset: data,
+  model: 'tests/fixtures/tiny-clip',
+  cacheDir: join(root, name, 'cache'),
+  outDir: join(root, name, 'out'),
+  epochs: Number(values.epochs),
+  batchSize: 8,
+  seed: 3,
+  extraViews: 2,
+  head: { dModel: 32, heads: 4, ffnDim: 64 },
+  trainer: { maxLr: 1e-3, alpha: 0.5 },
+  checkpointEverySteps: EVERY,
+  resume: true,
 });
 
-interface Attempt { lines: string[]; code: number | null; killed: boolean; ms: number; firstWorkMs?: number }
+interface Attempt {
+  lines: string[];
+  code: number | null;
+  killed: boolean;
+  ms: number;
+  firstWorkMs?: number;
+}
 
 /** Runs the child; kills it `delayMs` after its first line of work (extraction or training), unless it ends first. */
 function attempt(name: string, delayMs: number | null): Promise<Attempt> {
   return new Promise((resolve) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/kill9-child.ts', JSON.stringify(runOpts(name))], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/kill9-child.ts', JSON.stringify(runOpts(name))], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const res: Attempt = { lines: [], code: null, killed: false, ms: 0 };
-    let buf = '', err = '';
+    let buf = '',
+      err = '';
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     child.stdout.on('data', (d: Buffer) => {
       buf += d.toString();
@@ -50,7 +73,10 @@ function attempt(name: string, delayMs: number | null): Promise<Attempt> {
         res.lines.push(l);
         if (res.firstWorkMs === undefined && /^(extract|step) /.test(l)) {
           res.firstWorkMs = performance.now() - t0;
-          if (delayMs !== null) setTimeout(() => { res.killed = child.kill('SIGKILL'); }, delayMs);
+          if (delayMs !== null)
+            setTimeout(() => {
+              res.killed = child.kill('SIGKILL');
+            }, delayMs);
         }
       }
     });
@@ -74,7 +100,9 @@ if (ref.code !== 0) throw new Error('the reference run failed');
 const firstStep = ref.lines.findIndex((l) => l.startsWith('step '));
 const totalSteps = last(ref.lines, 'step')!;
 const records = last(ref.lines, 'extract')!;
-console.log(`uninterrupted run: ${records} feature records, ${totalSteps} training steps, ${(ref.ms / 1000).toFixed(1)} s (startup ${((ref.firstWorkMs ?? 0) / 1000).toFixed(1)} s)`);
+console.log(
+  `uninterrupted run: ${records} feature records, ${totalSteps} training steps, ${(ref.ms / 1000).toFixed(1)} s (startup ${((ref.firstWorkMs ?? 0) / 1000).toFixed(1)} s)`,
+);
 const refSteps = ref.lines.length - firstStep;
 // The work after startup, split between the phases by the share of progress lines (one per extraction batch,
 // one per step) — only to spread the random kills over the whole run.
@@ -84,8 +112,14 @@ const extractShare = extractLines / (extractLines + totalSteps);
 
 // 2. the same run, killed KILLS times at random moments, resumed after each
 const rows: string[] = [];
-let kills = 0, extractKills = 0, trainKills = 0, worstLostSteps = 0, worstLostRecords = 0, attempts = 0;
-let committedSteps = 0, committedRecords = 0;
+let kills = 0,
+  extractKills = 0,
+  trainKills = 0,
+  worstLostSteps = 0,
+  worstLostRecords = 0,
+  attempts = 0;
+let committedSteps = 0,
+  committedRecords = 0;
 let finished: Attempt | undefined;
 const t0 = performance.now();
 while (!finished) {
@@ -106,7 +140,14 @@ while (!finished) {
   kills++;
   const reachedSteps = last(a.lines, 'step');
   const reachedRecords = last(a.lines, 'extract');
-  const phase = reachedSteps !== undefined ? 'training' : reachedRecords === undefined ? 'startup' : reachedRecords < records ? 'extraction' : 'after extraction';
+  const phase =
+    reachedSteps !== undefined
+      ? 'training'
+      : reachedRecords === undefined
+        ? 'startup'
+        : reachedRecords < records
+          ? 'extraction'
+          : 'after extraction';
   if (phase === 'training') trainKills++;
   else extractKills++;
   // what survived: the cache's committed records, the last checkpoint's step
@@ -126,7 +167,9 @@ while (!finished) {
   worstLostRecords = Math.max(worstLostRecords, lostRecords);
   committedSteps = ckStep;
   committedRecords = cached;
-  rows.push(`kill ${String(kills).padStart(2)} after ${(a.firstWorkMs! / 1000 + (delay ?? 0) / 1000).toFixed(2)} s, in ${phase.padEnd(18)} resumed from step ${String(from).padStart(3)}; reached: ${String(reachedRecords ?? '-').padStart(3)} records, step ${String(reachedSteps ?? '-').padStart(3)}; committed: ${String(cached).padStart(3)} records, step ${String(ckStep).padStart(3)}; lost ${lostSteps} steps`);
+  rows.push(
+    `kill ${String(kills).padStart(2)} after ${(a.firstWorkMs! / 1000 + (delay ?? 0) / 1000).toFixed(2)} s, in ${phase.padEnd(18)} resumed from step ${String(from).padStart(3)}; reached: ${String(reachedRecords ?? '-').padStart(3)} records, step ${String(reachedSteps ?? '-').padStart(3)}; committed: ${String(cached).padStart(3)} records, step ${String(ckStep).padStart(3)}; lost ${lostSteps} steps`,
+  );
   console.log(rows.at(-1));
 }
 const killedMs = performance.now() - t0;
@@ -138,8 +181,12 @@ const gotCache = await FeatureCache.openExisting(join(root, 'killed', 'cache'));
 if (refCache.size !== gotCache.size) problems.push(`cache: ${gotCache.size} records, uninterrupted ${refCache.size}`);
 let recordBytes = 0;
 for (const key of refCache.keys()) {
-  const x = refCache.read(key), y = gotCache.has(key) ? gotCache.read(key) : undefined; // read() verifies each record's digest
-  const same = y && Buffer.compare(Buffer.from(x.tokens.buffer), Buffer.from(y.tokens.buffer)) === 0 && Buffer.compare(Buffer.from(x.imageEmbed.buffer), Buffer.from(y.imageEmbed.buffer)) === 0;
+  const x = refCache.read(key),
+    y = gotCache.has(key) ? gotCache.read(key) : undefined; // read() verifies each record's digest
+  const same =
+    y &&
+    Buffer.compare(Buffer.from(x.tokens.buffer), Buffer.from(y.tokens.buffer)) === 0 &&
+    Buffer.compare(Buffer.from(x.imageEmbed.buffer), Buffer.from(y.imageEmbed.buffer)) === 0;
   if (!same) problems.push(`cache record ${key} differs`);
   recordBytes += x.tokens.byteLength + x.imageEmbed.byteLength;
 }
@@ -147,24 +194,40 @@ refCache.close();
 gotCache.close();
 const tensors = (dir: string) => {
   const j = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { digests: Record<string, { tensors: Record<string, string> }> };
-  return Object.entries(j.digests).flatMap(([f, d]) => Object.entries(d.tensors).map(([t, h]) => `${f.split('-')[0]}:${t}=${h}`)).sort();
+  return Object.entries(j.digests)
+    .flatMap(([f, d]) => Object.entries(d.tensors).map(([t, h]) => `${f.split('-')[0]}:${t}=${h}`))
+    .sort();
 };
 let tensorCount = 0;
 for (const ck of ['last', 'best']) {
-  const a = tensors(join(root, 'ref', 'out', ck)), b = tensors(join(root, 'killed', 'out', ck));
+  const a = tensors(join(root, 'ref', 'out', ck)),
+    b = tensors(join(root, 'killed', 'out', ck));
   tensorCount += a.length;
   if (a.join() !== b.join()) problems.push(`${ck}/: tensors differ (${a.filter((x, i) => x !== b[i]).length} of ${a.length})`);
 }
 const report = (name: string) => readFileSync(join(root, name, 'out', 'test-report', 'report.json'), 'utf8');
 if (report('ref') !== report('killed')) problems.push('test-report/report.json differs');
-const losses = (name: string) => (JSON.parse(readFileSync(join(root, name, 'out', 'training-log.json'), 'utf8')) as { epochs: { loss: number; step: number }[] }).epochs.map((e) => `${e.step}:${e.loss}`).join();
+const losses = (name: string) =>
+  (JSON.parse(readFileSync(join(root, name, 'out', 'training-log.json'), 'utf8')) as { epochs: { loss: number; step: number }[] }).epochs
+    .map((e) => `${e.step}:${e.loss}`)
+    .join();
 if (losses('ref') !== losses('killed')) problems.push('training-log.json losses differ');
 
 console.log('');
-console.log(`${kills} kills (${extractKills} during startup/extraction, ${trainKills} during training) in ${attempts} attempts, ${(killedMs / 1000).toFixed(1)} s in all vs ${(ref.ms / 1000).toFixed(1)} s uninterrupted (×${(killedMs / ref.ms).toFixed(2)})`);
-console.log(`work lost per kill: at most ${worstLostSteps} training steps (checkpoint every ${EVERY}), ${worstLostRecords} committed feature records`);
-console.log(`compared with the uninterrupted run: ${refSteps > 0 ? totalSteps : 0} steps; ${records} cache records (${(recordBytes / 1024).toFixed(0)} KiB), ${tensorCount} checkpoint tensors (last/ and best/, weights + Adam + EMA), test report, training losses`);
-console.log(problems.length ? `DIFFERENT: ${problems.slice(0, 10).join('; ')}` : 'identical: every cache record, every checkpoint tensor, the test report and the losses are byte for byte the same');
+console.log(
+  `${kills} kills (${extractKills} during startup/extraction, ${trainKills} during training) in ${attempts} attempts, ${(killedMs / 1000).toFixed(1)} s in all vs ${(ref.ms / 1000).toFixed(1)} s uninterrupted (×${(killedMs / ref.ms).toFixed(2)})`,
+);
+console.log(
+  `work lost per kill: at most ${worstLostSteps} training steps (checkpoint every ${EVERY}), ${worstLostRecords} committed feature records`,
+);
+console.log(
+  `compared with the uninterrupted run: ${refSteps > 0 ? totalSteps : 0} steps; ${records} cache records (${(recordBytes / 1024).toFixed(0)} KiB), ${tensorCount} checkpoint tensors (last/ and best/, weights + Adam + EMA), test report, training losses`,
+);
+console.log(
+  problems.length
+    ? `DIFFERENT: ${problems.slice(0, 10).join('; ')}`
+    : 'identical: every cache record, every checkpoint tensor, the test report and the losses are byte for byte the same',
+);
 if (!values.keep) rmSync(root, { recursive: true, force: true });
 else console.log(`kept ${root}`);
 process.exitCode = problems.length || kills < KILLS ? 1 : 0;

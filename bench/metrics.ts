@@ -41,5 +41,9 @@ const metrics = timeIt(() => {
 
 console.log(`metrics over ${N} images × ${L} labels (${UNSEEN} unseen): ZSL + GZSL, per-label AP, P/R/F1@3,5`);
 console.log(`  baseline (sort every label column): ${baseline.toFixed(2)} s`);
-console.log(`  metrics:                            ${metrics.toFixed(2)} s  (${(metrics / baseline).toFixed(2)}× the baseline; target ≤ 5 s)`);
-console.log(`  GZSL mAP ${(result!.gzsl.mAP * 100).toFixed(2)}, ZSL mAP ${(result!.zsl!.mAP * 100).toFixed(2)} (sanity: well above chance ~1)`);
+console.log(
+  `  metrics:                            ${metrics.toFixed(2)} s  (${(metrics / baseline).toFixed(2)}× the baseline; target ≤ 5 s)`,
+);
+console.log(
+  `  GZSL mAP ${(result!.gzsl.mAP * 100).toFixed(2)}, ZSL mAP ${(result!.zsl!.mAP * 100).toFixed(2)} (sanity: well above chance ~1)`,
+);

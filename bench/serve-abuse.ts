@@ -43,9 +43,16 @@ const names = ['dog-face', 'pizza', 'red-apple', 'bicycle', 'house', 'sun', 'cat
 const goodImages: { data: Buffer; type: string }[] = [];
 for (const [i, name] of names.entries()) {
   const png = renderPng(notoSvg(name), 128 + 32 * (i % 4));
-  goodImages.push(i % 2 ? { data: await sharp(png).flatten({ background: '#fff' }).jpeg({ quality: 90 }).toBuffer(), type: 'image/jpeg' } : { data: png, type: 'image/png' });
+  goodImages.push(
+    i % 2
+      ? { data: await sharp(png).flatten({ background: '#fff' }).jpeg({ quality: 90 }).toBuffer(), type: 'image/jpeg' }
+      : { data: png, type: 'image/png' },
+  );
 }
-const vocabulary = readFileSync('src/data/nus-wide/TagList1k.txt', 'utf8').split('\n').map((s) => s.trim()).filter(Boolean);
+const vocabulary = readFileSync('src/data/nus-wide/TagList1k.txt', 'utf8')
+  .split('\n')
+  .map((s) => s.trim())
+  .filter(Boolean);
 const bomb = pngBomb(12_000, 12_000); // 144 MP of zeros > the 100 MP pixel limit
 const svgBomb = svgWorkBomb(1000); // ~12 s of librsvg work > the 2 s render limit
 const hugeLabels = `${Array.from({ length: 1000 }, (_, i) => `${vocabulary[i % vocabulary.length]}${i}`).join(',')},${' '.repeat(labelsFieldBytes(DEFAULT_LIMITS))}`;
@@ -53,7 +60,9 @@ const hugeLabels = `${Array.from({ length: 1000 }, (_, i) => `${vocabulary[i % v
 // A 10 MB photo-sized upload (noise does not compress): the issue's 100 parallel 10 MB uploads took 1.17 GB.
 const noise = Buffer.alloc(1900 * 1800 * 3);
 for (let i = 0; i < noise.length; i++) noise[i] = Math.floor(random() * 256);
-const bigImage = await sharp(noise, { raw: { width: 1900, height: 1800, channels: 3 } }).png({ compressionLevel: 0 }).toBuffer();
+const bigImage = await sharp(noise, { raw: { width: 1900, height: 1800, channels: 3 } })
+  .png({ compressionLevel: 0 })
+  .toBuffer();
 
 type Kind = 'good' | 'good-10MB' | 'png-bomb' | 'svg-bomb' | 'slow-body' | 'big-field' | 'big-body';
 /** Each class, its share of requests, and the error codes it may be answered with (good ones: 200 in the end). */
@@ -82,8 +91,14 @@ async function send(url: string, kind: Kind): Promise<RawResponse> {
     case 'good': {
       const img = goodImages[Math.floor(random() * goodImages.length)]!;
       const labels = Array.from({ length: 10 }, (_, i) => vocabulary[(Math.floor(random() * 100) * 10 + i) % vocabulary.length]!);
-      if (random() < 0.5) return rawRequest(url, head(`/v1/tag?labels=${encodeURIComponent(labels.join(','))}`, img.type, img.data.length), img.data, { giveUpMs: 45_000 });
-      const { body, contentType } = multipartBody([{ name: 'labels', value: labels.join(',') }, { name: 'image', filename: 'x', data: img.data, type: img.type }]);
+      if (random() < 0.5)
+        return rawRequest(url, head(`/v1/tag?labels=${encodeURIComponent(labels.join(','))}`, img.type, img.data.length), img.data, {
+          giveUpMs: 45_000,
+        });
+      const { body, contentType } = multipartBody([
+        { name: 'labels', value: labels.join(',') },
+        { name: 'image', filename: 'x', data: img.data, type: img.type },
+      ]);
       return rawRequest(url, head('/v1/tag', contentType, body.length), body, { giveUpMs: 45_000 });
     }
     case 'good-10MB':
@@ -93,9 +108,16 @@ async function send(url: string, kind: Kind): Promise<RawResponse> {
     case 'svg-bomb':
       return rawRequest(url, head('/v1/tag?labels=dog,cat', 'image/svg+xml', svgBomb.length), svgBomb, { giveUpMs: 45_000 });
     case 'slow-body': // 10 bytes every 2 s of a 1,000-byte body: 200 s if never cut
-      return rawRequest(url, head('/v1/tag?labels=dog', 'image/png', 1000), Buffer.alloc(1000), { bytesPerTick: 10, tickMs: 2000, giveUpMs: 45_000 });
+      return rawRequest(url, head('/v1/tag?labels=dog', 'image/png', 1000), Buffer.alloc(1000), {
+        bytesPerTick: 10,
+        tickMs: 2000,
+        giveUpMs: 45_000,
+      });
     case 'big-field': {
-      const { body, contentType } = multipartBody([{ name: 'image', filename: 'x', data: goodImages[0]!.data }, { name: 'labels', value: hugeLabels }]);
+      const { body, contentType } = multipartBody([
+        { name: 'image', filename: 'x', data: goodImages[0]!.data },
+        { name: 'labels', value: hugeLabels },
+      ]);
       return rawRequest(url, head('/v1/tag', contentType, body.length), body, { giveUpMs: 45_000 });
     }
     case 'big-body': // declares 30 MB > --max-body; refused on its headers, so the client sends none of it
@@ -131,7 +153,8 @@ function childrenOf(pid: number): number[] {
   }
 }
 
-const pct = (xs: number[], p: number) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]! : NaN);
+const pct = (xs: number[], p: number) =>
+  xs.length ? [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]! : NaN;
 const mb = (kb: number) => (kb / 1024).toFixed(0);
 
 // --- the server -----------------------------------------------------------------------------------------------
@@ -158,8 +181,12 @@ const pid = server.pid!;
 for (let i = 0; i < 5; i++) await send(url, 'good');
 const idle = procStatus(pid)!;
 const cpuFlags = /^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim().split(/\s+/) ?? [];
-console.log(`clip-decoder serve pid ${pid} at ${url}; idle RSS ${mb(idle.rss)} MB; CPU vector extensions: ${['sse4_2', 'avx', 'avx2', 'fma', 'avx512f', 'avx512_vnni', 'amx_tile'].filter((f) => cpuFlags.includes(f)).join(' ') || 'none listed'}`);
-console.log(`${clients} clients for ${seconds} s; limits: body ${DEFAULT_LIMITS.maxBodyBytes} B, buffered ${2 * DEFAULT_LIMITS.maxConcurrent * DEFAULT_LIMITS.maxBodyBytes} B, concurrency ${DEFAULT_LIMITS.maxConcurrent}, queue ${DEFAULT_LIMITS.maxQueue}, deadline ${DEFAULT_LIMITS.deadlineMs} ms, body timeout ${DEFAULT_LIMITS.bodyTimeoutMs} ms, render ${DEFAULT_LIMITS.maxRenderMs} ms`);
+console.log(
+  `clip-decoder serve pid ${pid} at ${url}; idle RSS ${mb(idle.rss)} MB; CPU vector extensions: ${['sse4_2', 'avx', 'avx2', 'fma', 'avx512f', 'avx512_vnni', 'amx_tile'].filter((f) => cpuFlags.includes(f)).join(' ') || 'none listed'}`,
+);
+console.log(
+  `${clients} clients for ${seconds} s; limits: body ${DEFAULT_LIMITS.maxBodyBytes} B, buffered ${2 * DEFAULT_LIMITS.maxConcurrent * DEFAULT_LIMITS.maxBodyBytes} B, concurrency ${DEFAULT_LIMITS.maxConcurrent}, queue ${DEFAULT_LIMITS.maxQueue}, deadline ${DEFAULT_LIMITS.deadlineMs} ms, body timeout ${DEFAULT_LIMITS.bodyTimeoutMs} ms, render ${DEFAULT_LIMITS.maxRenderMs} ms`,
+);
 
 // --- monitors -------------------------------------------------------------------------------------------------
 let peakRss = idle.rss;
@@ -198,7 +225,7 @@ async function client(): Promise<void> {
   while (performance.now() < stopAt) {
     const c = pick();
     const t0 = performance.now();
-    for (let attempt = 0; ; attempt++) {
+    for (;;) {
       const r = await send(url, c.kind);
       const o = outcome(r);
       counts.set(`${c.kind}\t${o}`, (counts.get(`${c.kind}\t${o}`) ?? 0) + 1);
@@ -239,13 +266,19 @@ console.log(`good requests: ${answered + goodUnanswered}, answered 200: ${answer
 for (const kind of ['good', 'good-10MB'] as const) {
   const one = goodLatency.get(kind) ?? [];
   const all = goodEndToEnd.get(kind) ?? [];
-  console.log(`${kind} latency of a 200 attempt: p50 ${pct(one, 50).toFixed(0)} ms, p99 ${pct(one, 99).toFixed(0)} ms; ` +
-    `first attempt to 200 (retries after 503 included): p50 ${pct(all, 50).toFixed(0)} ms, p99 ${pct(all, 99).toFixed(0)} ms`);
+  console.log(
+    `${kind} latency of a 200 attempt: p50 ${pct(one, 50).toFixed(0)} ms, p99 ${pct(one, 99).toFixed(0)} ms; ` +
+      `first attempt to 200 (retries after 503 included): p50 ${pct(all, 50).toFixed(0)} ms, p99 ${pct(all, 99).toFixed(0)} ms`,
+  );
 }
 console.log(`bad requests answered outside their named errors: ${wrong}${examples.length ? `\n  ${examples.join('\n  ')}` : ''}`);
-console.log(`/healthz every 0.5 s: ${health.ok} ok, ${health.failed} failed, slowest ${health.worstMs.toFixed(0)} ms; server up at the end: ${up}`);
+console.log(
+  `/healthz every 0.5 s: ${health.ok} ok, ${health.failed} failed, slowest ${health.worstMs.toFixed(0)} ms; server up at the end: ${up}`,
+);
 const hwm = Math.max(final?.hwm ?? 0, peakRss);
-console.log(`server RSS: idle ${mb(idle.rss)} MB, peak (VmHWM) ${mb(hwm)} MB, bound ${rssBoundMb} MB; with SVG renderer children (sampled every 0.1 s) ${mb(peakWithRenderers)} MB`);
+console.log(
+  `server RSS: idle ${mb(idle.rss)} MB, peak (VmHWM) ${mb(hwm)} MB, bound ${rssBoundMb} MB; with SVG renderer children (sampled every 0.1 s) ${mb(peakWithRenderers)} MB`,
+);
 const pass = up && health.failed === 0 && goodUnanswered === 0 && wrong === 0 && hwm / 1024 < rssBoundMb;
 console.log(pass ? 'PASS' : 'FAIL');
 await new Promise((r) => server.once('exit', r).once('error', r));

@@ -18,7 +18,9 @@ import { sessionOptions } from '../src/clip/model.ts';
 import { preprocessInto } from '../src/clip/preprocess.ts';
 import { notoSvg, renderPng } from '../tests/helpers/images.ts';
 
-const { values } = parseArgs({ options: { model: { type: 'string' }, head: { type: 'string' }, images: { type: 'string', default: '200' } } });
+const { values } = parseArgs({
+  options: { model: { type: 'string' }, head: { type: 'string' }, images: { type: 'string', default: '200' } },
+});
 const tagger = await Tagger.load({ model: values.model, head: values.head });
 const dir = mkdtempSync(join(tmpdir(), 'bench-serve-'));
 const names = ['dog-face', 'pizza', 'red-apple', 'bicycle', 'house', 'sun', 'cat-face', 'rocket', 'guitar', 'deciduous-tree'];
@@ -29,7 +31,10 @@ for (let i = 0; i < Number(values.images); i++) {
   writeFileSync(file, i % 2 ? await sharp(png).flatten({ background: '#fff' }).jpeg({ quality: 90 }).toBuffer() : png);
   files.push(file);
 }
-const vocabulary = readFileSync('src/data/nus-wide/TagList1k.txt', 'utf8').split('\n').map((s) => s.trim()).filter(Boolean);
+const vocabulary = readFileSync('src/data/nus-wide/TagList1k.txt', 'utf8')
+  .split('\n')
+  .map((s) => s.trim())
+  .filter(Boolean);
 const labels10 = vocabulary.slice(0, 10);
 const labels1000 = vocabulary.slice(0, 1000);
 const image = readFileSync(files[0]!);
@@ -40,15 +45,25 @@ const address = await app.listen({ host: '127.0.0.1', port: 0 });
 
 async function post(labels: string[]): Promise<number> {
   const t0 = performance.now();
-  const res = await fetch(`${address}/v1/tag?labels=${encodeURIComponent(labels.join(','))}`, { method: 'POST', body: image, headers: { 'content-type': 'image/png' } });
+  const res = await fetch(`${address}/v1/tag?labels=${encodeURIComponent(labels.join(','))}`, {
+    method: 'POST',
+    body: image,
+    headers: { 'content-type': 'image/png' },
+  });
   if (!res.ok) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
   await res.json();
   return performance.now() - t0;
 }
-console.log(`model ${tagger.model.id}, head trained with ${tagger.meta.clipModel}; ${tagger.model.numTokens} tokens × ${tagger.model.tokenDim}`);
-for (const [name, labels] of [['10 labels', labels10], ['1,000 labels', labels1000]] as const) {
+console.log(
+  `model ${tagger.model.id}, head trained with ${tagger.meta.clipModel}; ${tagger.model.numTokens} tokens × ${tagger.model.tokenDim}`,
+);
+for (const [name, labels] of [
+  ['10 labels', labels10],
+  ['1,000 labels', labels1000],
+] as const) {
   const first = await post(labels); // encodes the label set once
-  const http: number[] = [], lib: number[] = [];
+  const http: number[] = [],
+    lib: number[] = [];
   for (let i = 0; i < 30; i++) {
     http.push(await post(labels));
     const t0 = performance.now();
@@ -89,7 +104,10 @@ const per = model.pixelsPerImage;
 const { height: H, width: W } = model.folder.imageSize;
 const pre = new Float32Array(files.length * per);
 for (let i = 0; i < files.length; i++) await preprocessInto(files[i]!, model.folder.preprocess, pre, i * per);
-const session = await ort.InferenceSession.create(model.folder.visionModelPath, sessionOptions((await import('node:os')).availableParallelism()));
+const session = await ort.InferenceSession.create(
+  model.folder.visionModelPath,
+  sessionOptions((await import('node:os')).availableParallelism()),
+);
 const B = 16;
 async function bare(): Promise<number> {
   const t0 = performance.now();

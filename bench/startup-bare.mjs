@@ -22,7 +22,8 @@ const [vision, text, rgb] = await Promise.all([
 ]);
 const pixels = new Float32Array(3 * S * S);
 for (let c = 0; c < 3; c++) for (let i = 0; i < S * S; i++) pixels[c * S * S + i] = (rgb[i * 3 + c] / 255 - 0.45) / 0.27;
-const N = 4, L = 6;
+const N = 4,
+  L = 6;
 const ids = new BigInt64Array(N * L);
 for (let n = 0; n < N; n++) for (let j = 0; j < L; j++) ids[n * L + j] = BigInt(j === 0 ? 5998 : j === L - 1 ? 5999 : 10 + n * 7 + j);
 const mask = new BigInt64Array(N * L).fill(1n);

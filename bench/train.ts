@@ -32,7 +32,7 @@ const SHAPE = { B: 32, T: 49, C: 768, E: 512, D: 768, N: 80, F: 2048, H: 8, P: 5
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const fmt = (x: number, d = 1) => x.toFixed(d);
-const log = (s = '') => process.stdout.write(s + '\n');
+const log = (s = '') => process.stdout.write(`${s}\n`);
 
 /** Wraps a backend: adds up the FLOPs of every product (2 per multiply-add) and the time spent in them. */
 class CountingMatmul implements MatmulBackend {
@@ -79,22 +79,56 @@ function makeBatch(r: Rng): TrainBatch {
   const { B, T, C, E, N } = SHAPE;
   return {
     features: Float32Array.from({ length: B * T * C }, () => r.normal()),
-    B, T,
+    B,
+    T,
     queries: Float32Array.from({ length: N * E }, () => r.normal()),
     targets: Float32Array.from({ length: B * N }, () => (r.uniform() < 0.05 ? 1 : 0)),
     captions: Float32Array.from({ length: B * E }, () => r.normal()),
   };
 }
 
-interface TorchResult { torch: string; threads: number; blas_info: string; median_ms: number; min_ms: number }
+interface TorchResult {
+  torch: string;
+  threads: number;
+  blas_info: string;
+  median_ms: number;
+  min_ms: number;
+}
 
 function runTorch(): TorchResult | string {
   const root = fileURLToPath(new URL('..', import.meta.url));
   const { B, T, C, E, D, N, F, H, P } = SHAPE;
-  const args = ['tools/head_reference.py', '--bench', '--threads', String(THREADS), '--steps', String(STEPS), '--warmup', '2',
-    '--B', String(B), '--T', String(T), '--C', String(C), '--E', String(E), '--D', String(D), '--N', String(N), '--F', String(F), '--P', String(P), '--heads', String(H)];
+  const args = [
+    'tools/head_reference.py',
+    '--bench',
+    '--threads',
+    String(THREADS),
+    '--steps',
+    String(STEPS),
+    '--warmup',
+    '2',
+    '--B',
+    String(B),
+    '--T',
+    String(T),
+    '--C',
+    String(C),
+    '--E',
+    String(E),
+    '--D',
+    String(D),
+    '--N',
+    String(N),
+    '--F',
+    String(F),
+    '--P',
+    String(P),
+    '--heads',
+    String(H),
+  ];
   const r = spawnSync('/usr/bin/python3', args, { cwd: root, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: String(THREADS) } });
-  if (r.error) return `PyTorch reference not run: ${(r.error as NodeJS.ErrnoException).code === 'ENOENT' ? '/usr/bin/python3 not found' : r.error.message}`;
+  if (r.error)
+    return `PyTorch reference not run: ${(r.error as NodeJS.ErrnoException).code === 'ENOENT' ? '/usr/bin/python3 not found' : r.error.message}`;
   if (r.status !== 0) {
     const err = (r.stderr || '').trim().split('\n').pop() ?? '';
     return `PyTorch reference not run: ${/No module named 'torch'/.test(r.stderr) ? 'python3-torch is not installed' : err}`;
@@ -105,7 +139,9 @@ function runTorch(): TorchResult | string {
 
 async function main(): Promise<void> {
   const { B, T, N, D, F, H } = SHAPE;
-  log(`bench:train  B=${B} T=${T} C=${SHAPE.C} E=${SHAPE.E} N=${N} D=${D} FFN=${F} heads=${H} CLIP proj=${SHAPE.P}, dropout 0.1, ORT threads ${THREADS}`);
+  log(
+    `bench:train  B=${B} T=${T} C=${SHAPE.C} E=${SHAPE.E} N=${N} D=${D} FFN=${F} heads=${H} CLIP proj=${SHAPE.P}, dropout 0.1, ORT threads ${THREADS}`,
+  );
   const ort = new OrtMatmul({ threads: THREADS });
   const peak0 = peakGflops(ort);
 
@@ -121,7 +157,8 @@ async function main(): Promise<void> {
   const tProbe = performance.now();
   probe.trainStep(batch);
   const probeMs = performance.now() - tProbe;
-  const flops = counter.flops, probeMatmulMs = counter.ms;
+  const flops = counter.flops,
+    probeMatmulMs = counter.ms;
   probe.head.releaseBuffers();
 
   // the TS step
@@ -143,12 +180,18 @@ async function main(): Promise<void> {
   log('');
   log(`matmul FLOPs per step (counted): ${fmt(flops / 1e9, 2)} GFLOP`);
   log(`peak ORT GEMM rate (2048³, best of 8): ${fmt(peak, 0)} GFLOP/s → a step can take no less than ${fmt(flops / peak / 1e6, 0)} ms`);
-  log(`TypeScript step: ${fmt(tsMs, 0)} ms (median of ${STEPS}; min ${fmt(Math.min(...times), 0)}) = ${fmt(achieved, 0)} GFLOP/s = ${fmt((100 * achieved) / peak, 0)} % of peak (goal ≥ 75 %)`);
-  log(`  one instrumented step: ${fmt(probeMs, 0)} ms = matmuls ${fmt(probeMatmulMs, 0)} ms (${fmt(flops / probeMatmulMs / 1e6, 0)} GFLOP/s) + everything else ${fmt(probeMs - probeMatmulMs, 0)} ms (element-wise layers, losses, Adam + EMA)`);
+  log(
+    `TypeScript step: ${fmt(tsMs, 0)} ms (median of ${STEPS}; min ${fmt(Math.min(...times), 0)}) = ${fmt(achieved, 0)} GFLOP/s = ${fmt((100 * achieved) / peak, 0)} % of peak (goal ≥ 75 %)`,
+  );
+  log(
+    `  one instrumented step: ${fmt(probeMs, 0)} ms = matmuls ${fmt(probeMatmulMs, 0)} ms (${fmt(flops / probeMatmulMs / 1e6, 0)} GFLOP/s) + everything else ${fmt(probeMs - probeMatmulMs, 0)} ms (element-wise layers, losses, Adam + EMA)`,
+  );
   if (typeof torch === 'string') {
     log(torch);
   } else {
-    log(`PyTorch ${torch.torch} (${torch.threads} threads, BLAS ${blasLibrary()}): ${fmt(torch.median_ms, 0)} ms per step (median of ${STEPS}), same shapes, dropout, losses, Adam, OneCycle, EMA`);
+    log(
+      `PyTorch ${torch.torch} (${torch.threads} threads, BLAS ${blasLibrary()}): ${fmt(torch.median_ms, 0)} ms per step (median of ${STEPS}), same shapes, dropout, losses, Adam, OneCycle, EMA`,
+    );
     log(`ratio TypeScript / PyTorch: ${fmt(tsMs / torch.median_ms, 2)} (goal ≤ 0.40)`);
   }
 
@@ -177,12 +220,16 @@ async function main(): Promise<void> {
     }
     const perImage = median(ts) / imgB;
     perImageMs.push(perImage);
-    log(`  ${String(n).padStart(6)} labels: ${fmt(perImage, 2).padStart(8)} ms/image  (${fmt((1000 * perImage) / n, 2)} µs per image per label; label set prepared once in ${fmt(prepMs, 1)} ms)`);
+    log(
+      `  ${String(n).padStart(6)} labels: ${fmt(perImage, 2).padStart(8)} ms/image  (${fmt((1000 * perImage) / n, 2)} µs per image per label; label set prepared once in ${fmt(prepMs, 1)} ms)`,
+    );
   }
   // cost = fixed (memory + its K/V, per image) + per-label slope: compare the slopes of the two intervals
   const slope1 = (perImageMs[1] - perImageMs[0]) / (counts[1] - counts[0]);
   const slope2 = (perImageMs[2] - perImageMs[1]) / (counts[2] - counts[1]);
-  log(`  marginal cost per label: ${fmt(1000 * slope1, 1)} µs (100→1,000) vs ${fmt(1000 * slope2, 1)} µs (1,000→10,000): ratio ${fmt(slope2 / slope1, 2)} (1.00 = linear); fixed part ≈ ${fmt(perImageMs[0] - 100 * slope1, 1)} ms/image`);
+  log(
+    `  marginal cost per label: ${fmt(1000 * slope1, 1)} µs (100→1,000) vs ${fmt(1000 * slope2, 1)} µs (1,000→10,000): ratio ${fmt(slope2 / slope1, 2)} (1.00 = linear); fixed part ≈ ${fmt(perImageMs[0] - 100 * slope1, 1)} ms/image`,
+  );
   head.releaseBuffers();
 
   // peak RSS over a long run
@@ -195,7 +242,9 @@ async function main(): Promise<void> {
   for (let i = early; i < RSS_STEPS; i++) trainer.trainStep(batch);
   const rssEnd = rssMb();
   const avg = (performance.now() - t0) / RSS_STEPS;
-  log(`peak RSS after ${early} steps: ${fmt(rssEarly, 0)} MB; after ${RSS_STEPS} steps: ${fmt(rssEnd, 0)} MB (growth ${fmt(rssEnd - rssEarly, 0)} MB); mean step over the run ${fmt(avg, 0)} ms`);
+  log(
+    `peak RSS after ${early} steps: ${fmt(rssEarly, 0)} MB; after ${RSS_STEPS} steps: ${fmt(rssEnd, 0)} MB (growth ${fmt(rssEnd - rssEarly, 0)} MB); mean step over the run ${fmt(avg, 0)} ms`,
+  );
   ort.dispose();
 }
 

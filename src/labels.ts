@@ -39,7 +39,8 @@ export function checkLabels(labels: readonly string[], options: LabelListOptions
   const { source } = options;
   const maxLabels = options.maxLabels ?? DEFAULT_MAX_LABELS;
   const maxLength = options.maxLength ?? DEFAULT_MAX_LABEL_LENGTH;
-  if (labels.length === 0) throw new ClipDecoderError('NO_LABELS', `${prefix(source)}the label list is empty: give at least one label`, source);
+  if (labels.length === 0)
+    throw new ClipDecoderError('NO_LABELS', `${prefix(source)}the label list is empty: give at least one label`, source);
   if (labels.length > maxLabels) {
     throw new ClipDecoderError('TOO_MANY_LABELS', `${prefix(source)}${labels.length} labels; at most ${maxLabels} are accepted`, source);
   }
@@ -49,7 +50,11 @@ export function checkLabels(labels: readonly string[], options: LabelListOptions
     if (!label) throw new ClipDecoderError('INPUT_INVALID', `${prefix(source)}label ${i + 1} is blank`, String(i + 1));
     const length = [...label].length;
     if (length > maxLength) {
-      throw new ClipDecoderError('LABEL_TOO_LONG', `${prefix(source)}label "${shown(label)}" has ${length} characters; at most ${maxLength} are accepted`, label);
+      throw new ClipDecoderError(
+        'LABEL_TOO_LONG',
+        `${prefix(source)}label "${shown(label)}" has ${length} characters; at most ${maxLength} are accepted`,
+        label,
+      );
     }
     if (seen.has(label)) throw new ClipDecoderError('DUPLICATE_LABEL', `${prefix(source)}label "${label}" appears twice`, label);
     seen.add(label);
@@ -59,8 +64,12 @@ export function checkLabels(labels: readonly string[], options: LabelListOptions
 
 /** A comma-separated label list ("dog, cat,,sky"): trimmed, empty entries dropped, then checked. */
 export function parseLabelList(text: string, options: LabelListOptions = {}): string[] {
-  const labels = text.split(',').map((l) => l.trim()).filter(Boolean);
-  if (labels.length === 0) throw new ClipDecoderError('NO_LABELS', `${prefix(options.source)}no labels: give a comma-separated list`, options.source);
+  const labels = text
+    .split(',')
+    .map((l) => l.trim())
+    .filter(Boolean);
+  if (labels.length === 0)
+    throw new ClipDecoderError('NO_LABELS', `${prefix(options.source)}no labels: give a comma-separated list`, options.source);
   return checkLabels(labels, options);
 }
 
@@ -74,7 +83,8 @@ export function parseLabelLines(text: string, options: LabelListOptions = {}): s
     .split(/\r?\n/)
     .map((l) => l.trim())
     .filter((l) => l !== '' && !l.startsWith('#'));
-  if (labels.length === 0) throw new ClipDecoderError('NO_LABELS', `${prefix(options.source)}no labels (only blank and # comment lines)`, options.source);
+  if (labels.length === 0)
+    throw new ClipDecoderError('NO_LABELS', `${prefix(options.source)}no labels (only blank and # comment lines)`, options.source);
   return checkLabels(labels, options);
 }
 
@@ -84,7 +94,9 @@ export function readLabelFile(path: string, options: LabelLimits = {}): string[]
   try {
     bytes = readFileSync(path);
   } catch (e) {
-    throw new ClipDecoderError('INPUT_INVALID', `${path}: cannot read the label file (${(e as NodeJS.ErrnoException).code ?? e})`, path, { cause: e });
+    throw new ClipDecoderError('INPUT_INVALID', `${path}: cannot read the label file (${(e as NodeJS.ErrnoException).code ?? e})`, path, {
+      cause: e,
+    });
   }
   let text: string;
   try {

@@ -20,8 +20,14 @@ test('--help lists the commands', () => {
 test('embed-text --json gives one embedding per text', () => {
   const r = cli('embed-text', '--model', FIXTURE, '--labels', 'dog', 'red car', '--json');
   assert.equal(r.code, 0, r.stderr);
-  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { text: string; embedding: number[] });
-  assert.deepEqual(lines.map((l) => l.text), ['dog', 'red car']);
+  const lines = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { text: string; embedding: number[] });
+  assert.deepEqual(
+    lines.map((l) => l.text),
+    ['dog', 'red car'],
+  );
   for (const l of lines) {
     assert.equal(l.embedding.length, 16);
     assert.ok(Math.abs(Math.hypot(...l.embedding) - 1) < 1e-5, 'labels are L2-normalised');
@@ -32,7 +38,10 @@ test('embed-image walks folders, names bad files, goes on, exits 1 at the end', 
   const imgs = await makeTestImages();
   const r = cli('embed-image', '--model', FIXTURE, '--json', '--tokens', imgs.dir, join(imgs.dir, 'nope.png'));
   assert.equal(r.code, 1);
-  const out = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { file: string; embedding: number[]; tokens: number[]; tokensShape: number[] });
+  const out = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { file: string; embedding: number[]; tokens: number[]; tokensShape: number[] });
   assert.equal(out.length, Object.keys(imgs.good).length);
   for (const o of out) {
     assert.equal(o.embedding.length, 16);

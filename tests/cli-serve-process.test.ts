@@ -39,7 +39,11 @@ test('the real `serve` process stays up, tags over HTTP, and stops cleanly on SI
     assert.equal(((await health.json()) as { status: string }).status, 'ok');
 
     const dog = renderPng(notoSvg('dog-face'), 128);
-    const res = await fetch(`${url}/v1/tag?labels=dog,pizza,sun`, { method: 'POST', body: new Uint8Array(dog), headers: { 'content-type': 'image/png' } });
+    const res = await fetch(`${url}/v1/tag?labels=dog,pizza,sun`, {
+      method: 'POST',
+      body: new Uint8Array(dog),
+      headers: { 'content-type': 'image/png' },
+    });
     assert.equal(res.status, 200);
     const body = (await res.json()) as { labels: { label: string; probability: number }[] };
     assert.deepEqual(body.labels.map((l) => l.label).sort(), ['dog', 'pizza', 'sun']);

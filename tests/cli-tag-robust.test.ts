@@ -23,7 +23,11 @@ function tmp(prefix: string): string {
 }
 
 function jsonl(stdout: string): { file: string; labels: Record<string, number> }[] {
-  return stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  return stdout
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
 }
 
 /** Stderr is one line per message and never a stack trace. */
@@ -43,6 +47,7 @@ function screen(raw: string): string[] {
   for (let i = 0; i < raw.length; i++) {
     const c = raw[i]!;
     if (c === '\x1b') {
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: parses the terminal's escape sequences
       const m = /^\x1b\[\??(\d*)(?:;\d*)?([A-Za-z])/.exec(raw.slice(i));
       if (!m) continue;
       i += m[0].length - 1;
@@ -70,7 +75,9 @@ function screen(raw: string): string[] {
 
 const hasScript = spawnSync('script', ['--version'], { encoding: 'utf8' }).status === 0;
 
-test('on a terminal the table rows and the error lines stay whole beside the progress bar', { skip: !hasScript && 'needs script(1) from util-linux' }, () => {
+test('on a terminal the table rows and the error lines stay whole beside the progress bar', {
+  skip: !hasScript && 'needs script(1) from util-linux',
+}, () => {
   const broken = join(tmp('tty'), 'broken.png');
   writeFileSync(broken, 'not a png');
   const files = [dogFace, pizza, broken, sun, catFace];
@@ -85,7 +92,10 @@ test('on a terminal the table rows and the error lines stay whole beside the pro
     assert.equal(row.length, 1, `one screen line for ${f}:\n${shown.join('\n')}`);
     assert.match(row[0]!, new RegExp(`^${f}\\s+(dog|pizza) 0\\.\\d{3}\\s+(dog|pizza) 0\\.\\d{3}$`), shown.join('\n'));
   }
-  assert.ok(shown.includes(`clip-decoder: ${broken}: not a readable image (Input buffer contains unsupported image format)`), shown.join('\n'));
+  assert.ok(
+    shown.includes(`clip-decoder: ${broken}: not a readable image (Input buffer contains unsupported image format)`),
+    shown.join('\n'),
+  );
   assert.ok(shown.includes('clip-decoder: 1 of 5 inputs failed'), shown.join('\n'));
 });
 
@@ -98,7 +108,13 @@ test('--explain: one overlay per image and label, names unique and readable (猫
   const files = readdirSync(out).sort();
   assert.equal(files.length, 25, files.join('\n'));
   const first = files.filter((f) => f.startsWith('0000-dog-face--'));
-  assert.deepEqual(first, ['0000-dog-face--%F0%9F%98%80.png', '0000-dog-face--a%2Fb.png', '0000-dog-face--a%5Fb.png', '0000-dog-face--犬.png', '0000-dog-face--猫.png']);
+  assert.deepEqual(first, [
+    '0000-dog-face--%F0%9F%98%80.png',
+    '0000-dog-face--a%2Fb.png',
+    '0000-dog-face--a%5Fb.png',
+    '0000-dog-face--犬.png',
+    '0000-dog-face--猫.png',
+  ]);
   assert.equal(files.filter((f) => f.startsWith('0004-dog-face--')).length, 5);
   for (const f of files) assert.ok(statSync(join(out, f)).size > 100, f);
 });
@@ -109,16 +125,25 @@ test('--explain onto a file, or an overlay that cannot be written: one line nami
   writeFileSync(file, 'x');
   const a = tag(dogFace, '--labels', 'dog', '--explain', file);
   assert.equal(a.code, 2);
-  assert.equal(a.stderr, `clip-decoder: --explain ${file}: cannot create or write the folder (EEXIST: file already exists: a file is in the way of the folder)\n`);
+  assert.equal(
+    a.stderr,
+    `clip-decoder: --explain ${file}: cannot create or write the folder (EEXIST: file already exists: a file is in the way of the folder)\n`,
+  );
   const b = tag(dogFace, '--labels', 'dog', '--explain', join(file, 'sub'));
   assert.equal(b.code, 2);
-  assert.equal(b.stderr, `clip-decoder: --explain ${join(file, 'sub')}: cannot create or write the folder (ENOTDIR: not a directory: a file is in the way of the folder)\n`);
+  assert.equal(
+    b.stderr,
+    `clip-decoder: --explain ${join(file, 'sub')}: cannot create or write the folder (ENOTDIR: not a directory: a file is in the way of the folder)\n`,
+  );
   // A folder where the overlay file should go: the write fails whoever runs the test (root included).
   const out = join(dir, 'out');
   mkdirSync(join(out, '0000-dog-face--dog.png'), { recursive: true });
   const c = tag(dogFace, '--labels', 'dog', '--explain', out, '--format', 'jsonl');
   assert.equal(c.code, 2);
-  assert.equal(c.stderr, `clip-decoder: --explain: cannot write ${join(out, '0000-dog-face--dog.png')} (EISDIR: illegal operation on a directory)\n`);
+  assert.equal(
+    c.stderr,
+    `clip-decoder: --explain: cannot write ${join(out, '0000-dog-face--dog.png')} (EISDIR: illegal operation on a directory)\n`,
+  );
   assert.deepEqual(readdirSync(out), ['0000-dog-face--dog.png'], 'no temporary file left behind');
 });
 
@@ -126,14 +151,19 @@ test('--explain onto a file, or an overlay that cannot be written: one line nami
 const asRoot = process.getuid?.() === 0;
 const canDropRoot = asRoot && spawnSync('setpriv', ['--version']).status === 0;
 
-test('--explain into a folder without write permission: one line naming it, exit 2', { skip: asRoot && !canDropRoot && 'root without setpriv(1)' }, () => {
+test('--explain into a folder without write permission: one line naming it, exit 2', {
+  skip: asRoot && !canDropRoot && 'root without setpriv(1)',
+}, () => {
   const dir = tmp('explain-ro');
   const ro = join(dir, 'ro');
   mkdirSync(ro, { mode: 0o555 });
   for (const d of [dir, tiny.dir, join(tiny.dir, '..')]) chmodSync(d, 0o755); // mkdtemp's 0700 would hide them from nobody
   const args = [...CLI, dogFace, '--labels', 'dog', '--explain', ro];
   const r = asRoot
-    ? spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, ...args], { encoding: 'utf8', timeout: 60_000 })
+    ? spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, ...args], {
+        encoding: 'utf8',
+        timeout: 60_000,
+      })
     : spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 60_000 });
   assert.equal(r.stderr, `clip-decoder: --explain ${ro}: cannot create or write the folder (EACCES: permission denied)\n`);
   assert.equal(r.status, 2);
@@ -162,7 +192,10 @@ test('FIFOs and devices: skipped in folders with a warning, refused by name; --m
   writeFileSync(big, Buffer.concat([readFileSync(pizza), Buffer.alloc(1)]));
   const r = tag(dir, named, '/dev/zero', pizza, big, '--labels', 'dog,pizza', '--format', 'jsonl', '--max-file-bytes', String(size));
   assert.equal(r.code, 1, r.stderr);
-  assert.deepEqual(jsonl(r.stdout).map((l) => l.file), [join(dir, 'a.png'), pizza]);
+  assert.deepEqual(
+    jsonl(r.stdout).map((l) => l.file),
+    [join(dir, 'a.png'), pizza],
+  );
   assert.equal(
     r.stderr,
     [
@@ -202,7 +235,10 @@ test('a file name that is not UTF-8 is named as such, and the images beside it a
   writeFileSync(Buffer.concat([Buffer.from(`${dir}/caf`), Buffer.from([0xe9]), Buffer.from('.png')]), readFileSync(dogFace));
   const r = tag(dir, '--labels', 'dog', '--format', 'jsonl');
   assert.equal(r.code, 1);
-  assert.deepEqual(jsonl(r.stdout).map((l) => l.file), [join(dir, 'good.png')]);
+  assert.deepEqual(
+    jsonl(r.stdout).map((l) => l.file),
+    [join(dir, 'good.png')],
+  );
   assert.equal(
     r.stderr,
     `clip-decoder: ${dir}/caf\\xE9.png: the name is not valid UTF-8, so it cannot be opened by name: rename it (for example with convmv)\n` +

@@ -9,14 +9,20 @@ import { trainTinyHead, TINY_CLIP } from './helpers/tiny-head.ts';
 const tiny = await trainTinyHead();
 const folder = join(tiny.dir, '..');
 function tag(...args: string[]) {
-  const r = spawnSync(process.execPath, ['bin/clip-decoder.js', 'tag', '--model', TINY_CLIP, '--head', tiny.dir, ...args], { encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, ['bin/clip-decoder.js', 'tag', '--model', TINY_CLIP, '--head', tiny.dir, ...args], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 test('tag a folder as JSON lines: one line per image, every label with a probability', () => {
   const r = tag(folder, '--labels', 'dog,pizza,sun', '--format', 'jsonl');
   assert.equal(r.code, 0, r.stderr);
-  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { file: string; labels: Record<string, number> });
+  const lines = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { file: string; labels: Record<string, number> });
   assert.equal(lines.length, tiny.images.length);
   for (const l of lines) {
     assert.deepEqual(Object.keys(l.labels).sort(), ['dog', 'pizza', 'sun']);
@@ -57,6 +63,9 @@ test('bad input: a broken file is named and the rest tagged (exit 1); bad flags 
   assert.ok(r.stderr.includes(`${broken}: not a readable image`));
   assert.equal(tag(tiny.images[0]!.file).code, 2);
   assert.match(tag(tiny.images[0]!.file).stderr, /no labels: give --labels/);
-  assert.match(tag(tiny.images[0]!.file, '--labels', 'a', '--threshold', '2').stderr, /--threshold must be a probability in \[0, 1\], got "2"/);
+  assert.match(
+    tag(tiny.images[0]!.file, '--labels', 'a', '--threshold', '2').stderr,
+    /--threshold must be a probability in \[0, 1\], got "2"/,
+  );
   assert.match(tag(tiny.images[0]!.file, '--labels', 'a,a').stderr, /label "a" appears twice/);
 });

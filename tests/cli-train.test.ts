@@ -16,7 +16,7 @@ const base = ['bin/clip-decoder.js', 'train', '--dataset', data, '--cache', join
 const small = ['--d-model', '32', '--heads', '4', '--ffn', '64', '--batch-size', '8', '--lr', '1e-3'];
 const cli = (args: string[]) => spawnSync(process.execPath, [...base, ...args], { encoding: 'utf8', timeout: 120_000 });
 
-test('train --resume: changed flags refused by name in one line (exit 2); flags not given take the run\'s values', () => {
+test("train --resume: changed flags refused by name in one line (exit 2); flags not given take the run's values", () => {
   const out = join(root, 'run');
   const first = cli(['--out', out, '--epochs', '2', ...small]);
   assert.equal(first.status, 0, first.stderr);
@@ -24,7 +24,10 @@ test('train --resume: changed flags refused by name in one line (exit 2); flags 
   assert.equal(cfg.architecture.dModel, 32);
   const changed = cli(['--out', out, '--resume', '--epochs', '3', '--d-model', '64', '--lr', '0.01']);
   assert.equal(changed.status, 2, changed.stderr);
-  assert.equal(changed.stderr, `clip-decoder: resume: ${join(out, 'last')} is a run with other settings: --epochs 3 (the run has 2), --lr 0.01 (the run has 0.001), --d-model 64 (the run has 32); drop these to continue it, or train into a new output folder\n`);
+  assert.equal(
+    changed.stderr,
+    `clip-decoder: resume: ${join(out, 'last')} is a run with other settings: --epochs 3 (the run has 2), --lr 0.01 (the run has 0.001), --d-model 64 (the run has 32); drop these to continue it, or train into a new output folder\n`,
+  );
   // the same flags again, or none: the run continues (here it is complete: nothing more is trained)
   const same = cli(['--out', out, '--resume', ...small, '--epochs', '2']);
   assert.equal(same.status, 0, same.stderr);
@@ -38,20 +41,36 @@ test('train --resume with nothing to resume says so in one line and starts a new
   const out = join(root, 'fresh');
   const r = cli(['--out', out, '--resume', '--epochs', '1', ...small]);
   assert.equal(r.status, 0, r.stderr);
-  assert.equal(r.stderr.split('\n').filter((l) => l.startsWith('resume:')).join('\n'), `resume: nothing to resume in ${join(out, 'last')} (no checkpoint yet); starting a new run`);
+  assert.equal(
+    r.stderr
+      .split('\n')
+      .filter((l) => l.startsWith('resume:'))
+      .join('\n'),
+    `resume: nothing to resume in ${join(out, 'last')} (no checkpoint yet); starting a new run`,
+  );
   assert.match(r.stderr, /^epoch 1\/1 /m);
 });
 
 test('the training bar on a terminal: steps, loss, rate, ETA; log lines go above it; nothing drawn off a terminal', () => {
   let tty = '';
-  const stream = { isTTY: true, columns: 120, write: (s: string) => ((tty += s), true), on() {}, removeListener() {}, cursorTo: () => true, moveCursor: () => true, clearLine: () => true } as unknown as NodeJS.WriteStream;
+  const stream = {
+    isTTY: true,
+    columns: 120,
+    write: (s: string) => ((tty += s), true),
+    on() {},
+    removeListener() {},
+    cursorTo: () => true,
+    moveCursor: () => true,
+    clearLine: () => true,
+  } as unknown as NodeJS.WriteStream;
   const bar = startStepProgress('training', stream);
   bar.update({ step: 11, totalSteps: 40, startStep: 10, loss: 0.51234 });
   bar.log('epoch 1/4  loss 0.512');
   bar.update({ step: 12, totalSteps: 40, startStep: 10, loss: 0.5 });
   bar.stop();
   assert.match(tty, /training \[[█░]+\] 11\/40 steps \| loss 0\.5123 \| [\d.]+ steps\/s \| ETA /);
-  assert.match(tty, /\r\x1b\[2Kepoch 1\/4  loss 0\.512\n/);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the bar clears its line with an escape sequence
+  assert.match(tty, /\r\x1b\[2Kepoch 1\/4 {2}loss 0\.512\n/);
   assert.match(tty, /12\/40 steps \| loss 0\.5000/);
   let pipe = '';
   const plain = startStepProgress('training', { isTTY: false, write: (s: string) => ((pipe += s), true) } as unknown as NodeJS.WriteStream);

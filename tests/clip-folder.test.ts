@@ -10,8 +10,14 @@ import { ClipDecoderError } from '../src/errors.ts';
 function fakeFolder(overrides: { config?: object; pre?: object } = {}): string {
   const dir = mkdtempSync(join(tmpdir(), 'clip-folder-'));
   mkdirSync(join(dir, 'onnx'));
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(overrides.config ?? { projection_dim: 16, vision_config: { image_size: 32, patch_size: 8, hidden_size: 32 } }));
-  writeFileSync(join(dir, 'preprocessor_config.json'), JSON.stringify(overrides.pre ?? { size: { shortest_edge: 32 }, crop_size: { height: 32, width: 32 } }));
+  writeFileSync(
+    join(dir, 'config.json'),
+    JSON.stringify(overrides.config ?? { projection_dim: 16, vision_config: { image_size: 32, patch_size: 8, hidden_size: 32 } }),
+  );
+  writeFileSync(
+    join(dir, 'preprocessor_config.json'),
+    JSON.stringify(overrides.pre ?? { size: { shortest_edge: 32 }, crop_size: { height: 32, width: 32 } }),
+  );
   writeFileSync(join(dir, 'tokenizer.json'), '{}');
   writeFileSync(join(dir, 'tokenizer_config.json'), '{}');
   writeFileSync(join(dir, 'onnx/vision_model.onnx'), 'not onnx');
@@ -29,7 +35,10 @@ function rejectsWith(code: string, pattern: RegExp) {
 }
 
 test('a missing folder names the path and what was expected', async () => {
-  await assert.rejects(openClipFolder('/nonexistent/model'), rejectsWith('MODEL_NOT_FOUND', /\/nonexistent\/model: no such model folder \(expected a CLIP folder with config\.json/));
+  await assert.rejects(
+    openClipFolder('/nonexistent/model'),
+    rejectsWith('MODEL_NOT_FOUND', /\/nonexistent\/model: no such model folder \(expected a CLIP folder with config\.json/),
+  );
 });
 
 test('a missing ONNX file names the file', async () => {
@@ -40,7 +49,10 @@ test('a missing ONNX file names the file', async () => {
 
 test('an inconsistent config names the files that disagree', async () => {
   const dir = fakeFolder({ pre: { size: { shortest_edge: 40 }, crop_size: { height: 40, width: 40 } } });
-  await assert.rejects(openClipFolder(dir), rejectsWith('MODEL_INVALID', /preprocessor_config\.json: produces 40×40 images but .*config\.json says vision_config\.image_size = 32/));
+  await assert.rejects(
+    openClipFolder(dir),
+    rejectsWith('MODEL_INVALID', /preprocessor_config\.json: produces 40×40 images but .*config\.json says vision_config\.image_size = 32/),
+  );
   const bad = fakeFolder({ config: { vision_config: { image_size: 32, patch_size: 'eight' } } });
   await assert.rejects(openClipFolder(bad), rejectsWith('MODEL_INVALID', /vision_config\.patch_size must be a positive integer/));
   const notJson = fakeFolder();
@@ -53,7 +65,10 @@ test('offline, a hub id that is not cached fails at once and says how to use a l
   const t0 = Date.now();
   await assert.rejects(
     resolveModelPath('Xenova/clip-vit-base-patch32', { cacheDir, allowRemote: false }),
-    rejectsWith('HUB_OFFLINE', /Xenova\/clip-vit-base-patch32: not a local folder and not cached.*pass its path, e\.g\. --model \.\/models\/clip-vit-base-patch32/),
+    rejectsWith(
+      'HUB_OFFLINE',
+      /Xenova\/clip-vit-base-patch32: not a local folder and not cached.*pass its path, e\.g\. --model \.\/models\/clip-vit-base-patch32/,
+    ),
   );
   // With downloads allowed, an unreachable hub fails fast too (no network here; where there is one this would download).
   if (!process.env.CLIP_DECODER_TEST_NETWORK) {
@@ -67,7 +82,14 @@ test('a hub id found in the cache resolves to the cached folder', async () => {
   const src = fakeFolder();
   const target = join(cacheDir, 'someone/tiny-clip');
   mkdirSync(join(target, 'onnx'), { recursive: true });
-  for (const f of ['config.json', 'preprocessor_config.json', 'tokenizer.json', 'tokenizer_config.json', 'onnx/vision_model.onnx', 'onnx/text_model.onnx']) {
+  for (const f of [
+    'config.json',
+    'preprocessor_config.json',
+    'tokenizer.json',
+    'tokenizer_config.json',
+    'onnx/vision_model.onnx',
+    'onnx/text_model.onnx',
+  ]) {
     writeFileSync(join(target, f), '{}');
   }
   assert.equal(await resolveModelPath('someone/tiny-clip', { cacheDir, allowRemote: false }), target);

@@ -61,18 +61,35 @@ test('prompt templates: default template, ensembling, L2-normalisation', async (
   for (let i = 0; i < 2; i++) {
     const v = manual.subarray(i * 16, (i + 1) * 16);
     const n = Math.hypot(...v);
-    assert.ok(maxAbs(single.subarray(i * 16, (i + 1) * 16), Array.from(v, (x) => x / n)) < 1e-6);
+    assert.ok(
+      maxAbs(
+        single.subarray(i * 16, (i + 1) * 16),
+        Array.from(v, (x) => x / n),
+      ) < 1e-6,
+    );
   }
   const templates = ['a photo of {label}', 'a drawing of a {label}'];
   const ens = await embedLabels(model, ['dog'], { templates });
   const parts = await model.encodeTexts(['a photo of dog', 'a drawing of a dog']);
-  const a = parts.subarray(0, 16), b = parts.subarray(16, 32);
-  const na = Math.hypot(...a), nb = Math.hypot(...b);
+  const a = parts.subarray(0, 16),
+    b = parts.subarray(16, 32);
+  const na = Math.hypot(...a),
+    nb = Math.hypot(...b);
   const avg = Array.from(a, (x, j) => x / na + b[j]! / nb);
   const navg = Math.hypot(...avg);
-  assert.ok(maxAbs(ens, avg.map((x) => x / navg)) < 1e-6);
+  assert.ok(
+    maxAbs(
+      ens,
+      avg.map((x) => x / navg),
+    ) < 1e-6,
+  );
   const raw = await embedLabels(model, ['dog'], { templates, normalize: false });
-  assert.ok(maxAbs(raw, Array.from(a, (x, j) => (x + b[j]!) / 2)) < 1e-6);
+  assert.ok(
+    maxAbs(
+      raw,
+      Array.from(a, (x, j) => (x + b[j]!) / 2),
+    ) < 1e-6,
+  );
   await assert.rejects(embedLabels(model, ['dog'], { templates: ['no placeholder'] }), /has no \{label\} placeholder/);
 });
 
@@ -87,8 +104,14 @@ test('a batch with bad files encodes the good ones, in order, and names the bad 
   const files = [imgs.good.pngAlpha!, imgs.bad.text!, imgs.good.jpegWide!, imgs.bad.empty!, imgs.good.svg!, join(imgs.dir, 'missing.png')];
   const results: ImageResult[] = [];
   for await (const r of model.encodeImages(files, { batchSize: 4 })) results.push(r);
-  assert.deepEqual(results.map((r) => r.index), [0, 1, 2, 3, 4, 5]);
-  assert.deepEqual(results.map((r) => (r.error ? r.error.code : 'ok')), ['ok', 'IMAGE_INVALID', 'ok', 'IMAGE_INVALID', 'ok', 'IMAGE_INVALID']);
+  assert.deepEqual(
+    results.map((r) => r.index),
+    [0, 1, 2, 3, 4, 5],
+  );
+  assert.deepEqual(
+    results.map((r) => (r.error ? r.error.code : 'ok')),
+    ['ok', 'IMAGE_INVALID', 'ok', 'IMAGE_INVALID', 'ok', 'IMAGE_INVALID'],
+  );
   assert.ok(results[1]!.error!.message.includes(files[1]!));
   // Each good image's encoding equals what a batch of one gives.
   for (const i of [0, 2, 4]) {
@@ -125,7 +148,10 @@ test('a text longer than the model takes is truncated but still ends with <|endo
   assert.equal(length, 77);
   assert.equal(Number(ids[76]), 999, 'EOS at the end of the truncated row');
   assert.equal(Number(ids[0]), 998);
-  assert.equal(mask.slice(0, 77).every((m) => m === 1n), true);
+  assert.equal(
+    mask.slice(0, 77).every((m) => m === 1n),
+    true,
+  );
   // The short row keeps its own EOS and padding.
   const row = Array.from(ids.slice(77, 154), Number);
   assert.equal(row[row.indexOf(999)], 999);

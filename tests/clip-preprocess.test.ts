@@ -102,7 +102,12 @@ test('refuses empty, non-image and truncated files by name', async () => {
 
 test('refuses images over the pixel limit by name', async () => {
   const big = join(images.dir, 'big.png');
-  writeFileSync(big, await sharp({ create: { width: 3000, height: 3000, channels: 3, background: '#808080' } }).png().toBuffer());
+  writeFileSync(
+    big,
+    await sharp({ create: { width: 3000, height: 3000, channels: 3, background: '#808080' } })
+      .png()
+      .toBuffer(),
+  );
   await assert.rejects(preprocessImage(big, cfg, { pixelLimit: 4_000_000 }), (e: unknown) => {
     assert.ok(e instanceof ClipDecoderError);
     assert.equal(e.code, 'IMAGE_TOO_LARGE');

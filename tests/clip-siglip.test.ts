@@ -16,7 +16,10 @@ import { trainTinyHead } from './helpers/tiny-head.ts';
 import { notoSvg, renderPng } from './helpers/images.ts';
 
 const DIR = 'tests/fixtures/tiny-siglip';
-interface Flat { shape: number[]; data: number[] }
+interface Flat {
+  shape: number[];
+  data: number[];
+}
 const ref = JSON.parse(readFileSync('tests/fixtures/tiny-siglip-reference.json', 'utf8')) as {
   logit_scale: number;
   logit_bias: number;
@@ -33,7 +36,8 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return m;
 }
-const rejectsWith = (code: string, message: RegExp) => (e: unknown) => e instanceof ClipDecoderError && e.code === code && message.test(e.message);
+const rejectsWith = (code: string, message: RegExp) => (e: unknown) =>
+  e instanceof ClipDecoderError && e.code === code && message.test(e.message);
 
 function copyFixture(): string {
   const dir = mkdtempSync(join(tmpdir(), 'siglip-'));
@@ -61,7 +65,10 @@ test('the SentencePiece (Unigram) tokenizer gives the reference ids and pads to 
     const { ids, mask, length } = model.tokenize([c.text]);
     assert.equal(length, 16);
     assert.deepEqual(Array.from(ids.subarray(0, c.ids.length), Number), c.ids, c.text);
-    assert.ok(Array.from(ids.subarray(c.ids.length), Number).every((x) => x === 1), `${c.text}: padded with </s>`);
+    assert.ok(
+      Array.from(ids.subarray(c.ids.length), Number).every((x) => x === 1),
+      `${c.text}: padded with </s>`,
+    );
     assert.equal(Array.from(mask, Number).filter((x) => x === 1).length, c.ids.length);
   }
   const { ids } = model.tokenize(ref.text.texts);
@@ -102,23 +109,31 @@ test("plain scoring uses the checkpoint's own logit scale and bias (from onnx/mo
   const probs = Array.from(logits, (x) => 1 / (1 + Math.exp(-x)));
   const dp = maxDiff(probs, ref.probabilities.data);
   assert.ok(dp <= 1e-5, `probabilities ${dp}`);
-  t.diagnostic(`scale ${p.scale.toFixed(6)} (ref ${ref.logit_scale.toFixed(6)}), bias ${p.bias.toFixed(6)} (ref ${ref.logit_bias.toFixed(6)}); max |Δ| logits ${dl.toExponential(2)}, probabilities ${dp.toExponential(2)}`);
+  t.diagnostic(
+    `scale ${p.scale.toFixed(6)} (ref ${ref.logit_scale.toFixed(6)}), bias ${p.bias.toFixed(6)} (ref ${ref.logit_bias.toFixed(6)}); max |Δ| logits ${dl.toExponential(2)}, probabilities ${dp.toExponential(2)}`,
+  );
   await model.dispose();
 });
 
 test('logit scale and bias from model.safetensors, from options, or a clear error when the folder has neither', async () => {
   const dir = copyFixture();
   rmSync(join(dir, 'onnx/model.onnx'));
-  await assert.rejects((await ClipModel.load(dir)).logitParams(), rejectsWith('MODEL_NOT_FOUND', /needs onnx\/model\.onnx or model\.safetensors/));
+  await assert.rejects(
+    (await ClipModel.load(dir)).logitParams(),
+    rejectsWith('MODEL_NOT_FOUND', /needs onnx\/model\.onnx or model\.safetensors/),
+  );
   await assert.rejects(Tagger.load({ model: dir, head: 'none' }), rejectsWith('MODEL_NOT_FOUND', /logit scale and bias/));
   const given = await (await ClipModel.load(dir, { logit: { scale: 3, bias: -1 } })).logitParams();
   assert.deepEqual(given, { scale: 3, bias: -1, source: 'options' });
   // HF stores log(scale); a stray big tensor in the file is not read.
-  writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors([
-    ['logit_bias', { shape: [1], data: new Float32Array([-7.25]) }],
-    ['logit_scale', { shape: [1], data: new Float32Array([Math.log(12.5)]) }],
-    ['text_model.head.weight', { shape: [32, 32], data: new Float32Array(1024) }],
-  ]));
+  writeFileSync(
+    join(dir, 'model.safetensors'),
+    encodeSafetensors([
+      ['logit_bias', { shape: [1], data: new Float32Array([-7.25]) }],
+      ['logit_scale', { shape: [1], data: new Float32Array([Math.log(12.5)]) }],
+      ['text_model.head.weight', { shape: [32, 32], data: new Float32Array(1024) }],
+    ]),
+  );
   const st = await (await ClipModel.load(dir)).logitParams();
   assert.equal(st.source, 'model.safetensors');
   assert.ok(Math.abs(st.scale - 12.5) < 1e-5 && st.bias === -7.25, JSON.stringify(st));
@@ -129,7 +144,10 @@ test('--dtype picks the _fp16 (float16 inputs/outputs) and _quantized variants; 
   const px = Float32Array.from(ref.vision.pixel_values.data);
   const fp32 = await ClipModel.load(DIR, { threads: 1 });
   const base = await fp32.encodePixels(px, 2);
-  for (const [dtype, tol] of [['fp16', 0.02], ['q8', 0.15]] as const) {
+  for (const [dtype, tol] of [
+    ['fp16', 0.02],
+    ['q8', 0.15],
+  ] as const) {
     const model = await ClipModel.load(DIR, { threads: 1, dtype });
     assert.match(model.folder.visionModelPath, dtype === 'fp16' ? /vision_model_fp16\.onnx$/ : /vision_model_quantized\.onnx$/);
     const { imageEmbeds } = await model.encodePixels(px, 2);
@@ -143,7 +161,10 @@ test('--dtype picks the _fp16 (float16 inputs/outputs) and _quantized variants; 
     await model.dispose();
   }
   await fp32.dispose();
-  await assert.rejects(ClipModel.load(DIR, { dtype: 'q4' }), rejectsWith('MODEL_NOT_FOUND', /vision_model_q4\.onnx: missing \(--dtype q4 reads the _q4 variant/));
+  await assert.rejects(
+    ClipModel.load(DIR, { dtype: 'q4' }),
+    rejectsWith('MODEL_NOT_FOUND', /vision_model_q4\.onnx: missing \(--dtype q4 reads the _q4 variant/),
+  );
 });
 
 test('a folder of another model_type is refused with the type named and the supported list; a foreign tokenizer too', async () => {
@@ -151,11 +172,20 @@ test('a folder of another model_type is refused with the type named and the supp
   const cfgPath = join(dir, 'config.json');
   const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
   writeFileSync(cfgPath, JSON.stringify({ ...cfg, model_type: 'blip' }));
-  await assert.rejects(openClipFolder(dir), rejectsWith('MODEL_UNSUPPORTED', /config\.json: model_type "blip" is not supported; supported: clip, siglip$/));
+  await assert.rejects(
+    openClipFolder(dir),
+    rejectsWith('MODEL_UNSUPPORTED', /config\.json: model_type "blip" is not supported; supported: clip, siglip$/),
+  );
   writeFileSync(cfgPath, JSON.stringify({ ...cfg, model_type: 'siglip2' }));
-  await assert.rejects(openClipFolder(dir), rejectsWith('MODEL_UNSUPPORTED', /"siglip2" is not supported \(SigLIP 2 NaFlex.*supported: clip, siglip$/));
+  await assert.rejects(
+    openClipFolder(dir),
+    rejectsWith('MODEL_UNSUPPORTED', /"siglip2" is not supported \(SigLIP 2 NaFlex.*supported: clip, siglip$/),
+  );
   writeFileSync(cfgPath, JSON.stringify({ ...cfg, text_config: { ...cfg.text_config, vocab_size: 50 } }));
-  await assert.rejects(openClipFolder(dir), rejectsWith('MODEL_INVALID', /tokenizer\.json: has token ids up to 115 but .*vocab_size = 50: the tokenizer does not belong/));
+  await assert.rejects(
+    openClipFolder(dir),
+    rejectsWith('MODEL_INVALID', /tokenizer\.json: has token ids up to 115 but .*vocab_size = 50: the tokenizer does not belong/),
+  );
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -197,7 +227,11 @@ test('a CLIP-Decoder head trains on SigLIP patch tokens and tags through the Tag
   const tagger = await Tagger.load({ model: DIR, head: tiny.dir, threads: 1 });
   assert.equal(tagger.model.numTokens, 16);
   assert.deepEqual(tagger.grid, { height: 4, width: 4 });
-  const results = await tagger.tag(tiny.images.map((i) => i.file), ['dog', 'animal', 'pizza', 'food', 'sun', 'sky'], { attention: true });
+  const results = await tagger.tag(
+    tiny.images.map((i) => i.file),
+    ['dog', 'animal', 'pizza', 'food', 'sun', 'sky'],
+    { attention: true },
+  );
   // Fitted on these four images: each image's own labels come first.
   results.forEach((res, i) => {
     const want = tiny.images[i]!.labels;
@@ -214,7 +248,18 @@ test('`clip-decoder tag --head none` scores with SigLIP from the command line; -
   writeFileSync(img, renderPng(notoSvg('sun'), 64));
   // The sources' CLI (the bin runs dist/, which `npm test` builds first).
   const cli = (...args: string[]) =>
-    spawnSync(process.execPath, ['--import', 'tsx', '-e', "import { main } from './src/cli/main.ts'; process.exit(await main(process.argv))", 'clip-decoder', ...args], { encoding: 'utf8', timeout: 60_000 });
+    spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '-e',
+        "import { main } from './src/cli/main.ts'; process.exit(await main(process.argv))",
+        'clip-decoder',
+        ...args,
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
   const tagger = await Tagger.load({ model: DIR, head: 'none', threads: 1 });
   const want = await tagger.tag(img, ['sun', 'sky']);
   await tagger.dispose();
@@ -223,7 +268,8 @@ test('`clip-decoder tag --head none` scores with SigLIP from the command line; -
     assert.equal(r.status, 0, r.stderr);
     const got = (JSON.parse(r.stdout) as { labels: Record<string, number> }).labels;
     const tol = dtype.length ? 0.02 : 1e-6;
-    for (const l of want.labels) assert.ok(Math.abs(got[l.label]! - l.probability) <= tol, `${dtype}: ${l.label} ${got[l.label]} vs ${l.probability}`);
+    for (const l of want.labels)
+      assert.ok(Math.abs(got[l.label]! - l.probability) <= tol, `${dtype}: ${l.label} ${got[l.label]} vs ${l.probability}`);
   }
   const bad = cli('tag', img, '--model', DIR, '--head', 'none', '--labels', 'sun', '--dtype', 'fp8');
   assert.equal(bad.status, 2);

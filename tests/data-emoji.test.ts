@@ -31,9 +31,24 @@ test('label words: lowercase, alphabetic, ≥ 3 letters, stop-words out, singula
   assert.deepEqual(labelWords('1st place in the race'), ['place', 'race']);
   assert.deepEqual(labelWords(':D ok'), []);
   const plural: Record<string, string> = {
-    berries: 'berry', cookies: 'cookie', leaves: 'leaf', boxes: 'box', shoes: 'shoe', tomatoes: 'tomato', matches: 'match',
-    headaches: 'headache', cats: 'cat', women: 'woman', glasses: 'glasses', bus: 'bus', tennis: 'tennis', grass: 'grass',
-    xmas: 'xmas', octopus: 'octopus', buildings: 'building', swimmers: 'swimmer',
+    berries: 'berry',
+    cookies: 'cookie',
+    leaves: 'leaf',
+    boxes: 'box',
+    shoes: 'shoe',
+    tomatoes: 'tomato',
+    matches: 'match',
+    headaches: 'headache',
+    cats: 'cat',
+    women: 'woman',
+    glasses: 'glasses',
+    bus: 'bus',
+    tennis: 'tennis',
+    grass: 'grass',
+    xmas: 'xmas',
+    octopus: 'octopus',
+    buildings: 'building',
+    swimmers: 'swimmer',
   };
   for (const [w, s] of Object.entries(plural)) assert.equal(singularize(w), s, w);
 });
@@ -64,7 +79,12 @@ test('EmojiTags labels and split (full, without rendering): by-emoji split, ≥ 
 
   // ≥ 50 unseen labels, each with ≥ 2 test emoji; concept words among them.
   const testEmojiWith = (label: string) =>
-    new Set(split.test.map((id) => byId.get(id)!).filter((it) => it.labels.includes(label)).map((it) => it.meta!.hexcode)).size;
+    new Set(
+      split.test
+        .map((id) => byId.get(id)!)
+        .filter((it) => it.labels.includes(label))
+        .map((it) => it.meta!.hexcode),
+    ).size;
   const covered = split.unseen.filter((l) => testEmojiWith(l) >= 2);
   assert.ok(covered.length >= 50, `only ${covered.length} unseen labels have 2 test emoji`);
   for (const concept of ['dog', 'cat', 'beach', 'bird', 'flower', 'car']) assert.ok(split.unseen.includes(concept), concept);
@@ -81,7 +101,12 @@ test('EmojiTags labels and split (full, without rendering): by-emoji split, ≥ 
   assert.equal(select.ids.length, split.train.length);
   assert.ok(split.pseudoUnseen.length >= 40);
   for (const l of split.pseudoUnseen) {
-    const val = new Set(split.val.map((id) => byId.get(id)!).filter((it) => it.labels.includes(l)).map((it) => it.meta!.hexcode));
+    const val = new Set(
+      split.val
+        .map((id) => byId.get(id)!)
+        .filter((it) => it.labels.includes(l))
+        .map((it) => it.meta!.hexcode),
+    );
     assert.ok(val.size >= 2, `pseudo-unseen ${l} has ${val.size} validation emoji`);
   }
 
@@ -100,7 +125,10 @@ test('EmojiTags labels and split (full, without rendering): by-emoji split, ≥ 
 });
 
 test('EmojiTags refuses the Fluent sets and unknown styles', () => {
-  assert.throws(() => resolveStyles(['noto', 'fluent-emoji-flat']), (e: unknown) => e instanceof ClipDecoderError && /reserved for independent evaluation/.test(e.message));
+  assert.throws(
+    () => resolveStyles(['noto', 'fluent-emoji-flat']),
+    (e: unknown) => e instanceof ClipDecoderError && /reserved for independent evaluation/.test(e.message),
+  );
   assert.throws(() => resolveStyles(['nope']), /unknown style "nope"/);
 });
 

@@ -46,11 +46,14 @@ test('folder + CSV: labels column, per-line split, vocabulary from labels.txt, u
   const d = loadDataset(csv, { unseen: ['dog'] });
   assert.equal(d.format, 'csv');
   assert.deepEqual(d.labels, ['cat', 'sofa', 'dog']);
-  assert.deepEqual(d.items.map((it) => [it.id, it.labels]), [
-    ['img/a.jpg', ['cat', 'sofa']],
-    ['img/b.jpg', ['dog', 'cat']],
-    ['img/c.jpg', ['dog']],
-  ]);
+  assert.deepEqual(
+    d.items.map((it) => [it.id, it.labels]),
+    [
+      ['img/a.jpg', ['cat', 'sofa']],
+      ['img/b.jpg', ['dog', 'cat']],
+      ['img/c.jpg', ['dog']],
+    ],
+  );
   assert.deepEqual(d.split.train, ['img/a.jpg', 'img/b.jpg']);
   assert.deepEqual(d.split.test, ['img/c.jpg']);
   const tr = trainingSet(d);
@@ -68,7 +71,10 @@ test('folder + CSV: one 0/1 column per label', () => {
   const csv = write(join(dir, 'labels.csv'), 'image,cat,dog\na.png,1,0\nb.png,1,1\n');
   const d = loadLabelFile(csv);
   assert.deepEqual(d.labels, ['cat', 'dog']);
-  assert.deepEqual(d.items.map((it) => it.labels), [['cat'], ['cat', 'dog']]);
+  assert.deepEqual(
+    d.items.map((it) => it.labels),
+    [['cat'], ['cat', 'dog']],
+  );
   write(join(dir, 'bad.csv'), 'image,cat,dog\na.png,1,2\n');
   throwsDataset(() => loadLabelFile(join(dir, 'bad.csv')), /bad\.csv:2: column "dog" must be 0 or 1, got "2"/);
 });
@@ -80,7 +86,7 @@ test('folder + JSONL: every problem is reported with file and line', () => {
   write(join(dir, 'labels.txt'), 'cat\ndog\n');
   const file = write(
     join(dir, 'labels.jsonl'),
-    [
+    `${[
       '{"file": "a.jpg", "labels": ["cat"]}',
       '{"file": "a.jpg", "labels": ["dog"]}', // duplicate id (id defaults to file)
       '{"file": "missing.jpg", "labels": ["dog"]}', // no such file
@@ -88,7 +94,7 @@ test('folder + JSONL: every problem is reported with file and line', () => {
       '{"id": "e", "file": "b.jpg", "labels": []}', // empty label set
       'not json',
       '{"file": "b.jpg", "labels": "cat"}',
-    ].join('\n') + '\n',
+    ].join('\n')}\n`,
   );
   throwsDataset(
     () => loadLabelFile(file),
@@ -105,9 +111,15 @@ test('folder + JSONL: every problem is reported with file and line', () => {
 test('folder + JSONL: empty label sets and missing files can be dropped or kept on request', () => {
   const dir = tmp();
   write(join(dir, 'a.jpg'), 'x');
-  const file = write(join(dir, 'l.jsonl'), '{"file":"a.jpg","labels":["cat"]}\n{"file":"b.jpg","labels":[]}\n{"file":"c.jpg","labels":["cat"]}\n');
+  const file = write(
+    join(dir, 'l.jsonl'),
+    '{"file":"a.jpg","labels":["cat"]}\n{"file":"b.jpg","labels":[]}\n{"file":"c.jpg","labels":["cat"]}\n',
+  );
   const d = loadLabelFile(file, { emptyLabels: 'drop', missingFiles: 'drop' });
-  assert.deepEqual(d.items.map((it) => it.id), ['a.jpg']);
+  assert.deepEqual(
+    d.items.map((it) => it.id),
+    ['a.jpg'],
+  );
   assert.ok(d.notes.some((n) => /1 image\(s\) without labels dropped/.test(n)));
   assert.ok(d.notes.some((n) => /1 image\(s\) whose file does not exist dropped/.test(n)));
   const kept = loadLabelFile(file, { emptyLabels: 'keep', missingFiles: 'ignore' });
@@ -118,7 +130,10 @@ test('folder + JSONL: empty label sets and missing files can be dropped or kept 
 
 test('manifest folder + split.json: split validated against the manifest', () => {
   const dir = tmp();
-  write(join(dir, 'manifest.jsonl'), '{"id":"x1","file":"x1.png","labels":["a"],"style":"s"}\n{"id":"x2","file":"x2.png","labels":["b"]}\n');
+  write(
+    join(dir, 'manifest.jsonl'),
+    '{"id":"x1","file":"x1.png","labels":["a"],"style":"s"}\n{"id":"x2","file":"x2.png","labels":["b"]}\n',
+  );
   const split = { seen: ['a'], unseen: ['b'], pseudoUnseen: [], train: ['x1'], val: [], test: ['x2'] };
   write(join(dir, 'split.json'), JSON.stringify(split));
   assert.equal(detectDatasetKind(dir), 'manifest');
@@ -161,10 +176,13 @@ test('COCO: labels are the categories present; images without annotations droppe
   assert.equal(d.format, 'coco');
   assert.equal(d.root, join(dir, 'val2017'));
   assert.deepEqual(d.labels, ['person', 'dog', 'couch']);
-  assert.deepEqual(d.items.map((it) => [it.id, it.labels]), [
-    ['000001.jpg', ['person', 'dog']],
-    ['000002.jpg', ['couch']],
-  ]);
+  assert.deepEqual(
+    d.items.map((it) => [it.id, it.labels]),
+    [
+      ['000001.jpg', ['person', 'dog']],
+      ['000002.jpg', ['couch']],
+    ],
+  );
   assert.ok(d.notes.some((n) => /1 image\(s\) without annotations dropped/.test(n)));
   assert.deepEqual(d.split.test, ['000001.jpg', '000002.jpg']);
   assert.deepEqual(d.split.unseen, ['couch']);
@@ -184,7 +202,10 @@ test('COCO: broken references and duplicates are reported with their array index
     /annotations\[4\]: image_id 99 is not in "images"/,
     /annotations\[5\]: category_id 7 is not in "categories"/,
   );
-  throwsDataset(() => loadCoco([{ path: write(join(dir, 'instances_y.json'), JSON.stringify(cocoJson())), part: 'test' }]), /file .*000001\.jpg does not exist/);
+  throwsDataset(
+    () => loadCoco([{ path: write(join(dir, 'instances_y.json'), JSON.stringify(cocoJson())), part: 'test' }]),
+    /file .*000001\.jpg does not exist/,
+  );
 });
 
 test('binary matrix reader: sparse rows, errors with line numbers', () => {
@@ -193,7 +214,11 @@ test('binary matrix reader: sparse rows, errors with line numbers', () => {
   assert.equal(m.rows, 3);
   assert.deepEqual(Array.from(m.offsets), [0, 1, 3, 3]);
   assert.deepEqual(Array.from(m.indices), [1, 0, 1]);
-  throwsDataset(() => readBinaryMatrix(write(join(dir, 'b.txt'), '0 1 0\n0 2 0\n0 1\n'), 3), /b\.txt:2: value 2 is not 0 or 1/, /b\.txt:3: 2 values, expected 3/);
+  throwsDataset(
+    () => readBinaryMatrix(write(join(dir, 'b.txt'), '0 1 0\n0 2 0\n0 1\n'), 3),
+    /b\.txt:2: value 2 is not 0 or 1/,
+    /b\.txt:3: 2 values, expected 3/,
+  );
 });
 
 /** A small NUS-WIDE release: 4 tags (2 of them concepts), 3 concepts, 3 train + 2 test images. */
@@ -201,30 +226,46 @@ function writeNus(layout: 'traintest' | 'all' | 'all81'): string {
   const root = tmp();
   const train = ['actor\\0001_11.jpg', 'airport\\0002_12.jpg', 'beach\\0003_13.jpg'];
   const test = ['beach\\0004_14.jpg', 'actor\\0005_15.jpg'];
-  const all = ['actor\\0005_15.jpg', 'actor\\0001_11.jpg', 'airport\\0002_12.jpg', 'beach\\0003_13.jpg', 'beach\\0004_14.jpg'].map((p) => `C:\\ImageData\\Flickr\\${p}`);
-  write(join(root, 'ImageList', 'TrainImagelist.txt'), train.join('\r\n') + '\r\n');
-  write(join(root, 'ImageList', 'TestImagelist.txt'), test.join('\r\n') + '\r\n');
-  write(join(root, 'ImageList', 'Imagelist.txt'), all.join('\r\n') + '\r\n');
+  const all = ['actor\\0005_15.jpg', 'actor\\0001_11.jpg', 'airport\\0002_12.jpg', 'beach\\0003_13.jpg', 'beach\\0004_14.jpg'].map(
+    (p) => `C:\\ImageData\\Flickr\\${p}`,
+  );
+  write(join(root, 'ImageList', 'TrainImagelist.txt'), `${train.join('\r\n')}\r\n`);
+  write(join(root, 'ImageList', 'TestImagelist.txt'), `${test.join('\r\n')}\r\n`);
+  write(join(root, 'ImageList', 'Imagelist.txt'), `${all.join('\r\n')}\r\n`);
   write(join(root, 'NUS_WID_Tags', 'TagList1k.txt'), 'sky\nbeach\nblue\nairport\n');
   write(join(root, 'ConceptsList', 'Concepts81.txt'), 'airport\nbeach\nperson\n');
   // tags per image (columns sky beach blue airport)
-  const tagsOf: Record<string, string> = { '0001_11': '1 0 1 0', '0002_12': '0 0 0 1', '0003_13': '1 1 0 0', '0004_14': '0 1 1 0', '0005_15': '0 0 0 0' };
+  const tagsOf: Record<string, string> = {
+    '0001_11': '1 0 1 0',
+    '0002_12': '0 0 0 1',
+    '0003_13': '1 1 0 0',
+    '0004_14': '0 1 1 0',
+    '0005_15': '0 0 0 0',
+  };
   // concept ground truth (airport beach person)
-  const gtOf: Record<string, number[]> = { '0001_11': [0, 0, 1], '0002_12': [1, 0, 0], '0003_13': [0, 1, 1], '0004_14': [0, 1, 0], '0005_15': [0, 0, 1] };
+  const gtOf: Record<string, number[]> = {
+    '0001_11': [0, 0, 1],
+    '0002_12': [1, 0, 0],
+    '0003_13': [0, 1, 1],
+    '0004_14': [0, 1, 0],
+    '0005_15': [0, 0, 1],
+  };
   const key = (p: string) => p.split('\\').pop()!.replace('.jpg', '');
   if (layout === 'traintest') {
-    write(join(root, 'NUS_WID_Tags', 'Train_Tags1k.dat'), train.map((p) => tagsOf[key(p)]!.replace(/ /g, '\t') + '\t').join('\n') + '\n');
-    write(join(root, 'NUS_WID_Tags', 'Test_Tags1k.dat'), test.map((p) => tagsOf[key(p)]!.replace(/ /g, '\t') + '\t').join('\n') + '\n');
+    write(join(root, 'NUS_WID_Tags', 'Train_Tags1k.dat'), `${train.map((p) => `${tagsOf[key(p)]!.replace(/ /g, '\t')}\t`).join('\n')}\n`);
+    write(join(root, 'NUS_WID_Tags', 'Test_Tags1k.dat'), `${test.map((p) => `${tagsOf[key(p)]!.replace(/ /g, '\t')}\t`).join('\n')}\n`);
     ['airport', 'beach', 'person'].forEach((c, k) => {
-      write(join(root, 'Groundtruth', 'TrainTestLabels', `Labels_${c}_Train.txt`), train.map((p) => gtOf[key(p)]![k]).join('\n') + '\n');
-      write(join(root, 'Groundtruth', 'TrainTestLabels', `Labels_${c}_Test.txt`), test.map((p) => gtOf[key(p)]![k]).join('\n') + '\n');
+      write(join(root, 'Groundtruth', 'TrainTestLabels', `Labels_${c}_Train.txt`), `${train.map((p) => gtOf[key(p)]![k]).join('\n')}\n`);
+      write(join(root, 'Groundtruth', 'TrainTestLabels', `Labels_${c}_Test.txt`), `${test.map((p) => gtOf[key(p)]![k]).join('\n')}\n`);
     });
   } else {
-    write(join(root, 'NUS_WID_Tags', 'AllTags1k.txt'), all.map((p) => tagsOf[key(p)]).join(' \n') + ' \n');
+    write(join(root, 'NUS_WID_Tags', 'AllTags1k.txt'), `${all.map((p) => tagsOf[key(p)]).join(' \n')} \n`);
     if (layout === 'all') {
-      ['airport', 'beach', 'person'].forEach((c, k) => write(join(root, 'Groundtruth', 'AllLabels', `Labels_${c}.txt`), all.map((p) => gtOf[key(p)]![k]).join('\n') + '\n'));
+      ['airport', 'beach', 'person'].forEach((c, k) =>
+        write(join(root, 'Groundtruth', 'AllLabels', `Labels_${c}.txt`), `${all.map((p) => gtOf[key(p)]![k]).join('\n')}\n`),
+      );
     } else {
-      write(join(root, 'AllLabels81.txt'), all.map((p) => gtOf[key(p)]!.join(' ')).join('\n') + '\n');
+      write(join(root, 'AllLabels81.txt'), `${all.map((p) => gtOf[key(p)]!.join(' ')).join('\n')}\n`);
     }
   }
   return root;
@@ -258,16 +299,19 @@ test('NUS-WIDE: the bundled lists give the standard 925 seen / 81 unseen split; 
   const root = tmp();
   const train = Array.from({ length: 30 }, (_, i) => `c\\${i}.jpg`);
   const test = Array.from({ length: 10 }, (_, i) => `c\\t${i}.jpg`);
-  write(join(root, 'ImageList', 'TrainImagelist.txt'), train.join('\n') + '\n');
-  write(join(root, 'ImageList', 'TestImagelist.txt'), test.join('\n') + '\n');
+  write(join(root, 'ImageList', 'TrainImagelist.txt'), `${train.join('\n')}\n`);
+  write(join(root, 'ImageList', 'TestImagelist.txt'), `${test.join('\n')}\n`);
   const row = (i: number) => Array.from({ length: 1000 }, (_, j) => (j % 30 === i % 30 || j < 12 ? 1 : 0)).join('\t');
-  write(join(root, 'NUS_WID_Tags', 'Train_Tags1k.dat'), train.map((_, i) => row(i)).join('\n') + '\n');
-  write(join(root, 'NUS_WID_Tags', 'Test_Tags1k.dat'), test.map((_, i) => row(i)).join('\n') + '\n');
+  write(join(root, 'NUS_WID_Tags', 'Train_Tags1k.dat'), `${train.map((_, i) => row(i)).join('\n')}\n`);
+  write(join(root, 'NUS_WID_Tags', 'Test_Tags1k.dat'), `${test.map((_, i) => row(i)).join('\n')}\n`);
   write(join(root, 'AllLabels81.txt'), 'x\n'); // not used: TrainTestLabels below take precedence
   const concepts = readNusConcepts();
   for (const c of concepts) {
-    write(join(root, 'Groundtruth', 'TrainTestLabels', `Labels_${c}_Train.txt`), train.map((_, i) => (i % 3 === 0 ? 1 : 0)).join('\n') + '\n');
-    write(join(root, 'Groundtruth', 'TrainTestLabels', `Labels_${c}_Test.txt`), test.map(() => 0).join('\n') + '\n');
+    write(
+      join(root, 'Groundtruth', 'TrainTestLabels', `Labels_${c}_Train.txt`),
+      `${train.map((_, i) => (i % 3 === 0 ? 1 : 0)).join('\n')}\n`,
+    );
+    write(join(root, 'Groundtruth', 'TrainTestLabels', `Labels_${c}_Test.txt`), `${test.map(() => 0).join('\n')}\n`);
   }
   const d = loadNusWide(root, { missingFiles: 'ignore', valFraction: 0.2, seed: 3, pseudoUnseen: 5, pseudoMinPositives: 1 });
   assert.equal(d.split.seen.length, 925);
@@ -282,13 +326,19 @@ test('NUS-WIDE: the bundled lists give the standard 925 seen / 81 unseen split; 
   assert.ok(!select.labels.some((l) => d.split.pseudoUnseen.includes(l) || d.split.unseen.includes(l)));
   assert.equal(trainingSet(d, 'final').ids.length, 30);
   // Same seed, same validation images.
-  assert.deepEqual(loadNusWide(root, { missingFiles: 'ignore', valFraction: 0.2, seed: 3, pseudoUnseen: 5, pseudoMinPositives: 1 }).split.val, d.split.val);
+  assert.deepEqual(
+    loadNusWide(root, { missingFiles: 'ignore', valFraction: 0.2, seed: 3, pseudoUnseen: 5, pseudoMinPositives: 1 }).split.val,
+    d.split.val,
+  );
 });
 
 test('NUS-WIDE: row counts, values and missing ground truth are checked', () => {
   const root = writeNus('traintest');
   write(join(root, 'NUS_WID_Tags', 'Test_Tags1k.dat'), '0\t1\t0\t0\n');
-  throwsDataset(() => loadNusWide(root, { missingFiles: 'ignore' }), /Test_Tags1k\.dat: 1 problem[\s\S]*1 rows, but .*TestImagelist\.txt has 2 images/);
+  throwsDataset(
+    () => loadNusWide(root, { missingFiles: 'ignore' }),
+    /Test_Tags1k\.dat: 1 problem[\s\S]*1 rows, but .*TestImagelist\.txt has 2 images/,
+  );
   const root2 = writeNus('traintest');
   write(join(root2, 'Groundtruth', 'TrainTestLabels', 'Labels_person_Test.txt'), '1\n3\n');
   throwsDataset(() => loadNusWide(root2, { missingFiles: 'ignore' }), /Labels_person_Test\.txt:2: value 1 is not 0 or 1/);

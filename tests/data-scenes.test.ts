@@ -30,13 +30,17 @@ test('P and B are disjoint by emoji, by family (gendered variants) and by drawin
   const byHex = new Map(emojiPlan.pool.map((e) => [e.hexcode, e.key]));
   const side = (hex: string) => (P.has(byHex.get(hex)!) ? 'P' : 'B');
   // person / man / woman bowing, and person / man / woman health worker, stay together
-  for (const group of [['1F647', '1F647-200D-2642-FE0F', '1F647-200D-2640-FE0F'], ['1F9D1-200D-2695-FE0F', '1F468-200D-2695-FE0F', '1F469-200D-2695-FE0F']]) {
+  for (const group of [
+    ['1F647', '1F647-200D-2642-FE0F', '1F647-200D-2640-FE0F'],
+    ['1F9D1-200D-2695-FE0F', '1F468-200D-2695-FE0F', '1F469-200D-2695-FE0F'],
+  ]) {
     assert.equal(new Set(group.map(side)).size, 1, group.join(' '));
   }
 
   const drawingsOf = (keys: Set<string>) => {
     const out = new Map<string, string>();
-    for (const s of emojiPlan.styles) for (const k of keys) if (s.iconOf.has(k)) out.set(svgHash(s.svg(s.iconOf.get(k)!)), `${s.name}:${k}`);
+    for (const s of emojiPlan.styles)
+      for (const k of keys) if (s.iconOf.has(k)) out.set(svgHash(s.svg(s.iconOf.get(k)!)), `${s.name}:${k}`);
     return out;
   };
   const pDrawings = drawingsOf(P);
@@ -69,10 +73,11 @@ test('no test emoji (nor its family) in a train or validation scene; P scenes ho
     }
   }
   assert.ok(styleMembers > 0);
-  for (const s of p.pretrain) for (const m of s.members) {
-    assert.ok(P.has(m.key), `${s.id} holds B emoji ${m.name}`);
-    assert.notEqual(m.style, style);
-  }
+  for (const s of p.pretrain)
+    for (const m of s.members) {
+      assert.ok(P.has(m.key), `${s.id} holds B emoji ${m.name}`);
+      assert.notEqual(m.style, style);
+    }
   assert.ok(!p.trainStyles.includes(style) && !p.trainStyles.some((x) => x.startsWith('fluent')));
   // single-emoji subset: the same parts, the test style in test only
   const partOf = new Map<string, string>();
@@ -88,13 +93,25 @@ test('every unseen label is taught by ≥ 10 P captions and is never a training 
   for (const l of p.split.unseen) {
     // recount: P emoji × pretraining styles drawing it, whose caption words (the EmojiTags labels) carry l
     let captions = 0;
-    for (const k of p.pools.pretrain) if (labeling.emojiLabels.get(k)!.includes(l)) captions += styles.filter((s) => s.iconOf.has(k)).length;
+    for (const k of p.pools.pretrain)
+      if (labeling.emojiLabels.get(k)!.includes(l)) captions += styles.filter((s) => s.iconOf.has(k)).length;
     assert.ok(captions >= 10, `unseen ${l}: ${captions} P captions`);
     assert.equal(p.pools.teach.get(l)!.captions, captions, l);
-    assert.ok(p.scenes.some((s) => s.part === 'test' && s.labels.includes(l)), `unseen ${l} has no test scene`);
+    assert.ok(
+      p.scenes.some((s) => s.part === 'test' && s.labels.includes(l)),
+      `unseen ${l} has no test scene`,
+    );
   }
   for (const concept of ['dog', 'cat', 'bird', 'flower', 'car']) assert.ok(p.split.unseen.includes(concept), concept);
-  const d = { name: 'scenes', format: 'manifest' as const, root: '', labels: [...p.split.seen, ...p.split.unseen], items: p.scenes.map((s) => ({ id: s.id, file: s.file, labels: s.labels })), split: p.split, notes: [] };
+  const d = {
+    name: 'scenes',
+    format: 'manifest' as const,
+    root: '',
+    labels: [...p.split.seen, ...p.split.unseen],
+    items: p.scenes.map((s) => ({ id: s.id, file: s.file, labels: s.labels })),
+    split: p.split,
+    notes: [],
+  };
   const unseen = new Set(p.split.unseen);
   assert.ok(!trainingSet(d, 'final').labels.some((l) => unseen.has(l)));
   const select = trainingSet(d, 'select');
@@ -110,7 +127,10 @@ test('the same seed gives the same pools, split and scenes (fewer scenes: a pref
   assert.deepEqual([b.split.seen, b.split.unseen, b.split.pseudoUnseen], [a.split.seen, a.split.unseen, a.split.pseudoUnseen]);
   const train = (p: EmojiScenesPlan) => p.scenes.filter((s) => s.part === 'train');
   assert.deepEqual(train(b), train(a).slice(0, 100));
-  assert.deepEqual(b.scenes.filter((s) => s.part === 'test'), a.scenes.filter((s) => s.part === 'test' && s.subset === 'scene'));
+  assert.deepEqual(
+    b.scenes.filter((s) => s.part === 'test'),
+    a.scenes.filter((s) => s.part === 'test' && s.subset === 'scene'),
+  );
   const c = planEmojiScenes({ ...SMALL, seed: 1, trainScenes: 10 });
   assert.notDeepEqual(c.pools.pretrain, a.pools.pretrain);
 });
@@ -130,29 +150,61 @@ test('scene layout: 1-4 objects, mostly several, boxes inside the canvas, small 
   assert.equal(counts[0], 0);
   assert.ok(counts[2]! + counts[3]! + counts[4]! > 0.8 * p.scenes.length && counts[1]! > 0, counts.join(','));
   assert.equal(kinds.size, 6);
-  assert.equal(sceneCaption([{ name: 'Pizza', box: [0.5] }, { name: 'dog', box: [0.1] }, { name: 'apple', box: [0.3] }]), 'a dog, an apple and a pizza');
+  assert.equal(
+    sceneCaption([
+      { name: 'Pizza', box: [0.5] },
+      { name: 'dog', box: [0.1] },
+      { name: 'apple', box: [0.3] },
+    ]),
+    'a dog, an apple and a pizza',
+  );
 });
 
 test('builder options are validated: a one-line error naming the flag', () => {
   const cases: [Record<string, unknown>, string][] = [
-    [{ size: 0 }, '--size'], [{ size: 64.5 }, '--size'], [{ seed: -1 }, '--seed'], [{ trainScenes: 0 }, '--train-scenes'],
-    [{ valScenes: Number.NaN }, '--val-scenes'], [{ testScenes: 2.5 }, '--test-scenes'], [{ styleScenes: -3 }, '--style-scenes'],
-    [{ pretrainScenes: 1e9 }, '--pretrain-scenes'], [{ benchmarkFraction: 1 }, '--benchmark-fraction'], [{ testFraction: 0 }, '--test-fraction'],
-    [{ valFraction: 1.2 }, '--val-fraction'], [{ maxOverlap: 1 }, '--max-overlap'], [{ minTeach: 0 }, '--min-teach'],
-    [{ testStyle: 'nope' }, '--test-style'], [{ testStyle: 'fluent-emoji-flat' }, '--test-style'], [{ minPositives: 0 }, '--min-positives'],
-    [{ singleStyles: ['fluent-emoji'] }, '--single-styles'], [{ singleStyles: ['nope'] }, '--single-styles'],
+    [{ size: 0 }, '--size'],
+    [{ size: 64.5 }, '--size'],
+    [{ seed: -1 }, '--seed'],
+    [{ trainScenes: 0 }, '--train-scenes'],
+    [{ valScenes: Number.NaN }, '--val-scenes'],
+    [{ testScenes: 2.5 }, '--test-scenes'],
+    [{ styleScenes: -3 }, '--style-scenes'],
+    [{ pretrainScenes: 1e9 }, '--pretrain-scenes'],
+    [{ benchmarkFraction: 1 }, '--benchmark-fraction'],
+    [{ testFraction: 0 }, '--test-fraction'],
+    [{ valFraction: 1.2 }, '--val-fraction'],
+    [{ maxOverlap: 1 }, '--max-overlap'],
+    [{ minTeach: 0 }, '--min-teach'],
+    [{ testStyle: 'nope' }, '--test-style'],
+    [{ testStyle: 'fluent-emoji-flat' }, '--test-style'],
+    [{ minPositives: 0 }, '--min-positives'],
+    [{ singleStyles: ['fluent-emoji'] }, '--single-styles'],
+    [{ singleStyles: ['nope'] }, '--single-styles'],
   ];
   for (const [opts, flag] of cases) {
-    assert.throws(() => resolveScenesOptions(opts), (e: unknown) => {
-      assert.ok(e instanceof ClipDecoderError && e.code === 'INPUT_INVALID', String(e));
-      assert.ok(e.message.startsWith(flag) && !e.message.includes('\n'), e.message);
-      return true;
-    }, JSON.stringify(opts));
+    assert.throws(
+      () => resolveScenesOptions(opts),
+      (e: unknown) => {
+        assert.ok(e instanceof ClipDecoderError && e.code === 'INPUT_INVALID', String(e));
+        assert.ok(e.message.startsWith(flag) && !e.message.includes('\n'), e.message);
+        return true;
+      },
+      JSON.stringify(opts),
+    );
   }
   assert.equal(resolveScenesOptions({}).size, 128);
 });
 
-const TINY = { size: 32, trainScenes: 12, valScenes: 4, testScenes: 6, styleScenes: 3, pretrainScenes: 3, singleStyles: ['noto', 'fxemoji'], progress: false };
+const TINY = {
+  size: 32,
+  trainScenes: 12,
+  valScenes: 4,
+  testScenes: 6,
+  styleScenes: 3,
+  pretrainScenes: 3,
+  singleStyles: ['noto', 'fxemoji'],
+  progress: false,
+};
 
 test('a small build loads as a dataset (scenes and single subset), with member boxes; another build is refused unless --force', async () => {
   const out = mkdtempSync(join(tmpdir(), 'cd-scenes-'));
@@ -162,21 +214,35 @@ test('a small build loads as a dataset (scenes and single subset), with member b
     assert.equal(d.items.length, 12 + 4 + 6 + 3);
     assert.deepEqual([d.split.train.length, d.split.val.length, d.split.test.length], [12, 4, 9]);
     assert.equal(d.split.unseen.length, r.stats.labels.unseen);
-    const line = JSON.parse(readFileSync(join(out, 'manifest.jsonl'), 'utf8').split('\n')[0]!) as { members: { box: number[]; style: string; hexcode: string }[]; objects: number; labels: string[] };
+    const line = JSON.parse(readFileSync(join(out, 'manifest.jsonl'), 'utf8').split('\n')[0]!) as {
+      members: { box: number[]; style: string; hexcode: string }[];
+      objects: number;
+      labels: string[];
+    };
     assert.equal(line.members.length, line.objects);
     for (const m of line.members) assert.ok(m.box.length === 4 && m.box[0]! + m.box[2]! <= 32 && m.box[2]! >= 10, JSON.stringify(m));
     const png = readFileSync(join(out, d.items[0]!.file));
     assert.deepEqual([png.readUInt32BE(16), png.readUInt32BE(20)], [32, 32]);
     const single = loadDataset(join(out, 'single'));
-    assert.ok(single.split.test.length > 200 && single.split.train.length > 400, `${single.split.train.length} / ${single.split.test.length}`);
+    assert.ok(
+      single.split.test.length > 200 && single.split.train.length > 400,
+      `${single.split.train.length} / ${single.split.test.length}`,
+    );
     const fx = single.items.filter((it) => it.meta!.style === 'fxemoji').map((it) => it.id);
     const singleTest = new Set(single.split.test);
     assert.ok(fx.length > 0 && fx.every((id) => singleTest.has(id)));
     assert.deepEqual(single.split.unseen, d.split.unseen);
-    const pools = JSON.parse(readFileSync(join(out, 'pools.json'), 'utf8')) as { pretrain: string[]; benchmark: string[]; testOnlyStyle: string };
+    const pools = JSON.parse(readFileSync(join(out, 'pools.json'), 'utf8')) as {
+      pretrain: string[];
+      benchmark: string[];
+      testOnlyStyle: string;
+    };
     assert.equal(pools.pretrain.length + pools.benchmark.length, r.stats.pools.pretrainEmoji + r.stats.pools.benchmarkEmoji);
     assert.equal(pools.testOnlyStyle, 'fxemoji');
-    const pre = readFileSync(join(out, 'pretrain-scenes.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { caption: string; words: string[]; file: string });
+    const pre = readFileSync(join(out, 'pretrain-scenes.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { caption: string; words: string[]; file: string });
     assert.equal(pre.length, 3);
     assert.ok(pre.every((x) => x.caption.length > 0 && x.words.length > 0 && existsSync(join(out, x.file))));
     assert.ok(r.stats.unseen.every((u) => u.pCaptions >= 10));
@@ -184,7 +250,10 @@ test('a small build loads as a dataset (scenes and single subset), with member b
     // same build again: everything reused; another build: refused, then replaced with --force
     const again = await buildEmojiScenes({ out, ...TINY });
     assert.equal(again.rendered, 0);
-    await assert.rejects(buildEmojiScenes({ out, ...TINY, trainScenes: 13 }), (e: unknown) => e instanceof ClipDecoderError && /--force/.test(e.message));
+    await assert.rejects(
+      buildEmojiScenes({ out, ...TINY, trainScenes: 13 }),
+      (e: unknown) => e instanceof ClipDecoderError && /--force/.test(e.message),
+    );
     const forced = await buildEmojiScenes({ out, ...TINY, trainScenes: 13, force: true });
     assert.equal(loadDataset(out).split.train.length, 13);
     assert.equal(forced.reused, 0);
@@ -200,7 +269,27 @@ test('a small build loads as a dataset (scenes and single subset), with member b
 
 test('a build killed midway leaves no manifest; the rerun completes it', async () => {
   const out = join(mkdtempSync(join(tmpdir(), 'cd-scenes-kill-')), 'ds');
-  const args = ['bin/clip-decoder.js', 'data', 'scenes', '--out', out, '--size', '32', '--train-scenes', '12', '--val-scenes', '4', '--test-scenes', '6', '--style-scenes', '3', '--pretrain-scenes', '3', '--single-styles', 'noto,fxemoji'];
+  const args = [
+    'bin/clip-decoder.js',
+    'data',
+    'scenes',
+    '--out',
+    out,
+    '--size',
+    '32',
+    '--train-scenes',
+    '12',
+    '--val-scenes',
+    '4',
+    '--test-scenes',
+    '6',
+    '--style-scenes',
+    '3',
+    '--pretrain-scenes',
+    '3',
+    '--single-styles',
+    'noto,fxemoji',
+  ];
   try {
     const child = spawn(process.execPath, args, { stdio: 'ignore' });
     // kill it once some images are written

@@ -1,7 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { averagePrecision, averagePrecisionFromOrder, averagePrecisions, meanAP, precisionRecallCurve, rankOrder, topKMetrics } from '../src/eval/metrics.ts';
+import {
+  averagePrecision,
+  averagePrecisionFromOrder,
+  averagePrecisions,
+  meanAP,
+  precisionRecallCurve,
+  rankOrder,
+  topKMetrics,
+} from '../src/eval/metrics.ts';
 import { evaluateGzsl, evaluateProtocol, evaluateZsl } from '../src/eval/protocol.ts';
 import type { ProtocolMetrics } from '../src/eval/protocol.ts';
 import { createRng } from '../src/data/random.ts';
@@ -43,8 +51,19 @@ test('a label without positives has AP 0 and counts 0 in mAP, not in the mean ov
     [0.9, 0.1],
     [0.2, 0.3],
   ]);
-  const aps = averagePrecisions(scores, targetsOf([[1, 0], [0, 0]]), n, l);
-  assert.deepEqual(aps.map((a) => a.ap), [1, 0]);
+  const aps = averagePrecisions(
+    scores,
+    targetsOf([
+      [1, 0],
+      [0, 0],
+    ]),
+    n,
+    l,
+  );
+  assert.deepEqual(
+    aps.map((a) => a.ap),
+    [1, 0],
+  );
   const m = meanAP(aps);
   assert.equal(m.mAP, 0.5);
   assert.equal(m.mAPWithPositives, 1);
@@ -87,7 +106,12 @@ test('rankOrder equals a comparator sort (descending, ties by index) on random d
 
 test('AP without a full sort (positives sorted, negatives placed by binary search) equals AP from the full ranking', () => {
   const rng = createRng(11);
-  for (const [n, rate, levels] of [[2000, 0.01, 7], [2000, 0.5, 3], [300, 0.9, 1000], [50, 0.02, 2]] as const) {
+  for (const [n, rate, levels] of [
+    [2000, 0.01, 7],
+    [2000, 0.5, 3],
+    [300, 0.9, 1000],
+    [50, 0.02, 2],
+  ] as const) {
     const s = new Float32Array(n);
     const t = new Uint8Array(n);
     for (let i = 0; i < n; i++) {
@@ -164,16 +188,21 @@ test('metrics match the numpy reference (tools/metrics_reference.py) on seeded c
     assertMetrics(result.gzsl, c.expected.gzsl, `${c.name} GZSL`);
     assertMetrics(result.zsl!, c.expected.zsl, `${c.name} ZSL`);
     assertMetrics(evaluateZsl(input, c.unseen), c.expected.zsl, `${c.name} ZSL (direct)`);
-    assertMetrics(evaluateZsl(input, c.unseen, { dropImagesWithoutUnseen: true }), c.expected.zslImagesWithUnseen, `${c.name} ZSL, images with unseen`);
+    assertMetrics(
+      evaluateZsl(input, c.unseen, { dropImagesWithoutUnseen: true }),
+      c.expected.zslImagesWithUnseen,
+      `${c.name} ZSL, images with unseen`,
+    );
     // Column order does not matter: reverse the columns and look them up by name.
     const L = c.labels.length;
     const rev = c.labels.map((_, j) => L - 1 - j);
     const s2 = new Float32Array(scores.length);
     const t2 = new Uint8Array(targets.length);
-    for (let i = 0; i < c.images; i++) for (let j = 0; j < L; j++) {
-      s2[i * L + j] = scores[i * L + rev[j]!]!;
-      t2[i * L + j] = targets[i * L + rev[j]!]!;
-    }
+    for (let i = 0; i < c.images; i++)
+      for (let j = 0; j < L; j++) {
+        s2[i * L + j] = scores[i * L + rev[j]!]!;
+        t2[i * L + j] = targets[i * L + rev[j]!]!;
+      }
     const again = evaluateProtocol({ scores: s2, labels: rev.map((j) => c.labels[j]!), targets: t2, images: c.images }, c.seen, c.unseen);
     assertMetrics(again.gzsl, c.expected.gzsl, `${c.name} GZSL, columns reversed`);
   }

@@ -24,8 +24,21 @@ function writeDataset(): string {
     ['t3', ['c']],
     ['t4', ['a']],
   ];
-  writeFileSync(join(dir, 'manifest.jsonl'), items.map(([id, labels]) => JSON.stringify({ id, file: `${id}.png`, labels })).join('\n') + '\n');
-  writeFileSync(join(dir, 'split.json'), JSON.stringify({ seen: ['a', 'b'], unseen: ['c', 'd'], pseudoUnseen: ['b'], train: ['r1'], val: ['v1', 'v2'], test: ['t1', 't2', 't3', 't4'] }));
+  writeFileSync(
+    join(dir, 'manifest.jsonl'),
+    `${items.map(([id, labels]) => JSON.stringify({ id, file: `${id}.png`, labels })).join('\n')}\n`,
+  );
+  writeFileSync(
+    join(dir, 'split.json'),
+    JSON.stringify({
+      seen: ['a', 'b'],
+      unseen: ['c', 'd'],
+      pseudoUnseen: ['b'],
+      train: ['r1'],
+      val: ['v1', 'v2'],
+      test: ['t1', 't2', 't3', 't4'],
+    }),
+  );
   return dir;
 }
 
@@ -54,12 +67,15 @@ test('JSONL score files: problems name the line', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cd-scores-'));
   const f = join(dir, 's.jsonl');
   writeFileSync(f, '{"id":"a","scores":{"x":1,"y":2}}\n{"id":"b","scores":{"x":1}}\n{"id":"a","scores":{"x":1,"y":2}}\n');
-  assert.throws(() => readScoresFile(f), (e: unknown) => {
-    assert.ok(e instanceof ClipDecoderError);
-    assert.match(e.message, /s\.jsonl:3: duplicate id "a" \(first on line 1\)/);
-    assert.match(e.message, /s\.jsonl:2: no numeric score for label "y"/);
-    return true;
-  });
+  assert.throws(
+    () => readScoresFile(f),
+    (e: unknown) => {
+      assert.ok(e instanceof ClipDecoderError);
+      assert.match(e.message, /s\.jsonl:3: duplicate id "a" \(first on line 1\)/);
+      assert.match(e.message, /s\.jsonl:2: no numeric score for label "y"/);
+      return true;
+    },
+  );
 });
 
 test('evaluateScores: rows by id, columns by name; perfect scores give 100; ZSL ranks only unseen labels', () => {
@@ -80,13 +96,20 @@ test('evaluateScores: rows by id, columns by name; perfect scores give 100; ZSL 
 
   // Hand-computed AP: label "a" positives t1, t4; scores rank t4 > t2 > t1 > t3 -> AP = (1/1 + 2/3) / 2.
   const s = { t1: 0.5, t2: 0.7, t3: 0.1, t4: 0.9 } as Record<string, number>;
-  const r2 = evaluateScores(table(['t1', 't2', 't3', 't4'], ['a', 'b', 'c', 'd'], (id, l) => (l === 'a' ? s[id]! : 0)), dataset);
+  const r2 = evaluateScores(
+    table(['t1', 't2', 't3', 't4'], ['a', 'b', 'c', 'd'], (id, l) => (l === 'a' ? s[id]! : 0)),
+    dataset,
+  );
   const a = r2.perLabel.find((p) => p.label === 'a')!;
   assert.equal(a.ap, Math.round(((1 + 2 / 3) / 2) * 1e4) / 1e2);
   assert.equal(a.unseen, false);
 
   // Model selection: validation images, pseudo-unseen "b" as the unseen label.
-  const sel = evaluateScores(table(['v1', 'v2'], ['a', 'b', 'c', 'd'], (id, l) => (truth.get(id)!.has(l) ? 1 : 0)), dataset, { stage: 'select' });
+  const sel = evaluateScores(
+    table(['v1', 'v2'], ['a', 'b', 'c', 'd'], (id, l) => (truth.get(id)!.has(l) ? 1 : 0)),
+    dataset,
+    { stage: 'select' },
+  );
   assert.equal(sel.dataset.part, 'val');
   assert.equal(sel.dataset.unseen, 1);
   assert.equal(sel.zsl!.labels, 1);
@@ -95,13 +118,30 @@ test('evaluateScores: rows by id, columns by name; perfect scores give 100; ZSL 
 
 test('evaluateScores refuses scores that miss test images or labels', () => {
   const dataset = loadDataset(writeDataset(), { missingFiles: 'ignore' });
-  assert.throws(() => evaluateScores(table(['t1', 't2', 't3'], ['a', 'b', 'c', 'd'], () => 0), dataset), /lack 1 of the 4 test images, e\.g\. "t4"/);
-  assert.throws(() => evaluateScores(table(['t1', 't2', 't3', 't4'], ['a', 'b', 'c'], () => 0), dataset), /lack 1 of the 4 labels, e\.g\. "d"/);
+  assert.throws(
+    () =>
+      evaluateScores(
+        table(['t1', 't2', 't3'], ['a', 'b', 'c', 'd'], () => 0),
+        dataset,
+      ),
+    /lack 1 of the 4 test images, e\.g\. "t4"/,
+  );
+  assert.throws(
+    () =>
+      evaluateScores(
+        table(['t1', 't2', 't3', 't4'], ['a', 'b', 'c'], () => 0),
+        dataset,
+      ),
+    /lack 1 of the 4 labels, e\.g\. "d"/,
+  );
 });
 
 test('report files: Markdown main table, JSON, and two SVG plots', async () => {
   const dataset = loadDataset(writeDataset(), { missingFiles: 'ignore' });
-  const r = evaluateScores(table(['t1', 't2', 't3', 't4'], ['a', 'b', 'c', 'd'], (id, l) => (id.charCodeAt(1) * 7 + l.charCodeAt(0)) % 5), dataset);
+  const r = evaluateScores(
+    table(['t1', 't2', 't3', 't4'], ['a', 'b', 'c', 'd'], (id, l) => (id.charCodeAt(1) * 7 + l.charCodeAt(0)) % 5),
+    dataset,
+  );
   const out = mkdtempSync(join(tmpdir(), 'cd-report-'));
   const files = await writeEvalReport(r, out);
   const md = readFileSync(files.markdown, 'utf8');
@@ -110,7 +150,8 @@ test('report files: Markdown main table, JSON, and two SVG plots', async () => {
   assert.match(md, /## Per-label AP/);
   const json = JSON.parse(readFileSync(files.json, 'utf8'));
   assert.equal(json.gzsl.mAP, r.gzsl.mAP);
-  for (const p of files.plots) assert.match(readFileSync(p, 'utf8'), /^<svg [^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"[\s\S]*<\/svg>\n$/);
+  for (const p of files.plots)
+    assert.match(readFileSync(p, 'utf8'), /^<svg [^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"[\s\S]*<\/svg>\n$/);
   assert.match(readFileSync(files.plots[0]!, 'utf8'), /<polyline/);
 });
 
@@ -119,7 +160,10 @@ test('CLI: clip-decoder eval --scores --dataset --out writes the report; bad inp
   const dataset = loadDataset(dir, { missingFiles: 'ignore' });
   const truth = new Map(dataset.items.map((it) => [it.id, new Set(it.labels)]));
   const scores = join(dir, 'scores.jsonl');
-  await writeScoresFile(scores, table(['t1', 't2', 't3', 't4'], ['a', 'b', 'c', 'd'], (id, l) => (truth.get(id)!.has(l) ? 0.8 : 0.2)));
+  await writeScoresFile(
+    scores,
+    table(['t1', 't2', 't3', 't4'], ['a', 'b', 'c', 'd'], (id, l) => (truth.get(id)!.has(l) ? 0.8 : 0.2)),
+  );
   const out = join(dir, 'report');
   const stdout = process.stdout.write.bind(process.stdout);
   let printed = '';

@@ -31,7 +31,12 @@ test('extraction stores every image (and views), a rerun computes nothing, bad f
   const cacheDir = mkdtempSync(join(tmpdir(), 'feat-'));
   const list = [...items(5, 2), { id: 'broken', path: imgs.bad.truncated! }];
   const errors: string[] = [];
-  const s1 = await extractFeatures(model, list, { cacheDir, datasetFingerprint: 'd1', batchSize: 4, onError: (e) => errors.push(e.message) });
+  const s1 = await extractFeatures(model, list, {
+    cacheDir,
+    datasetFingerprint: 'd1',
+    batchSize: 4,
+    onError: (e) => errors.push(e.message),
+  });
   assert.deepEqual([s1.total, s1.computed, s1.failed, s1.skipped], [16, 15, 1, 0]);
   assert.equal(errors.length, 1);
   assert.ok(errors[0]!.includes(imgs.bad.truncated!));
@@ -41,7 +46,11 @@ test('extraction stores every image (and views), a rerun computes nothing, bad f
   const cache = await FeatureCache.openExisting(cacheDir);
   assert.equal(cache.size, 15);
   // The plain view equals a direct encoding; augmented views differ from it and from each other.
-  const [direct] = await (async () => { const r = []; for await (const x of model.encodeImages([goodFiles[0]!])) r.push(x); return r; })();
+  const [direct] = await (async () => {
+    const r = [];
+    for await (const x of model.encodeImages([goodFiles[0]!])) r.push(x);
+    return r;
+  })();
   assert.ok(direct && !direct.error);
   const plain = cache.read('img0');
   for (let i = 0; i < plain.imageEmbed.length; i++) assert.ok(Math.abs(plain.imageEmbed[i]! - direct.imageEmbed[i]!) < 1e-5);
@@ -60,7 +69,10 @@ test('a cache from another dataset or model is refused by name', async () => {
     assert.ok(e.message.includes(cacheDir));
     return true;
   });
-  await assert.rejects(extractFeatures(model, items(2), { cacheDir, datasetFingerprint: 'd1', keepCls: true }), /made for another model or preprocessing/);
+  await assert.rejects(
+    extractFeatures(model, items(2), { cacheDir, datasetFingerprint: 'd1', keepCls: true }),
+    /made for another model or preprocessing/,
+  );
 });
 
 test('killed with SIGKILL mid-run, a rerun finishes without recomputing and without a corrupt record', async () => {
@@ -69,7 +81,9 @@ test('killed with SIGKILL mid-run, a rerun finishes without recomputing and with
   const list = items(400);
   const listFile = join(dir, 'items.json');
   writeFileSync(listFile, JSON.stringify(list));
-  const child = spawn(process.execPath, ['--import', 'tsx', 'tests/helpers/extract-child.ts', cacheDir, listFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'tests/helpers/extract-child.ts', cacheDir, listFile], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let out = '';
   await new Promise<void>((resolve) => {
     child.stdout.on('data', (d: Buffer) => {
@@ -96,7 +110,11 @@ test('killed with SIGKILL mid-run, a rerun finishes without recomputing and with
   const fresh = join(dir, 'fresh');
   await extractFeatures(model, list, { cacheDir: fresh, datasetFingerprint: 'test-dataset', batchSize: 8 });
   const ref = await FeatureCache.openExisting(fresh);
-  equalRecords(resumed, ref, list.map((it) => it.id));
+  equalRecords(
+    resumed,
+    ref,
+    list.map((it) => it.id),
+  );
   assert.ok(readFileSync(join(cacheDir, 'index.jsonl'), 'utf8').endsWith('\n'));
   resumed.close();
   ref.close();
@@ -127,9 +145,15 @@ test('a damaged shard, an edited index slot and NaN in a record are refused by n
   const indexFile = join(cacheDir, 'index.jsonl');
   const clean = readFileSync(shard);
   const index = readFileSync(indexFile, 'utf8');
-  const lines = index.trim().split('\n').map((l) => JSON.parse(l) as { key: string; slot: number; sha256: string; source: string });
+  const lines = index
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { key: string; slot: number; sha256: string; source: string });
   assert.equal(lines.length, 6);
-  assert.ok(lines.every((l) => /^[0-9a-f]{64}$/.test(l.sha256) && /^\d+:\d+$/.test(l.source)), index);
+  assert.ok(
+    lines.every((l) => /^[0-9a-f]{64}$/.test(l.sha256) && /^\d+:\d+$/.test(l.source)),
+    index,
+  );
   const recordBytes = clean.length / 6;
   // 2,000 flipped bytes inside the records of img2 and img3
   const bad = Buffer.from(clean);
@@ -138,7 +162,13 @@ test('a damaged shard, an edited index slot and NaN in a record are refused by n
   writeFileSync(shard, bad);
   let cache = await FeatureCache.openExisting(cacheDir);
   const slotOf = (key: string) => lines.find((l) => l.key === key)!.slot;
-  expectCorrupt(() => cache.read('img2'), new RegExp(`^${shard}: record "img2" \\(slot ${slotOf('img2')}\\) does not match its SHA-256 in ${indexFile} \\(the shard or the index was changed\\)`), 'img2');
+  expectCorrupt(
+    () => cache.read('img2'),
+    new RegExp(
+      `^${shard}: record "img2" \\(slot ${slotOf('img2')}\\) does not match its SHA-256 in ${indexFile} \\(the shard or the index was changed\\)`,
+    ),
+    'img2',
+  );
   expectCorrupt(() => cache.read('img3'), /record "img3"/, 'img3');
   assert.equal(cache.read('img1').tokens.length, cache.meta.numTokens * cache.meta.tokenDim); // the others still read
   cache.close();
@@ -154,21 +184,39 @@ test('a damaged shard, an edited index slot and NaN in a record are refused by n
   const nan = Buffer.from(clean);
   nan.writeFloatLE(NaN, slotOf('img0') * recordBytes + 4 * 7);
   const { createHash } = await import('node:crypto');
-  const digest = createHash('sha256').update('img0\n').update(nan.subarray(slotOf('img0') * recordBytes, (slotOf('img0') + 1) * recordBytes)).digest('hex');
+  const digest = createHash('sha256')
+    .update('img0\n')
+    .update(nan.subarray(slotOf('img0') * recordBytes, (slotOf('img0') + 1) * recordBytes))
+    .digest('hex');
   writeFileSync(shard, nan);
   writeFileSync(indexFile, index.replace(lines.find((l) => l.key === 'img0')!.sha256, digest));
   cache = await FeatureCache.openExisting(cacheDir);
-  expectCorrupt(() => cache.read('img0'), new RegExp(`^${shard}: record "img0" \\(slot ${slotOf('img0')}\\) holds a non-finite value at index 7`), 'img0');
+  expectCorrupt(
+    () => cache.read('img0'),
+    new RegExp(`^${shard}: record "img0" \\(slot ${slotOf('img0')}\\) holds a non-finite value at index 7`),
+    'img0',
+  );
   // and a non-finite record is never written
   const T = cache.meta.numTokens * cache.meta.tokenDim;
-  assert.throws(() => cache.append([{ key: 'nan', tokens: new Float32Array(T).fill(NaN), imageEmbed: new Float32Array(cache.meta.embedDim) }]), /feature record "nan" holds a non-finite value at index 0/);
+  assert.throws(
+    () => cache.append([{ key: 'nan', tokens: new Float32Array(T).fill(NaN), imageEmbed: new Float32Array(cache.meta.embedDim) }]),
+    /feature record "nan" holds a non-finite value at index 0/,
+  );
   cache.close();
   // a damaged index line (not the last) is refused rather than skipped
   writeFileSync(indexFile, index.replace('"key":"img2"', '"kex":"img2"'));
-  await assert.rejects(FeatureCache.openExisting(cacheDir), (e: unknown) => e instanceof ClipDecoderError && e.code === 'CACHE_CORRUPT' && e.message.includes(`${indexFile}: line 3 is not a valid index entry`));
+  await assert.rejects(
+    FeatureCache.openExisting(cacheDir),
+    (e: unknown) =>
+      e instanceof ClipDecoderError && e.code === 'CACHE_CORRUPT' && e.message.includes(`${indexFile}: line 3 is not a valid index entry`),
+  );
   // and a truncated meta.json is one named error, not a stack trace
   writeFileSync(join(cacheDir, 'meta.json'), '{"format": 2, "model');
-  await assert.rejects(FeatureCache.openExisting(cacheDir), (e: unknown) => e instanceof ClipDecoderError && e.code === 'CACHE_CORRUPT' && e.message.startsWith(`${join(cacheDir, 'meta.json')}: unreadable (`));
+  await assert.rejects(
+    FeatureCache.openExisting(cacheDir),
+    (e: unknown) =>
+      e instanceof ClipDecoderError && e.code === 'CACHE_CORRUPT' && e.message.startsWith(`${join(cacheDir, 'meta.json')}: unreadable (`),
+  );
 });
 
 test('an image overwritten in place is extracted again (size + mtime per record); unchanged ones are not', async () => {
@@ -202,5 +250,9 @@ test('a cache of the previous format (no digests) is refused with a message sayi
   await extractFeatures(model, items(1), { cacheDir, datasetFingerprint: 'd1' });
   const metaPath = join(cacheDir, 'meta.json');
   writeFileSync(metaPath, JSON.stringify({ ...JSON.parse(readFileSync(metaPath, 'utf8')), format: 1 }));
-  await assert.rejects(extractFeatures(model, items(1), { cacheDir, datasetFingerprint: 'd1' }), (e: unknown) => e instanceof ClipDecoderError && e.code === 'CACHE_MISMATCH' && /format 1 \(this version reads 2\).*delete this one/.test(e.message));
+  await assert.rejects(
+    extractFeatures(model, items(1), { cacheDir, datasetFingerprint: 'd1' }),
+    (e: unknown) =>
+      e instanceof ClipDecoderError && e.code === 'CACHE_MISMATCH' && /format 1 \(this version reads 2\).*delete this one/.test(e.message),
+  );
 });

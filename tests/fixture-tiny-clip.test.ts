@@ -12,7 +12,10 @@ const FIXTURES = join(import.meta.dirname, 'fixtures');
 const DIR = join(FIXTURES, 'tiny-clip');
 const ATOL = 1e-4;
 
-interface Flat { shape: number[]; data: number[] }
+interface Flat {
+  shape: number[];
+  data: number[];
+}
 interface Reference {
   eos_token_id: number;
   pad_token_id: number;
@@ -31,7 +34,11 @@ function maxAbsDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
 }
 
 function int64(flat: Flat): ort.Tensor {
-  return new ort.Tensor('int64', BigInt64Array.from(flat.data, (x) => BigInt(x)), flat.shape);
+  return new ort.Tensor(
+    'int64',
+    BigInt64Array.from(flat.data, (x) => BigInt(x)),
+    flat.shape,
+  );
 }
 
 function folderBytes(dir: string): number {
@@ -45,8 +52,14 @@ function folderBytes(dir: string): number {
 }
 
 test('tiny-clip folder holds the Hugging Face CLIP files and stays under 2 MB', () => {
-  for (const f of ['config.json', 'preprocessor_config.json', 'tokenizer.json', 'tokenizer_config.json',
-    'onnx/vision_model.onnx', 'onnx/text_model.onnx']) {
+  for (const f of [
+    'config.json',
+    'preprocessor_config.json',
+    'tokenizer.json',
+    'tokenizer_config.json',
+    'onnx/vision_model.onnx',
+    'onnx/text_model.onnx',
+  ]) {
     assert.ok(statSync(join(DIR, f)).isFile(), f);
   }
   const bytes = folderBytes(DIR);

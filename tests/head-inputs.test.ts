@@ -14,7 +14,9 @@ const be = new TsMatmul();
 
 function batch(B = 3, T = 4, N = 5, r = new Rng(1)): TrainBatch {
   return {
-    features: Float32Array.from({ length: B * T * cfg.inputDim }, () => r.normal()), B, T,
+    features: Float32Array.from({ length: B * T * cfg.inputDim }, () => r.normal()),
+    B,
+    T,
     queries: Float32Array.from({ length: N * cfg.queryDim }, () => r.normal()),
     targets: Float32Array.from({ length: B * N }, () => (r.uniform() < 0.4 ? 1 : 0)),
     captions: Float32Array.from({ length: B * cfg.queryDim }, () => r.normal()),
@@ -90,7 +92,9 @@ test('initialisation follows PyTorch: bounds, zero biases, xavier-normal fc, CLI
   const big = defaultHeadConfig(); // the official sizes
   const h = ClipDecoderHead.create(big, be, new Rng(11));
   const stats = (a: Float32Array) => {
-    let s = 0, s2 = 0, mx = 0;
+    let s = 0,
+      s2 = 0,
+      mx = 0;
     for (const x of a) {
       s += x;
       s2 += x * x;
@@ -104,7 +108,11 @@ test('initialisation follows PyTorch: bounds, zero biases, xavier-normal fc, CLI
   assert.ok(qp.max <= 1 / Math.sqrt(512) && qp.max > 0.95 / Math.sqrt(512));
   const inw = stats(h.params.get('attn.in_proj_weight').data); // xavier U(±sqrt(6/(768+2304)))
   assert.ok(inw.max <= Math.sqrt(6 / 3072) && inw.max > 0.99 * Math.sqrt(6 / 3072));
-  for (const n of ['attn.in_proj_bias', 'attn.out_proj.bias', 'norm1.bias', 'fc.bias']) assert.ok(h.params.get(n).data.every((x) => x === 0), n);
+  for (const n of ['attn.in_proj_bias', 'attn.out_proj.bias', 'norm1.bias', 'fc.bias'])
+    assert.ok(
+      h.params.get(n).data.every((x) => x === 0),
+      n,
+    );
   assert.ok(h.params.get('norm2.weight').data.every((x) => x === 1));
   const fc = stats(h.params.get('fc.weight').data); // xavier normal on [768, 1]: std sqrt(2/769)
   assert.ok(Math.abs(fc.std - Math.sqrt(2 / 769)) < 0.008);
@@ -112,7 +120,8 @@ test('initialisation follows PyTorch: bounds, zero biases, xavier-normal fc, CLI
   assert.ok(Math.abs(stats(h.params.get('clip.image_proj.weight').data).std - 1) < 0.01);
   // exact count at C = 768, E = 512, D = 768, F = 2048, P = 512
   const lin = (i: number, o: number) => i * o + o;
-  const decoder = lin(768, 768) + lin(512, 768) + 3 * 768 * 768 + 3 * 768 + lin(768, 768) + lin(768, 2048) + lin(2048, 768) + 6 * 768 + 768 + 1;
+  const decoder =
+    lin(768, 768) + lin(512, 768) + 3 * 768 * 768 + 3 * 768 + lin(768, 768) + lin(768, 2048) + lin(2048, 768) + 6 * 768 + 768 + 1;
   assert.equal(h.params.count, decoder + 512 * 768 + 512 * 512 + 1);
   const h2 = ClipDecoderHead.create(big, be, new Rng(11));
   assert.deepEqual(h2.params.get('linear2.weight').data, h.params.get('linear2.weight').data);
@@ -122,7 +131,13 @@ test('initialisation follows PyTorch: bounds, zero biases, xavier-normal fc, CLI
 
 test('whole-head float32 finite-difference spot check of every parameter (zero-shot and closed-set, dropout replayed)', () => {
   for (const mode of ['zero-shot', 'closed-set'] as const) {
-    const c = defaultHeadConfig({ ...cfg, mode, numClasses: mode === 'closed-set' ? 5 : 0, numGroups: mode === 'closed-set' ? 2 : 0, dropout: 0.1 });
+    const c = defaultHeadConfig({
+      ...cfg,
+      mode,
+      numClasses: mode === 'closed-set' ? 5 : 0,
+      numGroups: mode === 'closed-set' ? 2 : 0,
+      dropout: 0.1,
+    });
     const head = ClipDecoderHead.create(c, be, new Rng(5));
     const b = batch(3, 4, 5, new Rng(6));
     const seed = new Rng(77).getState();
@@ -138,7 +153,8 @@ test('whole-head float32 finite-difference spot check of every parameter (zero-s
       for (const x of g) gs = Math.max(gs, Math.abs(x));
       for (let k = 0; k < 3; k++) {
         const i = r.int(p.data.length);
-        const x0 = p.data[i], h = 2e-3 * Math.max(1, Math.abs(x0));
+        const x0 = p.data[i],
+          h = 2e-3 * Math.max(1, Math.abs(x0));
         p.data[i] = x0 + h;
         const lp = run();
         p.data[i] = x0 - h;
@@ -171,8 +187,17 @@ test('predict: chunked label sets give the same logits; attention maps sum to 1 
     const perm = labels.map((_, i) => (i * 7) % 50);
     const q2 = new Float32Array(b.queries!.length);
     perm.forEach((src, dst) => q2.set(b.queries!.subarray(src * 8, src * 8 + 8), dst * 8));
-    const p2 = head.predict(b.features, 2, 7, head.prepareLabels(perm.map((i) => labels[i]), q2));
-    for (let img = 0; img < 2; img++) perm.forEach((src, dst) => assert.ok(Math.abs(p2.logits[img * 50 + dst] - whole.logits[img * 50 + src]) < 1e-5));
+    const p2 = head.predict(
+      b.features,
+      2,
+      7,
+      head.prepareLabels(
+        perm.map((i) => labels[i]),
+        q2,
+      ),
+    );
+    for (let img = 0; img < 2; img++)
+      perm.forEach((src, dst) => assert.ok(Math.abs(p2.logits[img * 50 + dst] - whole.logits[img * 50 + src]) < 1e-5));
   } finally {
     ort.dispose();
   }

@@ -16,8 +16,21 @@ const FIX = new URL('./fixtures/', import.meta.url);
 
 interface Fixture {
   meta: {
-    config: HeadConfig; alpha: number; beta: number; loss: number; asl: number; clip: number;
-    train?: { steps: number; maxLr: number; weightDecay: number; totalSteps: number; pctStart: number; emaDecay: number; history: Array<{ lr: number; beta1: number; loss: number }> };
+    config: HeadConfig;
+    alpha: number;
+    beta: number;
+    loss: number;
+    asl: number;
+    clip: number;
+    train?: {
+      steps: number;
+      maxLr: number;
+      weightDecay: number;
+      totalSteps: number;
+      pctStart: number;
+      emaDecay: number;
+      history: Array<{ lr: number; beta1: number; loss: number }>;
+    };
   };
   t: Map<string, StTensor>;
 }
@@ -37,7 +50,8 @@ const f32 = (fx: Fixture, k: string): Float32Array => {
 /** max |a − b| relative to max |b| (the tensor's scale). */
 function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length);
-  let err = 0, scale = 0;
+  let err = 0,
+    scale = 0;
   for (let i = 0; i < b.length; i++) {
     err = Math.max(err, Math.abs(a[i] - b[i]));
     scale = Math.max(scale, Math.abs(b[i]));
@@ -52,14 +66,19 @@ function build(fx: Fixture, be: MatmulBackend): { head: ClipDecoderHead; batch: 
   for (const p of head.params.list) p.data.set(f32(fx, `param.${p.name}`));
   const feats = fx.t.get('input.features')!;
   const batch: TrainBatch = {
-    features: feats.data as Float32Array, B: feats.shape[0], T: feats.shape[1],
+    features: feats.data as Float32Array,
+    B: feats.shape[0],
+    T: feats.shape[1],
     queries: fx.t.get('input.queries')?.data as Float32Array | undefined,
-    targets: f32(fx, 'input.targets'), captions: f32(fx, 'input.captions'),
+    targets: f32(fx, 'input.targets'),
+    captions: f32(fx, 'input.captions'),
   };
   const masks = fx.t.has('mask.drop1')
     ? {
-        drop1: fx.t.get('mask.drop1')!.data as Uint8Array, attn: fx.t.get('mask.attn')!.data as Uint8Array,
-        drop2: fx.t.get('mask.drop2')!.data as Uint8Array, ffn: fx.t.get('mask.ffn')!.data as Uint8Array,
+        drop1: fx.t.get('mask.drop1')!.data as Uint8Array,
+        attn: fx.t.get('mask.attn')!.data as Uint8Array,
+        drop2: fx.t.get('mask.drop2')!.data as Uint8Array,
+        ffn: fx.t.get('mask.ffn')!.data as Uint8Array,
         drop3: fx.t.get('mask.drop3')!.data as Uint8Array,
       }
     : undefined;
@@ -123,7 +142,8 @@ for (const name of ['head-zsl', 'head-closed']) {
       const gq = f32(fx, 'grad.attn.in_proj_bias');
       const qScale = Math.max(...[...gq.subarray(0, D)].map(Math.abs));
       assert.ok(Math.max(...[...gq.subarray(D, 2 * D)].map(Math.abs)) < 1e-5 * qScale, 'PyTorch key-bias gradient is noise');
-      const without = (a: Float32Array, name: string) => (name === 'attn.in_proj_bias' ? Float32Array.from([...a.subarray(0, D), ...a.subarray(2 * D)]) : a);
+      const without = (a: Float32Array, name: string) =>
+        name === 'attn.in_proj_bias' ? Float32Array.from([...a.subarray(0, D), ...a.subarray(2 * D)]) : a;
       for (const [k, p] of head.params.list.entries()) {
         const e = relErr(without(p.data, p.name), without(f32(fx, `step${tr.steps}.${p.name}`), p.name));
         assert.ok(e < TOL, `param ${p.name} after ${tr.steps} steps: rel err ${e}`);

@@ -37,7 +37,11 @@ test('parseDecimal: plain decimal numbers only, of the asked kind, errors name t
   for (const raw of ['', ' ', '0x1', '1e', 'e3', '1e3.5', '1e999', 'Infinity', 'NaN', '1_000', '0b1', '1,5', '--1', '.']) {
     throwsCode(() => parseDecimal(raw, '--x'), 'BAD_PARAMETER', `--x must be a decimal number, got "${raw}"`, '--x');
   }
-  throwsCode(() => parseDecimal('1.0000001', '--threshold', 'probability'), 'BAD_PARAMETER', '--threshold must be a probability in [0, 1], got "1.0000001"');
+  throwsCode(
+    () => parseDecimal('1.0000001', '--threshold', 'probability'),
+    'BAD_PARAMETER',
+    '--threshold must be a probability in [0, 1], got "1.0000001"',
+  );
   throwsCode(() => parseDecimal('2.0', '--top', 'positive-integer'), 'BAD_PARAMETER', '--top must be a positive integer, got "2.0"');
   throwsCode(() => parseDecimal('1e3', '--top', 'positive-integer'), 'BAD_PARAMETER', '--top must be a positive integer, got "1e3"');
   throwsCode(() => parseDecimal('0', '--top', 'positive-integer'), 'BAD_PARAMETER', '--top must be a positive integer, got "0"');
@@ -52,10 +56,19 @@ test('label lists: trimmed, empties dropped, duplicates and limits refused with 
   throwsCode(() => parseLabelList('a,b,c', { maxLabels: 2 }), 'TOO_MANY_LABELS', '3 labels; at most 2 are accepted');
   // Length in characters (code points): two emoji are 2, not 4 UTF-16 units.
   assert.deepEqual(checkLabels(['😀😀'], { maxLength: 2 }), ['😀😀']);
-  throwsCode(() => checkLabels(['猫'.repeat(201)]), 'LABEL_TOO_LONG', `label "${'猫'.repeat(40)}…" has 201 characters; at most 200 are accepted`, '猫'.repeat(201));
+  throwsCode(
+    () => checkLabels(['猫'.repeat(201)]),
+    'LABEL_TOO_LONG',
+    `label "${'猫'.repeat(40)}…" has 201 characters; at most 200 are accepted`,
+    '猫'.repeat(201),
+  );
   throwsCode(() => checkLabels([]), 'NO_LABELS', 'the label list is empty: give at least one label');
   throwsCode(() => checkLabels(['dog', ' ']), 'INPUT_INVALID', 'label 2 is blank');
-  assert.deepEqual(parseLabelLines('\uFEFF# header\r\nC#\r\n  F# minor  \n\t# indented\n\n#hashtag\nsky # not a comment\n'), ['C#', 'F# minor', 'sky # not a comment']);
+  assert.deepEqual(parseLabelLines('\uFEFF# header\r\nC#\r\n  F# minor  \n\t# indented\n\n#hashtag\nsky # not a comment\n'), [
+    'C#',
+    'F# minor',
+    'sky # not a comment',
+  ]);
   const dir = mkdtempSync(join(tmpdir(), 'labels-'));
   const latin1 = join(dir, 'latin1.txt');
   writeFileSync(latin1, Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x0a]));
@@ -99,7 +112,10 @@ test('the Tagger applies the label limits and reads only regular files within ma
   const tiny = await trainTinyHead(50);
   const tagger = await Tagger.load({ model: TINY_CLIP, head: tiny.dir, threads: 1, labelLimits: { maxLabels: 2 }, maxFileBytes: 1000 });
   try {
-    await assert.rejects(tagger.tag(tiny.images[0]!.file, ['dog', 'cat', 'sky']), { code: 'TOO_MANY_LABELS', message: '3 labels; at most 2 are accepted' });
+    await assert.rejects(tagger.tag(tiny.images[0]!.file, ['dog', 'cat', 'sky']), {
+      code: 'TOO_MANY_LABELS',
+      message: '3 labels; at most 2 are accepted',
+    });
     const fifo = join(mkdtempSync(join(tmpdir(), 'fifo-')), 'f.png');
     assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
     const [a, b] = await tagger.tag([fifo, tiny.images[0]!.file], ['dog']);

@@ -44,11 +44,18 @@ function fdCheck(f: () => number, x: Float64Array, g: ArrayLike<number>, h = 1e-
 const TOL = 1e-6;
 
 test('linear: dx, dW, db', () => {
-  const R = 5, I = 7, O = 4;
-  const x = randn(R * I), w = randn(O * I), b = randn(O), Rm = randn(R * O);
+  const R = 5,
+    I = 7,
+    O = 4;
+  const x = randn(R * I),
+    w = randn(O * I),
+    b = randn(O),
+    Rm = randn(R * O);
   const out = new Float64Array(R * O);
   const f = () => (linearForward(be, out, x, w, b, R, I, O), dot(out, Rm));
-  const dx = new Float64Array(R * I), dw = new Float64Array(O * I), db = new Float64Array(O);
+  const dx = new Float64Array(R * I),
+    dw = new Float64Array(O * I),
+    db = new Float64Array(O);
   linearBackward(be, dx, dw, db, Rm, x, w, R, I, O);
   assert.ok(fdCheck(f, x, dx) < TOL);
   assert.ok(fdCheck(f, w, dw) < TOL);
@@ -75,12 +82,20 @@ test('ReLU and dropout (fixed mask)', () => {
 });
 
 test('LayerNorm: dx, dweight, dbias', () => {
-  const R = 4, C = 9;
-  const x = randn(R * C, 2), w = randn(C), b = randn(C), Rm = randn(R * C);
-  const out = new Float64Array(R * C), mean = new Float64Array(R), rstd = new Float64Array(R);
+  const R = 4,
+    C = 9;
+  const x = randn(R * C, 2),
+    w = randn(C),
+    b = randn(C),
+    Rm = randn(R * C);
+  const out = new Float64Array(R * C),
+    mean = new Float64Array(R),
+    rstd = new Float64Array(R);
   const f = () => (layerNormForward(out, mean, rstd, x, w, b, R, C, 1e-5), dot(out, Rm));
   f();
-  const dx = new Float64Array(R * C), dw = new Float64Array(C), db = new Float64Array(C);
+  const dx = new Float64Array(R * C),
+    dw = new Float64Array(C),
+    db = new Float64Array(C);
   layerNormBackward(dx, dw, db, Rm, x, mean, rstd, w, R, C);
   assert.ok(fdCheck(f, x, dx) < TOL);
   assert.ok(fdCheck(f, w, dw) < TOL);
@@ -88,16 +103,21 @@ test('LayerNorm: dx, dweight, dbias', () => {
 });
 
 test('mean over tokens and L2 normalisation', () => {
-  const B = 3, T = 4, D = 5;
-  const x = randn(B * T * D), Rm = randn(B * D);
+  const B = 3,
+    T = 4,
+    D = 5;
+  const x = randn(B * T * D),
+    Rm = randn(B * D);
   const out = new Float64Array(B * D);
   const f = () => (meanTokensForward(out, x, B, T, D), dot(out, Rm));
   const dx = new Float64Array(B * T * D);
   meanTokensBackward(dx, Rm, B, T, D);
   assert.ok(fdCheck(f, x, dx) < TOL);
 
-  const z = randn(B * D), Rn = randn(B * D);
-  const y = new Float64Array(B * D), norms = new Float64Array(B);
+  const z = randn(B * D),
+    Rn = randn(B * D);
+  const y = new Float64Array(B * D),
+    norms = new Float64Array(B);
   const g = () => (l2NormalizeForward(y, norms, z, B, D), dot(y, Rn));
   g();
   const dz = new Float64Array(B * D);
@@ -109,7 +129,8 @@ for (const dropout of [0, 0.25]) {
   test(`multi-head cross-attention (dropout ${dropout}): queries, memory and all four parameters`, () => {
     const dims = { B: 2, N: 3, T: 4, D: 8, H: 2 };
     const { B, N, T, D, H } = dims;
-    const t = randn(B * N * D), m = randn(B * T * D);
+    const t = randn(B * N * D),
+      m = randn(B * T * D);
     const w: AttnWeights = { inW: randn(3 * D * D, 0.5), inB: randn(3 * D, 0.5), outW: randn(D * D, 0.5), outB: randn(D, 0.5) };
     const keep = new Uint8Array(H * B * N * T);
     rng.fillKeepMask(keep, dropout);
@@ -118,8 +139,14 @@ for (const dropout of [0, 0.25]) {
     const out = new Float64Array(B * N * D);
     const f = () => (crossAttentionForward(be, cache, out, t, m, w, { dropout, keep }), dot(out, Rm));
     f();
-    const g: AttnWeights = { inW: new Float64Array(3 * D * D), inB: new Float64Array(3 * D), outW: new Float64Array(D * D), outB: new Float64Array(D) };
-    const dt = new Float64Array(B * N * D), dm = new Float64Array(B * T * D);
+    const g: AttnWeights = {
+      inW: new Float64Array(3 * D * D),
+      inB: new Float64Array(3 * D),
+      outW: new Float64Array(D * D),
+      outB: new Float64Array(D),
+    };
+    const dt = new Float64Array(B * N * D),
+      dm = new Float64Array(B * T * D);
     crossAttentionBackward(be, cache, dt, dm, g, Rm, t, m, w);
     assert.ok(fdCheck(f, t, dt) < TOL, 'queries');
     assert.ok(fdCheck(f, m, dm) < TOL, 'memory');
@@ -144,7 +171,7 @@ test('ASL: gradient of the summed loss w.r.t. the logits (focusing weight detach
   // finite differences of a loss whose focusing weight is frozen at the current logits
   const w = Float64Array.from({ length: n }, (_, i) => {
     const p = 1 / (1 + Math.exp(-x[i]));
-    return y[i] ? 1 : Math.pow(Math.max(p - 0.05, 0), 4);
+    return y[i] ? 1 : Math.max(p - 0.05, 0) ** 4;
   });
   const frozen = () => {
     let s = 0;
@@ -162,16 +189,20 @@ test('ASL: gradient of the summed loss w.r.t. the logits (focusing weight detach
   assert.ok(Math.abs(l2 - aslLoss(x, y, n, null)) < 1e-12);
   assert.ok(d2.every((v, i) => Math.abs(v - 3 * d[i]) < 1e-12));
   // negatives with p < clip contribute neither loss nor gradient
-  const z = new Float64Array([-4]), dz = new Float64Array(1);
+  const z = new Float64Array([-4]),
+    dz = new Float64Array(1);
   assert.equal(Math.abs(aslLoss(z, [0], 1, dz)), 0);
   assert.equal(Math.abs(dz[0]), 0);
 });
 
 test('symmetric InfoNCE: zi, zj and the log-scale', () => {
-  const B = 4, P = 5;
-  const zi = randn(B * P), zj = randn(B * P);
+  const B = 4,
+    P = 5;
+  const zi = randn(B * P),
+    zj = randn(B * P);
   const ls = new Float64Array([Math.log(1 / 0.07) - 1.5]);
-  const dzi = new Float64Array(B * P), dzj = new Float64Array(B * P);
+  const dzi = new Float64Array(B * P),
+    dzj = new Float64Array(B * P);
   const r = infoNceLoss(zi, zj, B, P, ls[0], dzi, dzj, 1);
   const f = () => infoNceLoss(zi, zj, B, P, ls[0], null, null).loss;
   assert.ok(fdCheck(f, zi, dzi) < TOL);

@@ -9,7 +9,16 @@ const rng = new Rng(7);
 const rand = (n: number): Float32Array => Float32Array.from({ length: n }, () => rng.range(-1, 1));
 
 /** Reference product in float64 by the definition, with batch broadcasting. */
-function naive(a: Float32Array, aDims: number[], b: Float32Array, bDims: number[], transA: boolean, transB: boolean, alpha: number, bias?: Float32Array): Float64Array {
+function naive(
+  a: Float32Array,
+  aDims: number[],
+  b: Float32Array,
+  bDims: number[],
+  transA: boolean,
+  transB: boolean,
+  alpha: number,
+  bias?: Float32Array,
+): Float64Array {
   const p = planMatmul(aDims, bDims, transA, transB);
   const out = new Float64Array(p.batchCount * p.m * p.n);
   for (let bi = 0; bi < p.batchCount; bi++) {
@@ -29,7 +38,8 @@ function naive(a: Float32Array, aDims: number[], b: Float32Array, bDims: number[
 }
 
 function maxRelErr(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  let scale = 0, err = 0;
+  let scale = 0,
+    err = 0;
   for (let i = 0; i < y.length; i++) scale = Math.max(scale, Math.abs(y[i]));
   for (let i = 0; i < y.length; i++) err = Math.max(err, Math.abs(x[i] - y[i]));
   return err / Math.max(scale, 1e-30);
@@ -52,7 +62,8 @@ for (const backendName of ['ts', 'ort'] as const) {
     const be = backendName === 'ts' ? new TsMatmul() : new OrtMatmul({ minFlops: 0 });
     try {
       for (const c of cases) {
-        const a = rand(c.a.reduce((x, y) => x * y)), b = rand(c.b.reduce((x, y) => x * y));
+        const a = rand(c.a.reduce((x, y) => x * y)),
+          b = rand(c.b.reduce((x, y) => x * y));
         const p = planMatmul(c.a, c.b, c.tA, c.tB);
         const bias = c.bias ? rand(p.n) : undefined;
         const out = new Float32Array(p.batchCount * p.m * p.n).fill(NaN);
@@ -70,9 +81,15 @@ test('ORT and TS backends agree on a layer-sized product and ORT caches one sess
   const ort = new OrtMatmul({ minFlops: 0 });
   const ts = new TsMatmul();
   try {
-    for (const [m, k, n] of [[96, 64, 80], [50, 70, 90]]) {
-      const a = rand(m * k), b = rand(n * k), bias = rand(n);
-      const o1 = new Float32Array(m * n), o2 = new Float32Array(m * n);
+    for (const [m, k, n] of [
+      [96, 64, 80],
+      [50, 70, 90],
+    ]) {
+      const a = rand(m * k),
+        b = rand(n * k),
+        bias = rand(n);
+      const o1 = new Float32Array(m * n),
+        o2 = new Float32Array(m * n);
       ort.matmul(o1, a, [m, k], b, [n, k], { transB: true, bias });
       ts.matmul(o2, a, [m, k], b, [n, k], { transB: true, bias });
       assert.ok(maxRelErr(o1, o2) < 1e-5);
@@ -86,7 +103,8 @@ test('ORT and TS backends agree on a layer-sized product and ORT caches one sess
 test('ORT backend writes into a sub-view of a larger output buffer and leaves the rest untouched', () => {
   const ort = new OrtMatmul({ minFlops: 0 });
   try {
-    const a = rand(8 * 5), b = rand(5 * 6);
+    const a = rand(8 * 5),
+      b = rand(5 * 6);
     const out = new Float32Array(8 * 6 + 10).fill(7);
     ort.matmul(out, a, [8, 5], b, [5, 6]);
     const ref = naive(a, [8, 5], b, [5, 6], false, false, 1);
@@ -98,7 +116,12 @@ test('ORT backend writes into a sub-view of a larger output buffer and leaves th
 });
 
 test('the ONNX encoder writes a ModelProto with the expected header bytes', () => {
-  const bytes = encodeModel({ name: 'g', inputs: [{ name: 'A', shape: ['m', 2] }], outputs: [{ name: 'Y', shape: ['m', 2] }], nodes: [{ opType: 'Relu', inputs: ['A'], outputs: ['Y'] }] });
+  const bytes = encodeModel({
+    name: 'g',
+    inputs: [{ name: 'A', shape: ['m', 2] }],
+    outputs: [{ name: 'Y', shape: ['m', 2] }],
+    nodes: [{ opType: 'Relu', inputs: ['A'], outputs: ['Y'] }],
+  });
   assert.equal(bytes[0], 0x08); // field 1 (ir_version), varint
   assert.equal(bytes[1], 8);
   assert.ok(new TextDecoder().decode(bytes).includes('Relu'));

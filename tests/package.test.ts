@@ -38,30 +38,65 @@ test('npm pack → offline install → plain Node import, bin and declarations',
   }[];
   const files = packed[0]!.files.map((f) => f.path);
   const tarball = join(work, packed[0]!.filename);
-  for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'dist/tagger/tagger.d.ts', 'bin/clip-decoder.js', 'models/pico-clip/onnx/vision_model.onnx',
-    'models/pico-clip-decoder/config.json', 'dist/data/nus-wide/Concepts81.txt', 'dist/data/nus-wide/TagList1k.txt', 'package.json', 'README.md']) {
+  for (const f of [
+    'dist/index.js',
+    'dist/index.d.ts',
+    'dist/cli/main.js',
+    'dist/tagger/tagger.d.ts',
+    'bin/clip-decoder.js',
+    'models/pico-clip/onnx/vision_model.onnx',
+    'models/pico-clip-decoder/config.json',
+    'dist/data/nus-wide/Concepts81.txt',
+    'dist/data/nus-wide/TagList1k.txt',
+    'package.json',
+    'README.md',
+  ]) {
     assert.ok(files.includes(f), `${f} missing from the tarball`);
   }
-  const stray = files.filter((f) => /^(src|tests|tools|bench|examples|docs)\//.test(f) || f.endsWith('.ts') && !f.endsWith('.d.ts'));
+  const stray = files.filter((f) => /^(src|tests|tools|bench|examples|docs)\//.test(f) || (f.endsWith('.ts') && !f.endsWith('.d.ts')));
   assert.deepEqual(stray, [], 'sources, tests, tools or bench in the tarball');
   const tPack = performance.now();
 
   // The runtime closure of our own lockfile (every non-dev entry) pins the dependencies to what the npm cache
   // holds, so the install needs no registry metadata and no network.
-  const lock = JSON.parse(readFileSync(join(repo, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean; link?: boolean }> };
-  const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { version: string; license: string; dependencies: object; bin: object; engines: object };
+  const lock = JSON.parse(readFileSync(join(repo, 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, { dev?: boolean; link?: boolean }>;
+  };
+  const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as {
+    version: string;
+    license: string;
+    dependencies: object;
+    bin: object;
+    engines: object;
+  };
   const spec = `file:../${packed[0]!.filename}`;
   const integrity = `sha512-${createHash('sha512').update(readFileSync(tarball)).digest('base64')}`;
   const packages: Record<string, unknown> = {
     '': { name: 'consumer', dependencies: { 'clip-decoder': spec } },
-    'node_modules/clip-decoder': { version: pkg.version, resolved: spec, integrity, license: pkg.license, dependencies: pkg.dependencies, bin: pkg.bin, engines: pkg.engines },
+    'node_modules/clip-decoder': {
+      version: pkg.version,
+      resolved: spec,
+      integrity,
+      license: pkg.license,
+      dependencies: pkg.dependencies,
+      bin: pkg.bin,
+      engines: pkg.engines,
+    },
   };
   for (const [k, v] of Object.entries(lock.packages)) if (k && !v.dev && !v.link) packages[k] = v;
   mkdirSync(project);
   const allowScripts = { 'onnxruntime-node': false, protobufjs: true };
-  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module', dependencies: { 'clip-decoder': spec }, allowScripts }));
+  writeFileSync(
+    join(project, 'package.json'),
+    JSON.stringify({ name: 'consumer', private: true, type: 'module', dependencies: { 'clip-decoder': spec }, allowScripts }),
+  );
   writeFileSync(join(project, 'package-lock.json'), JSON.stringify({ name: 'consumer', lockfileVersion: 3, requires: true, packages }));
-  const install = spawnSync('npm', ['ci', '--offline', '--no-audit', '--no-fund'], { cwd: project, encoding: 'utf8', env, timeout: 180_000 });
+  const install = spawnSync('npm', ['ci', '--offline', '--no-audit', '--no-fund'], {
+    cwd: project,
+    encoding: 'utf8',
+    env,
+    timeout: 180_000,
+  });
   assert.equal(install.status, 0, install.stderr);
   // No word about unknown config or unreviewed install scripts. (cookie@2, under fastify's light-my-request,
   // declares node >= 22 and draws an EBADENGINE warning on Node 20: a dependency matter, not the package's.)
@@ -82,7 +117,11 @@ const r = await t.tag(${JSON.stringify(image)}, ${JSON.stringify(LABELS)});
 await t.dispose();
 console.log(JSON.stringify({ model: DEFAULT_MODEL, error: typeof ClipDecoderError, labels: Object.fromEntries(r.labels.map((l) => [l.label, l.probability])) }));`;
     writeFileSync(join(project, 'use.mjs'), script);
-    const out = JSON.parse(run(process.execPath, ['use.mjs'], { cwd: project })) as { model: string; error: string; labels: Record<string, number> };
+    const out = JSON.parse(run(process.execPath, ['use.mjs'], { cwd: project })) as {
+      model: string;
+      error: string;
+      labels: Record<string, number>;
+    };
     assert.equal(out.model, join(project, 'node_modules/clip-decoder/models/pico-clip'));
     assert.equal(out.error, 'function');
     for (const l of LABELS) assert.ok(Math.abs(out.labels[l]! - want[l]!) < 1e-6, `${l}: ${out.labels[l]} vs ${want[l]}`);
@@ -91,7 +130,9 @@ console.log(JSON.stringify({ model: DEFAULT_MODEL, error: typeof ClipDecoderErro
   await t.test('the installed bin tags an image with the bundled model', () => {
     const bin = join(project, 'node_modules/.bin/clip-decoder');
     assert.ok(existsSync(bin));
-    const line = JSON.parse(run(bin, ['tag', image, '--labels', LABELS.join(','), '--format', 'jsonl'], { cwd: project }).trim()) as { labels: Record<string, number> };
+    const line = JSON.parse(run(bin, ['tag', image, '--labels', LABELS.join(','), '--format', 'jsonl'], { cwd: project }).trim()) as {
+      labels: Record<string, number>;
+    };
     for (const l of LABELS) assert.ok(Math.abs(line.labels[l]! - want[l]!) < 1e-5, `${l}: ${line.labels[l]} vs ${want[l]}`);
     const help = spawnSync(bin, ['--help'], { cwd: project, encoding: 'utf8', env });
     assert.equal(help.status, 0);
@@ -99,7 +140,9 @@ console.log(JSON.stringify({ model: DEFAULT_MODEL, error: typeof ClipDecoderErro
   });
 
   await t.test('the declarations type-check a TypeScript consumer (and are not `any`)', () => {
-    writeFileSync(join(project, 'use.ts'), `import { Tagger, type TagResult } from 'clip-decoder';
+    writeFileSync(
+      join(project, 'use.ts'),
+      `import { Tagger, type TagResult } from 'clip-decoder';
 const t: Tagger = await Tagger.load({ threads: 1 });
 const r: TagResult = await t.tag('x.png', ['a']);
 const p: number = r.labels[0]!.probability;
@@ -108,16 +151,30 @@ const e: number = t.model.embedDim;
 // @ts-expect-error: a wrong option type must be an error, which it is not if the types resolved to any
 await Tagger.load({ threads: 'one' });
 export { p, e };
-`);
-    writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({
-      compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, skipLibCheck: true, types: [] },
-      files: ['use.ts'],
-    }));
+`,
+    );
+    writeFileSync(
+      join(project, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          strict: true,
+          noEmit: true,
+          skipLibCheck: true,
+          types: [],
+        },
+        files: ['use.ts'],
+      }),
+    );
     const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
     const r = spawnSync(process.execPath, [tsc, '-p', project], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stdout);
     assert.ok(existsSync(join(project, 'node_modules/clip-decoder/dist/index.d.ts')));
   });
   const tEnd = performance.now();
-  t.diagnostic(`pack ${((tPack - t0) / 1000).toFixed(1)} s, offline install ${((tInstall - tPack) / 1000).toFixed(1)} s, checks ${((tEnd - tInstall) / 1000).toFixed(1)} s`);
+  t.diagnostic(
+    `pack ${((tPack - t0) / 1000).toFixed(1)} s, offline install ${((tInstall - tPack) / 1000).toFixed(1)} s, checks ${((tEnd - tInstall) / 1000).toFixed(1)} s`,
+  );
 });

@@ -56,7 +56,14 @@ test('item 4: 1,000 labels of 100 CJK characters (300 KB) all arrive; a labels f
   const { url } = await listen({ maxLabels: 1000, maxLabelLength: 100 });
   const labels = Array.from({ length: 1000 }, (_, i) => `${String.fromCharCode(0x4e00 + i)}${'猫'.repeat(99)}`);
   assert.equal(Buffer.byteLength(labels.join(',')), 300_999);
-  const ok = await post(url, [{ name: 'labels', value: labels.join(',') }, { name: 'image', filename: 'dog.png', data: dog }], '?top=1000');
+  const ok = await post(
+    url,
+    [
+      { name: 'labels', value: labels.join(',') },
+      { name: 'image', filename: 'dog.png', data: dog },
+    ],
+    '?top=1000',
+  );
   assert.equal(ok.status, 200);
   const body = (await ok.json()) as { labels: { label: string }[] };
   assert.equal(body.labels.length, 1000);
@@ -66,7 +73,10 @@ test('item 4: 1,000 labels of 100 CJK characters (300 KB) all arrive; a labels f
   const limit = labelsFieldBytes({ maxLabels: 1000, maxLabelLength: 100 });
   assert.equal(limit, 416_000);
   const padded = labels.map((l) => `${l}${' '.repeat(120)}`).join(',');
-  const big = await post(url, [{ name: 'labels', value: padded }, { name: 'image', filename: 'dog.png', data: dog }]);
+  const big = await post(url, [
+    { name: 'labels', value: padded },
+    { name: 'image', filename: 'dog.png', data: dog },
+  ]);
   await expectError(big, 'TOO_LARGE', /field "labels" is larger than 416000 bytes \(--max-labels 1000 × --max-label-length 100\)/);
 });
 
@@ -96,7 +106,11 @@ test('item 5: past the queue a request gets 503 + Retry-After before its body is
   await new Promise((r) => setTimeout(r, 200));
   const after = (await (await fetch(`${url}/healthz`)).json()) as { load: { waiting: number; bufferedBytes: number } };
   assert.deepEqual([after.load.bufferedBytes, after.load.waiting], [0, 0]);
-  const res = await fetch(`${url}/v1/tag?labels=dog`, { method: 'POST', body: new Uint8Array(dog), headers: { 'content-type': 'image/png' } });
+  const res = await fetch(`${url}/v1/tag?labels=dog`, {
+    method: 'POST',
+    body: new Uint8Array(dog),
+    headers: { 'content-type': 'image/png' },
+  });
   assert.equal(res.status, 200);
 });
 
@@ -104,13 +118,21 @@ test('item 6: an SVG work bomb is cut at --max-render-ms (413); a request past -
   const { url } = await listen({ maxRenderMs: 800 });
   const bomb = svgWorkBomb(2000); // about 25 s of rendering
   const t0 = performance.now();
-  const res = await fetch(`${url}/v1/tag?labels=dog`, { method: 'POST', body: new Uint8Array(bomb), headers: { 'content-type': 'image/svg+xml' } });
+  const res = await fetch(`${url}/v1/tag?labels=dog`, {
+    method: 'POST',
+    body: new Uint8Array(bomb),
+    headers: { 'content-type': 'image/svg+xml' },
+  });
   const ms = performance.now() - t0;
   await expectError(res, 'IMAGE_TOO_COMPLEX', /more than 800 ms to render \(--max-render-ms\)/);
   assert.ok(ms < 4000, `${ms} ms`);
 
   const svg = Buffer.from(notoSvg('dog-face'));
-  const good = await fetch(`${url}/v1/tag?labels=dog,pizza,sun`, { method: 'POST', body: new Uint8Array(svg), headers: { 'content-type': 'image/svg+xml' } });
+  const good = await fetch(`${url}/v1/tag?labels=dog,pizza,sun`, {
+    method: 'POST',
+    body: new Uint8Array(svg),
+    headers: { 'content-type': 'image/svg+xml' },
+  });
   assert.equal(good.status, 200);
   const served = (await good.json()) as { labels: { label: string; probability: number }[] };
   const lib = await tagger.tag(svg, ['dog', 'pizza', 'sun']);
@@ -121,7 +143,11 @@ test('item 6: an SVG work bomb is cut at --max-render-ms (413); a request past -
 
   const slow = await listen({ maxRenderMs: 20_000, deadlineMs: 600 });
   const t1 = performance.now();
-  const late = await fetch(`${slow.url}/v1/tag?labels=dog`, { method: 'POST', body: new Uint8Array(bomb), headers: { 'content-type': 'image/svg+xml' } });
+  const late = await fetch(`${slow.url}/v1/tag?labels=dog`, {
+    method: 'POST',
+    body: new Uint8Array(bomb),
+    headers: { 'content-type': 'image/svg+xml' },
+  });
   assert.equal(late.headers.get('retry-after'), '1');
   await expectError(late, 'TIMEOUT', /not answered within 600 ms \(--deadline\)/);
   assert.ok(performance.now() - t1 < 2500);
@@ -138,19 +164,25 @@ test('item 6: a slow body and slow headers are cut (408, connection closed); ope
   assert.ok(body.closed && body.ms < 2000, `closed ${body.closed} after ${body.ms} ms`);
 
   // Headers that never finish: cut by Node's header timeout (checked every second).
-  const headers = await rawRequest(url, 'POST /v1/tag HTTP/1.1\r\nHost: x\r\n', Buffer.from('X-Slow: 1\r\n'.repeat(20)), { bytesPerTick: 11, tickMs: 200, giveUpMs: 5000 });
+  const headers = await rawRequest(url, 'POST /v1/tag HTTP/1.1\r\nHost: x\r\n', Buffer.from('X-Slow: 1\r\n'.repeat(20)), {
+    bytesPerTick: 11,
+    tickMs: 200,
+    giveUpMs: 5000,
+  });
   assert.equal(headers.status, 408, headers.headers);
   assert.equal((JSON.parse(headers.body) as ErrorBody).error.code, 'BODY_TIMEOUT');
   assert.ok(headers.closed && headers.ms < 3000, `closed ${headers.closed} after ${headers.ms} ms`);
 
   // Four idle connections are held; a fifth is closed at once.
   const { hostname, port } = new URL(url);
-  const idle = await Promise.all(Array.from({ length: 4 }, async () => {
-    const s = connect(Number(port), hostname);
-    s.on('error', () => {});
-    await once(s, 'connect');
-    return s;
-  }));
+  const idle = await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      const s = connect(Number(port), hostname);
+      s.on('error', () => {});
+      await once(s, 'connect');
+      return s;
+    }),
+  );
   await new Promise((r) => setTimeout(r, 100));
   const fifth = await rawRequest(url, 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n', Buffer.alloc(0), { giveUpMs: 2000 });
   assert.deepEqual([fifth.status, fifth.closed], [0, true]);
@@ -164,28 +196,65 @@ test('item 7: malformed multipart, repeated parameters and fields are named 400s
   const image = { name: 'image', filename: 'dog.png', data: dog };
   const broken = Buffer.from(`--x\r\nContent-Disposition: form-data; name="labels"\r\n\r\ndog\r\n--x\r\nContent-Disposition: form-da`);
   await expectError(
-    await fetch(`${url}/v1/tag`, { method: 'POST', body: new Uint8Array(broken), headers: { 'content-type': 'multipart/form-data; boundary=x' } }),
-    'BAD_REQUEST', /malformed multipart body/);
+    await fetch(`${url}/v1/tag`, {
+      method: 'POST',
+      body: new Uint8Array(broken),
+      headers: { 'content-type': 'multipart/form-data; boundary=x' },
+    }),
+    'BAD_REQUEST',
+    /malformed multipart body/,
+  );
   await expectError(
     await fetch(`${url}/v1/tag?labels=a&labels=b`, { method: 'POST', body: new Uint8Array(dog), headers: { 'content-type': 'image/png' } }),
-    'BAD_REQUEST', /query parameter "labels" is given 2 times/);
-  await expectError(await post(url, [{ name: 'labels', value: 'a' }, { name: 'labels', value: 'b' }, image]), 'BAD_REQUEST', /field "labels" is given twice/);
-  await expectError(await post(url, [{ name: 'labels', value: 'dog' }, image, { ...image, name: 'image2' }]), 'TOO_LARGE', /more than 1 file/);
+    'BAD_REQUEST',
+    /query parameter "labels" is given 2 times/,
+  );
   await expectError(
-    await post(url, [...['labels', 'top', 'threshold', 'attention', 'x'].map((name) => ({ name, value: name === 'labels' ? 'dog' : '1' })), image]),
-    'TOO_LARGE', /more than 4 fields/);
-  await expectError(await post(url, [{ name: 'labels', value: 'dog' }, { name: 'top', value: '1'.repeat(100) }, image]), 'TOO_LARGE', /field "top" is larger than 64 bytes/);
+    await post(url, [{ name: 'labels', value: 'a' }, { name: 'labels', value: 'b' }, image]),
+    'BAD_REQUEST',
+    /field "labels" is given twice/,
+  );
+  await expectError(
+    await post(url, [{ name: 'labels', value: 'dog' }, image, { ...image, name: 'image2' }]),
+    'TOO_LARGE',
+    /more than 1 file/,
+  );
+  await expectError(
+    await post(url, [
+      ...['labels', 'top', 'threshold', 'attention', 'x'].map((name) => ({ name, value: name === 'labels' ? 'dog' : '1' })),
+      image,
+    ]),
+    'TOO_LARGE',
+    /more than 4 fields/,
+  );
+  await expectError(
+    await post(url, [{ name: 'labels', value: 'dog' }, { name: 'top', value: '1'.repeat(100) }, image]),
+    'TOO_LARGE',
+    /field "top" is larger than 64 bytes/,
+  );
   await expectError(await fetch(`${url}/v2/tag`), 'NOT_FOUND', /no route GET \/v2\/tag/);
   await expectError(
-    await fetch(`${url}/v1/tag?labels=${'x'.repeat(20_000)}`, { method: 'POST', body: new Uint8Array(dog), headers: { 'content-type': 'image/png' } }),
-    'HEADERS_TOO_LARGE', /larger than 16 KB: send long label lists as a multipart "labels" field/);
+    await fetch(`${url}/v1/tag?labels=${'x'.repeat(20_000)}`, {
+      method: 'POST',
+      body: new Uint8Array(dog),
+      headers: { 'content-type': 'image/png' },
+    }),
+    'HEADERS_TOO_LARGE',
+    /larger than 16 KB: send long label lists as a multipart "labels" field/,
+  );
   assert.deepEqual(errors, [], 'no 5xx');
   assert.equal((await post(url, [{ name: 'labels', value: 'dog' }, image])).status, 200);
 });
 
 test('item 7: a 5xx is answered "internal error" and reported with its cause', async () => {
   const errors: string[] = [];
-  const broken = Object.create(tagger, { tag: { value: async () => { throw new TypeError('boom in tag'); } } }) as Tagger;
+  const broken = Object.create(tagger, {
+    tag: {
+      value: async () => {
+        throw new TypeError('boom in tag');
+      },
+    },
+  }) as Tagger;
   const app = buildServer(broken, { onServerError: (l) => errors.push(l) });
   servers.push(app);
   const res = await app.inject({ method: 'POST', url: '/v1/tag?labels=dog', payload: dog, headers: { 'content-type': 'image/png' } });
@@ -214,7 +283,10 @@ test('item 11: `serve` on a busy port or a bad --host prints one line naming the
   try {
     const inUse = await serveExit(['--port', String(port)]);
     assert.equal(inUse.code, 2, inUse.stderr);
-    assert.equal(inUse.stderr, `clip-decoder: --port ${port}: the address 127.0.0.1:${port} is already in use; pick another port (0 for any)\n`);
+    assert.equal(
+      inUse.stderr,
+      `clip-decoder: --port ${port}: the address 127.0.0.1:${port} is already in use; pick another port (0 for any)\n`,
+    );
   } finally {
     busy.close();
   }
@@ -227,7 +299,9 @@ test('item 11: `serve` on a busy port or a bad --host prints one line naming the
 });
 
 test('`serve` flags reach the server: --body-timeout and --max-labels of the real process', async () => {
-  const child = spawn(process.execPath, ['bin/clip-decoder.js', 'serve', '--port', '0', '--body-timeout', '500', '--max-labels', '3'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['bin/clip-decoder.js', 'serve', '--port', '0', '--body-timeout', '500', '--max-labels', '3'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   child.stderr!.setEncoding('utf8');
   const url = await new Promise<string>((resolve, reject) => {
@@ -242,10 +316,19 @@ test('`serve` flags reach the server: --body-timeout and --max-labels of the rea
     });
   });
   try {
-    const slow = await rawRequest(url, 'POST /v1/tag?labels=dog HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100\r\n\r\n', Buffer.alloc(100), { bytesPerTick: 10, tickMs: 2000, giveUpMs: 5000 });
+    const slow = await rawRequest(
+      url,
+      'POST /v1/tag?labels=dog HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100\r\n\r\n',
+      Buffer.alloc(100),
+      { bytesPerTick: 10, tickMs: 2000, giveUpMs: 5000 },
+    );
     assert.equal(slow.status, 408, slow.headers);
     assert.match(slow.body, /"code":"BODY_TIMEOUT".*within 500 ms \(--body-timeout\)/);
-    const many = await fetch(`${url}/v1/tag?labels=a,b,c,d`, { method: 'POST', body: new Uint8Array(dog), headers: { 'content-type': 'image/png' } });
+    const many = await fetch(`${url}/v1/tag?labels=a,b,c,d`, {
+      method: 'POST',
+      body: new Uint8Array(dog),
+      headers: { 'content-type': 'image/png' },
+    });
     await expectError(many, 'TOO_MANY_LABELS', /"labels": 4 labels; at most 3 are accepted/);
   } finally {
     child.kill('SIGTERM');
@@ -293,7 +376,10 @@ test('item 5: 100 parallel 10 MB uploads to the real process: its peak RSS grows
 test('the limit defaults fit a request within the documented label limits', () => {
   assert.equal(labelsFieldBytes(DEFAULT_LIMITS), 1000 * (4 * 200 + 16));
   // The largest list within the label limits: 1,000 distinct labels of 200 four-byte characters, ", "-separated.
-  const widest = Array.from({ length: DEFAULT_LIMITS.maxLabels }, (_, i) => String(i).padStart(4, '0') + '😀'.repeat(DEFAULT_LIMITS.maxLabelLength - 4));
+  const widest = Array.from(
+    { length: DEFAULT_LIMITS.maxLabels },
+    (_, i) => String(i).padStart(4, '0') + '😀'.repeat(DEFAULT_LIMITS.maxLabelLength - 4),
+  );
   assert.ok(widest.every((l) => [...l].length === DEFAULT_LIMITS.maxLabelLength));
   assert.ok(Buffer.byteLength(widest.join(', ')) <= labelsFieldBytes(DEFAULT_LIMITS));
 });

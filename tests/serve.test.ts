@@ -16,9 +16,14 @@ const dog = readFileSync(tiny.images[0]!.file);
 function multipart(fields: Record<string, string>, image?: { name: string; data: Buffer; field?: string }) {
   const boundary = '----clipdecodertest';
   const parts: Buffer[] = [];
-  for (const [k, v] of Object.entries(fields)) parts.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`));
+  for (const [k, v] of Object.entries(fields))
+    parts.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`));
   if (image) {
-    parts.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${image.field ?? 'image'}"; filename="${image.name}"\r\nContent-Type: image/png\r\n\r\n`));
+    parts.push(
+      Buffer.from(
+        `--${boundary}\r\nContent-Disposition: form-data; name="${image.field ?? 'image'}"; filename="${image.name}"\r\nContent-Type: image/png\r\n\r\n`,
+      ),
+    );
     parts.push(image.data, Buffer.from('\r\n'));
   }
   parts.push(Buffer.from(`--${boundary}--\r\n`));
@@ -26,9 +31,16 @@ function multipart(fields: Record<string, string>, image?: { name: string; data:
 }
 
 test('POST /v1/tag multipart: a probability per label, sorted, with attention on request', async () => {
-  const res = await app.inject({ method: 'POST', url: '/v1/tag', ...multipart({ labels: 'pizza, dog ,sun', attention: '1' }, { name: 'dog.png', data: dog }) });
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v1/tag',
+    ...multipart({ labels: 'pizza, dog ,sun', attention: '1' }, { name: 'dog.png', data: dog }),
+  });
   assert.equal(res.statusCode, 200, res.body);
-  const body = res.json() as { labels: { label: string; probability: number; attention: number[] }[]; grid: { height: number; width: number } };
+  const body = res.json() as {
+    labels: { label: string; probability: number; attention: number[] }[];
+    grid: { height: number; width: number };
+  };
   assert.deepEqual(body.labels.map((l) => l.label).sort(), ['dog', 'pizza', 'sun']);
   assert.equal(body.labels[0]!.label, 'dog');
   assert.deepEqual(body.grid, { height: 4, width: 4 });
@@ -39,25 +51,83 @@ test('POST /v1/tag multipart: a probability per label, sorted, with attention on
 });
 
 test('POST /v1/tag raw bytes with labels in the query string', async () => {
-  const res = await app.inject({ method: 'POST', url: '/v1/tag?labels=dog,pizza&top=1', payload: dog, headers: { 'content-type': 'image/png' } });
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v1/tag?labels=dog,pizza&top=1',
+    payload: dog,
+    headers: { 'content-type': 'image/png' },
+  });
   assert.equal(res.statusCode, 200, res.body);
-  assert.deepEqual((res.json() as { labels: { label: string }[] }).labels.map((l) => l.label), ['dog']);
+  assert.deepEqual(
+    (res.json() as { labels: { label: string }[] }).labels.map((l) => l.label),
+    ['dog'],
+  );
 });
 
 test('bad requests get a 4xx JSON error that says what was wrong, and the server keeps serving', async () => {
   const cases: [string, InjectOptions, number, RegExp][] = [
-    ['not an image', { method: 'POST', url: '/v1/tag?labels=dog', payload: Buffer.from('hello'), headers: { 'content-type': 'image/png' } }, 400, /not a readable image/],
-    ['corrupt png', { method: 'POST', url: '/v1/tag?labels=dog', payload: dog.subarray(0, 200), headers: { 'content-type': 'image/png' } }, 400, /image/],
+    [
+      'not an image',
+      { method: 'POST', url: '/v1/tag?labels=dog', payload: Buffer.from('hello'), headers: { 'content-type': 'image/png' } },
+      400,
+      /not a readable image/,
+    ],
+    [
+      'corrupt png',
+      { method: 'POST', url: '/v1/tag?labels=dog', payload: dog.subarray(0, 200), headers: { 'content-type': 'image/png' } },
+      400,
+      /image/,
+    ],
     ['no labels', { method: 'POST', url: '/v1/tag', payload: dog, headers: { 'content-type': 'image/png' } }, 400, /no labels/],
-    ['empty labels', { method: 'POST', url: '/v1/tag?labels=,,', payload: dog, headers: { 'content-type': 'image/png' } }, 400, /no labels/],
-    ['duplicates', { method: 'POST', url: '/v1/tag?labels=dog,dog', payload: dog, headers: { 'content-type': 'image/png' } }, 400, /label "dog" appears twice/],
-    ['too many', { method: 'POST', url: `/v1/tag?labels=${Array.from({ length: 51 }, (_, i) => `l${i}`).join(',')}`, payload: dog, headers: { 'content-type': 'image/png' } }, 400, /51 labels; at most 50/],
-    ['too long', { method: 'POST', url: `/v1/tag?labels=${'x'.repeat(201)}`, payload: dog, headers: { 'content-type': 'image/png' } }, 400, /label "x{40}…" has 201 characters; at most 200 are accepted/],
-    ['bad top', { method: 'POST', url: '/v1/tag?labels=dog&top=0', payload: dog, headers: { 'content-type': 'image/png' } }, 400, /"top" must be a positive integer/],
-    ['too big', { method: 'POST', url: '/v1/tag?labels=dog', payload: Buffer.alloc(400_000), headers: { 'content-type': 'image/png' } }, 413, /larger than 300000 bytes/],
+    [
+      'empty labels',
+      { method: 'POST', url: '/v1/tag?labels=,,', payload: dog, headers: { 'content-type': 'image/png' } },
+      400,
+      /no labels/,
+    ],
+    [
+      'duplicates',
+      { method: 'POST', url: '/v1/tag?labels=dog,dog', payload: dog, headers: { 'content-type': 'image/png' } },
+      400,
+      /label "dog" appears twice/,
+    ],
+    [
+      'too many',
+      {
+        method: 'POST',
+        url: `/v1/tag?labels=${Array.from({ length: 51 }, (_, i) => `l${i}`).join(',')}`,
+        payload: dog,
+        headers: { 'content-type': 'image/png' },
+      },
+      400,
+      /51 labels; at most 50/,
+    ],
+    [
+      'too long',
+      { method: 'POST', url: `/v1/tag?labels=${'x'.repeat(201)}`, payload: dog, headers: { 'content-type': 'image/png' } },
+      400,
+      /label "x{40}…" has 201 characters; at most 200 are accepted/,
+    ],
+    [
+      'bad top',
+      { method: 'POST', url: '/v1/tag?labels=dog&top=0', payload: dog, headers: { 'content-type': 'image/png' } },
+      400,
+      /"top" must be a positive integer/,
+    ],
+    [
+      'too big',
+      { method: 'POST', url: '/v1/tag?labels=dog', payload: Buffer.alloc(400_000), headers: { 'content-type': 'image/png' } },
+      413,
+      /larger than 300000 bytes/,
+    ],
     ['json body', { method: 'POST', url: '/v1/tag', payload: { labels: 'dog' } }, 415, /send multipart\/form-data/],
     ['multipart without image', { method: 'POST', url: '/v1/tag', ...multipart({ labels: 'dog' }) }, 400, /no image/],
-    ['wrong file field', { method: 'POST', url: '/v1/tag', ...multipart({ labels: 'dog' }, { name: 'x.png', data: dog, field: 'photo' }) }, 400, /unexpected file field "photo"/],
+    [
+      'wrong file field',
+      { method: 'POST', url: '/v1/tag', ...multipart({ labels: 'dog' }, { name: 'x.png', data: dog, field: 'photo' }) },
+      400,
+      /unexpected file field "photo"/,
+    ],
   ];
   for (const [name, req, status, pattern] of cases) {
     const res = await app.inject(req);
@@ -72,7 +142,9 @@ test('bad requests get a 4xx JSON error that says what was wrong, and the server
 });
 
 test('more concurrent requests than it can take: 503 with Retry-After, the rest answered', async () => {
-  const reqs = Array.from({ length: 8 }, () => app.inject({ method: 'POST', url: '/v1/tag?labels=dog,pizza', payload: dog, headers: { 'content-type': 'image/png' } }));
+  const reqs = Array.from({ length: 8 }, () =>
+    app.inject({ method: 'POST', url: '/v1/tag?labels=dog,pizza', payload: dog, headers: { 'content-type': 'image/png' } }),
+  );
   const res = await Promise.all(reqs);
   const codes = res.map((r) => r.statusCode);
   assert.ok(codes.includes(503), `codes ${codes}`);

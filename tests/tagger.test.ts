@@ -17,7 +17,10 @@ const tiny = await trainTinyHead();
 const tagger = await Tagger.load({ model: TINY_CLIP, head: tiny.dir, threads: 1 });
 
 test('probabilities are independent per label and rank the trained positives first', async () => {
-  const results = await tagger.tag(tiny.images.map((i) => i.file), TINY_LABELS);
+  const results = await tagger.tag(
+    tiny.images.map((i) => i.file),
+    TINY_LABELS,
+  );
   assert.equal(results.length, tiny.images.length);
   results.forEach((r, i) => {
     assert.equal(r.index, i);
@@ -26,7 +29,10 @@ test('probabilities are independent per label and rank the trained positives fir
     const sorted = [...r.labels].sort((a, b) => b.probability - a.probability);
     assert.deepEqual(r.labels, sorted, 'sorted by probability');
     const want = tiny.images[i]!.labels;
-    const topK = r.labels.slice(0, want.length).map((l) => l.label).sort();
+    const topK = r.labels
+      .slice(0, want.length)
+      .map((l) => l.label)
+      .sort();
     assert.deepEqual(topK, [...want].sort(), `${r.source}: ${JSON.stringify(r.labels.map((l) => [l.label, l.probability.toFixed(3)]))}`);
   });
   // Independent, not a softmax: one image's probabilities need not sum to 1, and adding a label leaves the
@@ -67,9 +73,12 @@ test('attention maps cover the patch grid and render as an overlay', async () =>
 });
 
 test('a bad image in a batch is named and the others are tagged', async () => {
-  const bad = tiny.dir + '/config.json';
+  const bad = `${tiny.dir}/config.json`;
   const rs = await tagger.tag([tiny.images[0]!.file, bad, tiny.images[1]!.file], ['dog']);
-  assert.deepEqual(rs.map((r) => Boolean(r.error)), [false, true, false]);
+  assert.deepEqual(
+    rs.map((r) => Boolean(r.error)),
+    [false, true, false],
+  );
   assert.ok(rs[1]!.error instanceof ClipDecoderError && rs[1]!.error.message.includes(bad));
   const buf = readFileSync(tiny.images[0]!.file);
   const fromBuffer = await tagger.tag(buf, ['dog']);
@@ -78,11 +87,18 @@ test('a bad image in a batch is named and the others are tagged', async () => {
 
 test('a head and a model of different widths are refused by name', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'wide-head-'));
-  const wide = Trainer.create(defaultHeadConfig({ inputDim: 48, queryDim: 16, dModel: 16, heads: 2, ffnDim: 32, clipProjDim: 0 }), new TsMatmul(), { totalSteps: 1 });
+  const wide = Trainer.create(
+    defaultHeadConfig({ inputDim: 48, queryDim: 16, dModel: 16, heads: 2, ffnDim: 32, clipProjDim: 0 }),
+    new TsMatmul(),
+    { totalSteps: 1 },
+  );
   await wide.save(dir, { labels: ['x'], clipModel: 'another-clip', promptTemplates: ['a photo of {label}'] });
   await assert.rejects(Tagger.load({ model: TINY_CLIP, head: dir }), (e: unknown) => {
     assert.ok(e instanceof ClipDecoderError);
-    assert.match(e.message, /expects 48-wide image tokens and 16-wide text embeddings \(trained with another-clip\), but .*tiny-clip gives 32 and 16: pass the matching --model/);
+    assert.match(
+      e.message,
+      /expects 48-wide image tokens and 16-wide text embeddings \(trained with another-clip\), but .*tiny-clip gives 32 and 16: pass the matching --model/,
+    );
     return true;
   });
   await assert.rejects(Tagger.load({ model: 'bench/models/does-not-exist', head: tiny.dir }), /no such model folder/);

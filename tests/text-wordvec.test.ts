@@ -3,8 +3,14 @@ import assert from 'node:assert/strict';
 import { trainWordVectors, labelVectors, captionWords } from '../src/text/wordvec.ts';
 
 function cos(a: Float32Array, b: Float32Array): number {
-  let ab = 0, aa = 0, bb = 0;
-  for (let i = 0; i < a.length; i++) { ab += a[i]! * b[i]!; aa += a[i]! ** 2; bb += b[i]! ** 2; }
+  let ab = 0,
+    aa = 0,
+    bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += a[i]! * b[i]!;
+    aa += a[i]! ** 2;
+    bb += b[i]! ** 2;
+  }
   return ab / Math.sqrt(aa * bb);
 }
 
@@ -35,7 +41,8 @@ test('an unknown word borrows the vectors of words sharing its trigrams; multi-w
   assert.deepEqual(outOfVocabulary, ['puppies']);
   const puppy = labelVectors(wv, ['puppy']).vectors;
   assert.ok(cos(vectors.subarray(0, 8), puppy) > 0.999);
-  const dog = labelVectors(wv, ['dog']).vectors, cat = labelVectors(wv, ['cat']).vectors;
+  const dog = labelVectors(wv, ['dog']).vectors,
+    cat = labelVectors(wv, ['cat']).vectors;
   for (let j = 0; j < 8; j++) assert.ok(Math.abs(vectors[8 + j]! - (dog[j]! + cat[j]!) / 2) < 1e-6);
   assert.deepEqual(captionWords("It's a Dog-House!"), ['it', 's', 'a', 'dog', 'house']);
 });

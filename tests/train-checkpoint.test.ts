@@ -16,16 +16,25 @@ import { ClipDecoderError } from '../src/errors.ts';
 import { encodeSafetensors } from '../src/train/safetensors.ts';
 
 const cfg = defaultHeadConfig({ inputDim: 12, queryDim: 8, dModel: 16, heads: 2, ffnDim: 24, clipProjDim: 6, dropout: 0.1 });
-const B = 4, T = 5, N = 6;
+const B = 4,
+  T = 5,
+  N = 6;
 const labels = ['cat', 'dog', 'car', 'tree', 'sky', 'boat'];
-const meta: CheckpointMeta = { labels, clipModel: 'test/tiny-clip', promptTemplates: ['a photo of {label}'], hyperParameters: { lr: 3e-3 }, metrics: { mAP: 1.5 } };
+const meta: CheckpointMeta = {
+  labels,
+  clipModel: 'test/tiny-clip',
+  promptTemplates: ['a photo of {label}'],
+  hyperParameters: { lr: 3e-3 },
+  metrics: { mAP: 1.5 },
+};
 
 /** The batch of a given step: a pure function of the step, as a data loader with a seeded order would be. */
 function batchAt(step: number): TrainBatch {
   const r = new Rng(1000 + step);
   return {
     features: Float32Array.from({ length: B * T * cfg.inputDim }, () => r.normal()),
-    B, T,
+    B,
+    T,
     queries: Float32Array.from({ length: N * cfg.queryDim }, () => r.normal()),
     targets: Float32Array.from({ length: B * N }, () => (r.uniform() < 0.3 ? 1 : 0)),
     captions: Float32Array.from({ length: B * cfg.queryDim }, () => r.normal()),
@@ -62,7 +71,9 @@ test('a run resumed from a checkpoint ends where the uninterrupted run ends (wei
     assert.deepEqual(full.rng.getState(), resumed.rng.getState());
     // and the weights did move (the comparison is not vacuous)
     const init = Trainer.create(cfg, be, trainerOpts);
-    assert.ok(init.head.params.get('linear1.weight').data.some((x, i) => Math.abs(x - full.head.params.get('linear1.weight').data[i]) > 1e-4));
+    assert.ok(
+      init.head.params.get('linear1.weight').data.some((x, i) => Math.abs(x - full.head.params.get('linear1.weight').data[i]) > 1e-4),
+    );
   } finally {
     be.dispose();
     await rm(dir, { recursive: true, force: true });
@@ -114,12 +125,14 @@ async function expectInvalid(p: Promise<unknown>, re: RegExp): Promise<void> {
 
 test('loading validates format version, architecture vs tensor shapes, stamps, truncation and non-finite weights', async () => {
   const be = new TsMatmul();
-  const dir = await tmp(), other = await tmp();
+  const dir = await tmp(),
+    other = await tmp();
   try {
     const head = ClipDecoderHead.create(cfg, be, new Rng(3));
     await saveCheckpoint(dir, head, meta);
     const cfgPath = join(dir, 'config.json');
     const good = await readFile(cfgPath, 'utf8');
+    // biome-ignore lint/suspicious/noExplicitAny: edits of a JSON document of any shape
     const edit = async (f: (j: any) => void) => {
       const j = JSON.parse(good);
       f(j);
@@ -143,16 +156,27 @@ test('loading validates format version, architecture vs tensor shapes, stamps, t
     await expectInvalid(loadCheckpoint(dir, be), /belongs to another save/);
     // truncated: the digest no longer matches, and the message says why
     await writeFile(join(dir, weights), saved.subarray(0, saved.length - 10));
-    await assert.rejects(loadCheckpoint(dir, be), (e: unknown) => e instanceof ClipDecoderError && e.code === 'CHECKPOINT_CORRUPT' && /outside the .*data section \(truncated file\?\)/.test(e.message));
+    await assert.rejects(
+      loadCheckpoint(dir, be),
+      (e: unknown) =>
+        e instanceof ClipDecoderError &&
+        e.code === 'CHECKPOINT_CORRUPT' &&
+        /outside the .*data section \(truncated file\?\)/.test(e.message),
+    );
     // NaN in a weight (in a checkpoint without digests, which would catch it first)
     await edit((j) => delete j.digests);
     const stamp = JSON.parse(good).stamp;
-    const bad = head.params.list.map((p) => [p.name, { shape: p.shape, data: Float32Array.from(p.data) }] as [string, { shape: readonly number[]; data: Float32Array }]);
+    const bad = head.params.list.map(
+      (p) => [p.name, { shape: p.shape, data: Float32Array.from(p.data) }] as [string, { shape: readonly number[]; data: Float32Array }],
+    );
     bad[3][1].data[0] = NaN;
     await writeFile(join(dir, weights), encodeSafetensors(bad, { format: 'clip-decoder-head', stamp }));
     await expectInvalid(loadCheckpoint(dir, be, { onWarning: () => {} }), /non-finite/);
     // missing folder
-    await assert.rejects(loadCheckpoint(join(dir, 'nope'), be), (e: unknown) => e instanceof ClipDecoderError && e.code === 'MODEL_NOT_FOUND');
+    await assert.rejects(
+      loadCheckpoint(join(dir, 'nope'), be),
+      (e: unknown) => e instanceof ClipDecoderError && e.code === 'MODEL_NOT_FOUND',
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
     await rm(other, { recursive: true, force: true });
@@ -164,7 +188,9 @@ test('kill -9 during repeated saves never leaves an unloadable or mismatched che
   const script = join(dir, '..', `saver-${process.pid}.mts`);
   const root = fileURLToPath(new URL('..', import.meta.url));
   // a child that keeps saving checkpoints whose weights all equal the save counter
-  await writeFile(script, `
+  await writeFile(
+    script,
+    `
 import { saveCheckpoint } from ${JSON.stringify(join(root, 'src/train/checkpoint.ts'))};
 import { ClipDecoderHead } from ${JSON.stringify(join(root, 'src/head/head.ts'))};
 import { defaultHeadConfig } from ${JSON.stringify(join(root, 'src/head/config.ts'))};
@@ -177,7 +203,8 @@ for (let i = 1; ; i++) {
   await saveCheckpoint(process.argv[2], head, { ...meta, metrics: { i } });
   if (i === 1) process.stdout.write('ready\\n');
 }
-`);
+`,
+  );
   try {
     const be = new TsMatmul();
     const seen: number[] = [];
@@ -193,7 +220,11 @@ for (let i = 1; ; i++) {
       const { head, meta } = await loadCheckpoint(dir, be);
       const i = (meta.metrics as { i: number }).i;
       seen.push(i);
-      for (const p of head.params.list) assert.ok(p.data.every((x) => x === i), `weights of save ${i} are mixed with another save`);
+      for (const p of head.params.list)
+        assert.ok(
+          p.data.every((x) => x === i),
+          `weights of save ${i} are mixed with another save`,
+        );
     }
     assert.ok(Math.max(...seen) > 1, `the saver was killed before a second save (${seen})`);
     // files orphaned by a kill (data files, writeFileAtomic temporaries) are swept by the next save
@@ -242,7 +273,10 @@ test('flipped bytes in a checkpoint are refused: CHECKPOINT_CORRUPT naming the f
       assert.ok(e instanceof ClipDecoderError);
       assert.equal(e.code, 'CHECKPOINT_CORRUPT');
       assert.equal(e.subject, wfile);
-      assert.equal(e.message, `${wfile} is corrupt: tensor linear1.weight differs from the SHA-256 recorded in config.json; the file changed after it was saved; restore the checkpoint from a copy or train it again`);
+      assert.equal(
+        e.message,
+        `${wfile} is corrupt: tensor linear1.weight differs from the SHA-256 recorded in config.json; the file changed after it was saved; restore the checkpoint from a copy or train it again`,
+      );
       return true;
     });
     await assert.rejects(Trainer.resume(dir, be), (e: unknown) => e instanceof ClipDecoderError && e.code === 'CHECKPOINT_CORRUPT');
@@ -258,7 +292,11 @@ test('flipped bytes in a checkpoint are refused: CHECKPOINT_CORRUPT naming the f
     const sclean = await readFile(sfile);
     await flipBytes(sfile, 20, dataStart(sclean), sclean.length, 2);
     await loadCheckpoint(dir, be); // inference does not read the training state
-    await assert.rejects(Trainer.resume(dir, be), (e: unknown) => e instanceof ClipDecoderError && e.code === 'CHECKPOINT_CORRUPT' && e.subject === sfile && /tensors? (adam|ema)\./.test(e.message));
+    await assert.rejects(
+      Trainer.resume(dir, be),
+      (e: unknown) =>
+        e instanceof ClipDecoderError && e.code === 'CHECKPOINT_CORRUPT' && e.subject === sfile && /tensors? (adam|ema)\./.test(e.message),
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

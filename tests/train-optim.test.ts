@@ -66,9 +66,13 @@ test('EMA follows ema = d·ema + (1−d)·θ and copies back', () => {
 });
 
 test('Rng: same seed, same stream; state round-trips; dropout masks keep ≈ 1 − p', () => {
-  const a = new Rng(123), b = new Rng(123);
+  const a = new Rng(123),
+    b = new Rng(123);
   const xs = Array.from({ length: 5 }, () => a.nextU32());
-  assert.deepEqual(xs, Array.from({ length: 5 }, () => b.nextU32()));
+  assert.deepEqual(
+    xs,
+    Array.from({ length: 5 }, () => b.nextU32()),
+  );
   const st = a.getState();
   const next = a.uniform();
   assert.equal(Rng.fromState(st).uniform(), next);
@@ -76,7 +80,8 @@ test('Rng: same seed, same stream; state round-trips; dropout masks keep ≈ 1 �
   new Rng(9).fillKeepMask(keep, 0.1);
   const frac = keep.reduce((s, k) => s + k, 0) / keep.length;
   assert.ok(Math.abs(frac - 0.9) < 0.005, `keep fraction ${frac}`);
-  let s = 0, s2 = 0;
+  let s = 0,
+    s2 = 0;
   const r = new Rng(5);
   for (let i = 0; i < 100_000; i++) {
     const z = r.normal();

@@ -10,7 +10,14 @@ import { trainingSet } from '../src/data/types.ts';
 import { ClipModel } from '../src/clip/model.ts';
 import { loadCheckpoint } from '../src/train/checkpoint.ts';
 import { TsMatmul } from '../src/nn/matmul.ts';
-import { autoEmaDecay, captionOf, trainOnDataset, trainingCaptions, evaluateClipZeroShot, type TrainRunOptions } from '../src/train/pipeline.ts';
+import {
+  autoEmaDecay,
+  captionOf,
+  trainOnDataset,
+  trainingCaptions,
+  evaluateClipZeroShot,
+  type TrainRunOptions,
+} from '../src/train/pipeline.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'pipeline-'));
 const dataDir = join(root, 'emojitags');
@@ -21,8 +28,17 @@ const small = { dModel: 32, heads: 4, ffnDim: 64, dropout: 0.1 };
 
 function run(out: string, over: Partial<TrainRunOptions> = {}) {
   return trainOnDataset({
-    dataset, model, cacheDir: join(root, 'cache'), outDir: out, epochs: 3, batchSize: 8, seed: 7, extraViews: 1,
-    trainer: { maxLr: 1e-3, emaDecay: 0.9, alpha: 0.5 }, head: small, ...over,
+    dataset,
+    model,
+    cacheDir: join(root, 'cache'),
+    outDir: out,
+    epochs: 3,
+    batchSize: 8,
+    seed: 7,
+    extraViews: 1,
+    trainer: { maxLr: 1e-3, emaDecay: 0.9, alpha: 0.5 },
+    head: small,
+    ...over,
   });
 }
 
@@ -31,7 +47,8 @@ test('captions name only the training labels', () => {
   assert.equal(captionOf(['dog']), 'a photo of dog');
   const set = trainingSet(dataset, 'select');
   const unseen = new Set([...dataset.split.unseen, ...dataset.split.pseudoUnseen]);
-  for (const c of trainingCaptions(set)) for (const u of unseen) assert.ok(!c.split(/, | and |a photo of /).includes(u), `caption "${c}" names held-out label ${u}`);
+  for (const c of trainingCaptions(set))
+    for (const u of unseen) assert.ok(!c.split(/, | and |a photo of /).includes(u), `caption "${c}" names held-out label ${u}`);
 });
 
 test('train: features cached, best and last checkpoints, log, curves, and a ZSL/GZSL test report', async () => {
@@ -40,7 +57,14 @@ test('train: features cached, best and last checkpoints, log, curves, and a ZSL/
   assert.equal(r.fit.epochs.length, 3);
   assert.ok(r.fit.bestEpoch >= 1 && r.fit.bestEpoch <= 3);
   assert.ok(r.extract.computed > 0);
-  for (const f of ['best/config.json', 'last/config.json', 'training-log.json', 'training-curves.svg', 'test-report/report.md', 'test-report/report.json']) {
+  for (const f of [
+    'best/config.json',
+    'last/config.json',
+    'training-log.json',
+    'training-curves.svg',
+    'test-report/report.md',
+    'test-report/report.json',
+  ]) {
     assert.ok(existsSync(join(out, f)), f);
   }
   assert.ok(r.test.zsl && r.test.zsl.mAP >= 0 && r.test.zsl.mAP <= 100);
@@ -111,8 +135,17 @@ const stepsPerEpoch = Math.floor(trainingSet(dataset, 'select').ids.length / 8);
 test('killed mid-epoch (checkpoints every 2 steps), without its training log, a resumed run is bit-for-bit the uninterrupted one', async () => {
   const whole = join(root, 'whole-mid');
   const seen: number[] = [];
-  const w = await run(whole, { onProgress: (p) => { seen.push(p.step); assert.ok(Number.isFinite(p.loss) && p.totalSteps === 3 * stepsPerEpoch && p.epochs === 3); } });
-  assert.deepEqual(seen, Array.from({ length: 3 * stepsPerEpoch }, (_, i) => i + 1), 'onProgress after every step');
+  const w = await run(whole, {
+    onProgress: (p) => {
+      seen.push(p.step);
+      assert.ok(Number.isFinite(p.loss) && p.totalSteps === 3 * stepsPerEpoch && p.epochs === 3);
+    },
+  });
+  assert.deepEqual(
+    seen,
+    Array.from({ length: 3 * stepsPerEpoch }, (_, i) => i + 1),
+    'onProgress after every step',
+  );
   const part = join(root, 'part-mid');
   // 3 steps into epoch 2 with a save every 2 steps: the last save is at step stepsPerEpoch + 2, step + 3 is lost
   await run(part, { checkpointEverySteps: 2, stopAfterSteps: stepsPerEpoch + 3 });
@@ -124,7 +157,10 @@ test('killed mid-epoch (checkpoints every 2 steps), without its training log, a 
   assert.ok(resumedLogs.includes(`resuming at step ${ck.training.step} (epoch 1, mid-epoch)`), resumedLogs.join('\n'));
   assert.deepEqual(tensorDigests(join(part, 'last')), tensorDigests(join(whole, 'last')));
   assert.deepEqual(tensorDigests(join(part, 'best')), tensorDigests(join(whole, 'best')));
-  assert.deepEqual(r.fit.epochs.map((e) => [e.epoch, e.step, e.loss]), w.fit.epochs.map((e) => [e.epoch, e.step, e.loss]));
+  assert.deepEqual(
+    r.fit.epochs.map((e) => [e.epoch, e.step, e.loss]),
+    w.fit.epochs.map((e) => [e.epoch, e.step, e.loss]),
+  );
   assert.equal(r.test.zsl!.mAP, w.test.zsl!.mAP);
   // the training log is written again from the checkpoint's record of the run
   assert.equal(JSON.parse(readFileSync(join(part, 'training-log.json'), 'utf8')).epochs.length, 3);
@@ -134,13 +170,25 @@ test('--resume refuses changed architecture or schedule options, naming them; wi
   const out = join(root, 'resume-flags');
   await run(out, { stopAfterEpochs: 1 });
   const names = { epochs: '--epochs', 'trainer.maxLr': '--lr', 'head.dModel': '--d-model' };
-  await assert.rejects(run(out, { resume: true, epochs: 5, trainer: { maxLr: 2e-3, emaDecay: 0.9, alpha: 0.5 }, head: { ...small, dModel: 64 }, optionNames: names }), (e: unknown) => {
-    assert.ok(e instanceof ClipDecoderError);
-    assert.equal(e.code, 'RESUME_MISMATCH');
-    assert.equal(e.message, `resume: ${join(out, 'last')} is a run with other settings: --epochs 5 (the run has 3), --lr 0.002 (the run has 0.001), --d-model 64 (the run has 32); drop these to continue it, or train into a new output folder`);
-    assert.equal(e.subject, '--epochs');
-    return true;
-  });
+  await assert.rejects(
+    run(out, {
+      resume: true,
+      epochs: 5,
+      trainer: { maxLr: 2e-3, emaDecay: 0.9, alpha: 0.5 },
+      head: { ...small, dModel: 64 },
+      optionNames: names,
+    }),
+    (e: unknown) => {
+      assert.ok(e instanceof ClipDecoderError);
+      assert.equal(e.code, 'RESUME_MISMATCH');
+      assert.equal(
+        e.message,
+        `resume: ${join(out, 'last')} is a run with other settings: --epochs 5 (the run has 3), --lr 0.002 (the run has 0.001), --d-model 64 (the run has 32); drop these to continue it, or train into a new output folder`,
+      );
+      assert.equal(e.subject, '--epochs');
+      return true;
+    },
+  );
   // options not given take the run's values: nothing differs
   const r = await trainOnDataset({ dataset, model, cacheDir: join(root, 'cache'), outDir: out, resume: true });
   assert.equal(r.fit.epochs.length, 3);
@@ -162,7 +210,12 @@ test('resuming a checkpoint that predates the run record with a truncated traini
   writeFileSync(cfgFile, JSON.stringify(cfg));
   await assert.rejects(run(out, { resume: true }), (e: unknown) => {
     assert.ok(e instanceof ClipDecoderError && e.code === 'CHECKPOINT_INVALID', String(e));
-    assert.match(e.message, new RegExp(`^resume: ${logFile} is unreadable \\(.*JSON.*\\), and ${join(out, 'last')} was saved by an older clip-decoder that kept the run's progress only there; train into a new output folder$`));
+    assert.match(
+      e.message,
+      new RegExp(
+        `^resume: ${logFile} is unreadable \\(.*JSON.*\\), and ${join(out, 'last')} was saved by an older clip-decoder that kept the run's progress only there; train into a new output folder$`,
+      ),
+    );
     return true;
   });
 });

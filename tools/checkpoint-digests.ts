@@ -10,12 +10,21 @@ import { writeFileAtomic } from '../src/util/fs.ts';
 
 for (const dir of process.argv.slice(2)) {
   const cfgPath = join(dir, 'config.json');
-  const cfg = JSON.parse(await readFile(cfgPath, 'utf8')) as Record<string, unknown> & { weights: string; training?: { state: string }; digests?: unknown };
+  const cfg = JSON.parse(await readFile(cfgPath, 'utf8')) as Record<string, unknown> & {
+    weights: string;
+    training?: { state: string };
+    digests?: unknown;
+  };
   await loadCheckpoint(dir, new TsMatmul(), { withTraining: Boolean(cfg.training), onWarning: () => {} });
   const files = [cfg.weights, ...(cfg.training ? [cfg.training.state] : [])];
   const digests = await digestCheckpointFiles(dir, files);
   const { savedAt, digests: _old, ...rest } = cfg;
-  await writeFileAtomic(cfgPath, JSON.stringify({ ...rest, digests, savedAt }, null, 1) + '\n');
-  await loadCheckpoint(dir, new TsMatmul(), { withTraining: Boolean(cfg.training), onWarning: (m) => { throw new Error(m); } });
+  await writeFileAtomic(cfgPath, `${JSON.stringify({ ...rest, digests, savedAt }, null, 1)}\n`);
+  await loadCheckpoint(dir, new TsMatmul(), {
+    withTraining: Boolean(cfg.training),
+    onWarning: (m) => {
+      throw new Error(m);
+    },
+  });
   process.stdout.write(`${dir}: digests of ${files.join(', ')} recorded in config.json\n`);
 }

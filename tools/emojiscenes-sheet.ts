@@ -25,7 +25,11 @@ async function main(): Promise<void> {
   const [dir, out, perRow = '8'] = process.argv.slice(2);
   if (!dir || !out) throw new Error('usage: emojiscenes-sheet.ts DATASET_DIR OUT.png [per-row]');
   const cols = Number(perRow);
-  const read = (f: string) => readFileSync(join(dir, f), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Line);
+  const read = (f: string) =>
+    readFileSync(join(dir, f), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Line);
   const scenes = read('manifest.jsonl');
   const pretrain = read('pretrain-scenes.jsonl');
   const ok = new Map<string, boolean>();

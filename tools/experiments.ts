@@ -63,7 +63,11 @@ interface RunSpec {
   over: Partial<TrainRunOptions>;
 }
 
-async function runOnce(spec: RunSpec, seed: number, alpha: number): Promise<{ test: EvalReport; val: number; bestEpoch: number; secondsPerEpoch: number; seconds: number }> {
+async function runOnce(
+  spec: RunSpec,
+  seed: number,
+  alpha: number,
+): Promise<{ test: EvalReport; val: number; bestEpoch: number; secondsPerEpoch: number; seconds: number }> {
   const outDir = join(work, 'runs', `${spec.key}-a${alpha}-s${seed}`);
   const done = join(outDir, 'result.json');
   if (existsSync(done)) {
@@ -74,12 +78,26 @@ async function runOnce(spec: RunSpec, seed: number, alpha: number): Promise<{ te
   }
   log(`${spec.name}, α = ${alpha}, seed ${seed}`);
   const r = await trainOnDataset({
-    dataset, model, cacheDir, outDir, epochs, batchSize: BATCH, seed, extraViews: 0, head: HEAD,
+    dataset,
+    model,
+    cacheDir,
+    outDir,
+    epochs,
+    batchSize: BATCH,
+    seed,
+    extraViews: 0,
+    head: HEAD,
     trainer: { maxLr: 1e-3, alpha, beta: 1 },
     onLog: (s) => log(`  ${s}`),
     ...spec.over,
   });
-  const result = { test: r.test, val: r.fit.bestScore * 100, bestEpoch: r.fit.bestEpoch, secondsPerEpoch: r.fit.secondsPerEpoch, seconds: r.seconds };
+  const result = {
+    test: r.test,
+    val: r.fit.bestScore * 100,
+    bestEpoch: r.fit.bestEpoch,
+    secondsPerEpoch: r.fit.secondsPerEpoch,
+    seconds: r.seconds,
+  };
   await writeFileAtomic(done, JSON.stringify(result));
   return result;
 }
@@ -101,12 +119,23 @@ const bestAlpha = alphaScores.reduce((a, b) => (b.val > a.val ? b : a)).alpha;
 log(`α = ${bestAlpha} chosen on validation (${alphaScores.map((a) => `${a.alpha}: ${a.val.toFixed(2)}`).join(', ')})`);
 
 const configs: { spec: RunSpec; alpha: number }[] = [
-  { spec: { key: 'wordvec', name: '(b) ML-Decoder, word-vector queries', over: { queries: 'wordvec', wordvecCorpus: corpusCaptions, wordvecDim: 128 } }, alpha: 0 },
+  {
+    spec: {
+      key: 'wordvec',
+      name: '(b) ML-Decoder, word-vector queries',
+      over: { queries: 'wordvec', wordvecCorpus: corpusCaptions, wordvecDim: 128 },
+    },
+    alpha: 0,
+  },
   { spec: { key: 'clip-asl', name: '(c) ML-Decoder, CLIP text queries, ASL', over: {} }, alpha: 0 },
   { spec: clipDecoder, alpha: bestAlpha },
   { spec: { key: 'upper', name: '(e) upper bound: unseen labels trained', over: { trainOnUnseen: true } }, alpha: bestAlpha },
 ];
-const results: { name: string; alpha: number; runs: Awaited<ReturnType<typeof runOnce>>[] }[] = configs.map((c) => ({ name: c.spec.name, alpha: c.alpha, runs: [] }));
+const results: { name: string; alpha: number; runs: Awaited<ReturnType<typeof runOnce>>[] }[] = configs.map((c) => ({
+  name: c.spec.name,
+  alpha: c.alpha,
+  runs: [],
+}));
 // Seed by seed, so that an interrupted experiment has every method at the first seeds (reruns reuse finished runs).
 for (const seed of seeds) for (const [i, c] of configs.entries()) results[i]!.runs.push(await runOnce(c.spec, seed, c.alpha));
 
@@ -122,17 +151,22 @@ const zslMAP = (i: number) => mean(results[i]!.runs.map((r) => r.test.zsl!.mAP))
 const gzslMAP = (i: number) => mean(results[i]!.runs.map((r) => r.test.gzsl.mAP));
 const order = (a: number, b: number, what: (i: number) => number) => (what(a) > what(b) ? '>' : '≤');
 // Every distinct run (the α run reused as (d) seed 0 counts once), whether or not this invocation made it.
-const allRuns = [...new Map([...alphaRuns, ...results.flatMap((x) => x.runs)].map((r) => [JSON.stringify([r.val, r.seconds]), r])).values()];
+const allRuns = [
+  ...new Map([...alphaRuns, ...results.flatMap((x) => x.runs)].map((r) => [JSON.stringify([r.val, r.seconds]), r])).values(),
+];
 const runSeconds = allRuns.reduce((sum, r) => sum + r.seconds, 0);
 const minutes = (performance.now() - t0) / 60000;
 // Chance level of ZSL mAP: a random ranking's AP is about the label's frequency among the test images.
 const testSet = evaluationSet(dataset, 'final');
 const unseenCols = testSet.unseen.map((u) => testSet.labels.indexOf(u));
-const chance = (100 * unseenCols.reduce((sum, j) => {
-  let pos = 0;
-  for (let i = 0; i < testSet.ids.length; i++) pos += testSet.targets[i * testSet.labels.length + j]!;
-  return sum + pos / testSet.ids.length;
-}, 0)) / unseenCols.length;
+const chance =
+  (100 *
+    unseenCols.reduce((sum, j) => {
+      let pos = 0;
+      for (let i = 0; i < testSet.ids.length; i++) pos += testSet.targets[i * testSet.labels.length + j]!;
+      return sum + pos / testSet.ids.length;
+    }, 0)) /
+  unseenCols.length;
 const s = dataset.split;
 const md = `# Results: CLIP-Decoder on EmojiTags
 
@@ -157,7 +191,14 @@ Every number below comes from that command. Machine: ${cpus()[0]?.model ?? 'CPU'
 | method | ZSL mAP | ZSL F1@3 | ZSL F1@5 | GZSL mAP | GZSL F1@3 | GZSL F1@5 |
 |---|---|---|---|---|---|---|
 ${row('(a) plain CLIP zero-shot', [plain])}
-${results.map((r) => row(r.name + (r.alpha ? ` (α = ${r.alpha})` : ''), r.runs.map((x) => x.test))).join('\n')}
+${results
+  .map((r) =>
+    row(
+      r.name + (r.alpha ? ` (α = ${r.alpha})` : ''),
+      r.runs.map((x) => x.test),
+    ),
+  )
+  .join('\n')}
 
 ZSL ranks the ${s.unseen.length} unseen labels; GZSL ranks all ${s.seen.length + s.unseen.length}; all ${s.test.length} test images count
 (images without an unseen label stay in, as in BiAM/MKT). Chance ZSL mAP (random ranking) ≈ ${chance.toFixed(2)}.
@@ -171,9 +212,13 @@ The paper expects (d) > (c) > (b) and the trained heads above (a); where a line 
 - Spread: the gap between (d) and (c) is ${(zslMAP(2) - zslMAP(1)).toFixed(2)} ZSL mAP, against a standard deviation over seeds of
   ${std(results[2]!.runs.map((r) => r.test.zsl!.mAP)).toFixed(2)} and ${std(results[1]!.runs.map((r) => r.test.zsl!.mAP)).toFixed(2)}: ${Math.abs(zslMAP(2) - zslMAP(1)) < std(results[2]!.runs.map((r) => r.test.zsl!.mAP)) ? 'within the noise of 3 seeds' : 'larger than the seed noise'}.
 - Training length: in ${allRuns.filter((r) => r.bestEpoch === epochs).length} of ${allRuns.length} trained runs the best validation epoch was the last
-  one, so the heads were still improving when the ${epochs}-epoch budget ended.${zslMAP(3) < plain.zsl!.mAP ? ` Even the upper bound (e), trained on the unseen
+  one, so the heads were still improving when the ${epochs}-epoch budget ended.${
+    zslMAP(3) < plain.zsl!.mAP
+      ? ` Even the upper bound (e), trained on the unseen
   labels themselves, stays below plain CLIP: the heads are undertrained at this budget, and they see only ${model.numTokens} patch tokens of a CLIP
-  pretrained on these very keyword captions, whose image embedding is already aligned with the label prompts.` : ''}
+  pretrained on these very keyword captions, whose image embedding is already aligned with the label prompts.`
+      : ''
+  }
 
 ## Cost
 ${results.map((r) => `- ${r.name}: ${mean(r.runs.map((x) => x.secondsPerEpoch)).toFixed(1)} s per epoch, ${mean(r.runs.map((x) => x.seconds)).toFixed(0)} s per run`).join('\n')}

@@ -24,7 +24,9 @@ export function scenesSummary(s: EmojiScenesStats, seconds: number, rendered: nu
     `single-emoji subset (single/): train ${s.singles.train}, val ${s.singles.val}, test ${s.singles.test} images`,
     `labels: ${s.labels.total} (${s.labels.seen} seen, ${s.labels.unseen} unseen: ${s.labels.unseenFromConcepts} NUS-WIDE concepts + ${s.labels.unseenFromSubgroups} subgroups; ${s.labels.pseudoUnseen} pseudo-unseen)`,
     'unseen label: P captions (P emoji) / test scene positives / style-transfer positives',
-    ...s.unseen.map((u) => `  ${u.label}${u.source === 'subgroup' ? '*' : ''}: ${u.pCaptions} (${u.pEmoji}) / ${u.testScenes} / ${u.styleScenes}`),
+    ...s.unseen.map(
+      (u) => `  ${u.label}${u.source === 'subgroup' ? '*' : ''}: ${u.pCaptions} (${u.pEmoji}) / ${u.testScenes} / ${u.styleScenes}`,
+    ),
   ].join('\n');
 }
 
@@ -32,14 +34,20 @@ const FORMATS: DatasetKind[] = ['auto', 'manifest', 'csv', 'jsonl', 'coco', 'nus
 
 export function formatFlag(value: string | undefined): DatasetKind {
   const v = (value ?? 'auto') as DatasetKind;
-  if (!FORMATS.includes(v)) throw new ClipDecoderError('INPUT_INVALID', `--format must be one of ${FORMATS.join(', ')}, got "${value}"`, '--format');
+  if (!FORMATS.includes(v))
+    throw new ClipDecoderError('INPUT_INVALID', `--format must be one of ${FORMATS.join(', ')}, got "${value}"`, '--format');
   return v;
 }
 
 /** --unseen: a file with one label a line, a comma-separated list, or "all". */
 export function unseenFlag(value: string | undefined): string | string[] | undefined {
   if (value === undefined || value === 'all') return value;
-  return value.includes(',') ? value.split(',').map((s) => s.trim()).filter(Boolean) : value;
+  return value.includes(',')
+    ? value
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : value;
 }
 
 export function registerDataCommands(program: Command): void {
@@ -61,23 +69,32 @@ export function registerDataCommands(program: Command): void {
         size: positiveIntFlag(opts.size, '--size'),
         minPositives: positiveIntFlag(opts.minPositives, '--min-positives'),
         seed: numberFlag(opts.seed, '--seed', 'non-negative-integer'),
-        styles: opts.styles?.split(',').map((s) => s.trim()).filter(Boolean),
+        styles: opts.styles
+          ?.split(',')
+          .map((s) => s.trim())
+          .filter(Boolean),
         ...(opts.limit !== undefined ? { limit: positiveIntFlag(opts.limit, '--limit') } : {}),
       });
       const s = result.stats;
       const lines = [
         `EmojiTags in ${result.dir} (${result.seconds.toFixed(1)} s; ${result.rendered} rendered, ${result.reused} reused)`,
         `emoji: ${s.emoji.total} (train ${s.emoji.train}, val ${s.emoji.val}, test ${s.emoji.test})`,
-        `images: ${s.images.total} (train ${s.images.train}, val ${s.images.val}, test ${s.images.test}); per style: ${Object.entries(s.images.perStyle).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+        `images: ${s.images.total} (train ${s.images.train}, val ${s.images.val}, test ${s.images.test}); per style: ${Object.entries(
+          s.images.perStyle,
+        )
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ')}`,
         `labels: ${s.labels.total} (${s.labels.seen} seen, ${s.labels.unseen} unseen: ${s.labels.unseenFromConcepts} NUS-WIDE concepts + ${s.labels.unseenFromSubgroups} Unicode subgroups; ${s.labels.pseudoUnseen} pseudo-unseen for validation), ${s.labels.perEmoji} per emoji`,
         `unseen labels with ≥ 2 test emoji: ${s.labels.unseenWithMinTestPositives}`,
       ];
-      process.stdout.write(lines.join('\n') + '\n');
+      process.stdout.write(`${lines.join('\n')}\n`);
     });
 
   data
     .command('scenes')
-    .description('build EmojiScenes: P/B concept pools, multi-emoji scenes of B (train/val/test, one style only in test), single-emoji B subset, P scenes with captions')
+    .description(
+      'build EmojiScenes: P/B concept pools, multi-emoji scenes of B (train/val/test, one style only in test), single-emoji B subset, P scenes with captions',
+    )
     .requiredOption('-o, --out <dir>', 'output folder (a rerun of the same build reuses its images; another build there is refused)')
     .option('--size <px>', 'scene side in pixels', String(SCENES_DEFAULTS.size))
     .option('--seed <n>', 'seed of pools, split and scenes', String(SCENES_DEFAULTS.seed))
@@ -113,10 +130,16 @@ export function registerDataCommands(program: Command): void {
         minPositives: n('minPositives', '--min-positives'),
         minUnseen: n('minUnseen', '--min-unseen'),
         maxOverlap: n('maxOverlap', '--max-overlap'),
-        singleStyles: typeof o.singleStyles === 'string' ? o.singleStyles.split(',').map((x) => x.trim()).filter(Boolean) : undefined,
+        singleStyles:
+          typeof o.singleStyles === 'string'
+            ? o.singleStyles
+                .split(',')
+                .map((x) => x.trim())
+                .filter(Boolean)
+            : undefined,
         force: Boolean(o.force),
       });
-      process.stdout.write(scenesSummary(result.stats, result.seconds, result.rendered, result.reused, result.dir) + '\n');
+      process.stdout.write(`${scenesSummary(result.stats, result.seconds, result.rendered, result.reused, result.dir)}\n`);
     });
 
   data
@@ -130,24 +153,37 @@ export function registerDataCommands(program: Command): void {
     .option('--unseen <labels>', 'unseen labels when no split says: a file, a comma-separated list, or "all"')
     .option('--allow-empty', 'keep images without labels instead of failing')
     .option('--no-check-files', 'do not check that image files exist')
-    .action(async (path: string, opts: { format?: string; images?: string; split?: string; vocabulary?: string; unseen?: string; allowEmpty?: boolean; checkFiles: boolean }) => {
-      const { loadDataset } = await import('../data/load.ts');
-      const d = loadDataset(path, {
-        format: formatFlag(opts.format),
-        imagesDir: opts.images,
-        split: opts.split,
-        vocabulary: opts.vocabulary,
-        unseen: unseenFlag(opts.unseen),
-        emptyLabels: opts.allowEmpty ? 'keep' : undefined,
-        missingFiles: opts.checkFiles ? 'error' : 'ignore',
-      });
-      let positives = 0;
-      for (const it of d.items) positives += it.labels.length;
-      const lines = [
-        `${d.name} (${d.format}): ${d.items.length} images, ${d.labels.length} labels, ${(positives / Math.max(1, d.items.length)).toFixed(2)} labels per image`,
-        `split: train ${d.split.train.length}, val ${d.split.val.length}, test ${d.split.test.length}; seen ${d.split.seen.length}, unseen ${d.split.unseen.length}, pseudo-unseen ${d.split.pseudoUnseen.length}`,
-        ...d.notes.map((n) => `note: ${n}`),
-      ];
-      process.stdout.write(lines.join('\n') + '\n');
-    });
+    .action(
+      async (
+        path: string,
+        opts: {
+          format?: string;
+          images?: string;
+          split?: string;
+          vocabulary?: string;
+          unseen?: string;
+          allowEmpty?: boolean;
+          checkFiles: boolean;
+        },
+      ) => {
+        const { loadDataset } = await import('../data/load.ts');
+        const d = loadDataset(path, {
+          format: formatFlag(opts.format),
+          imagesDir: opts.images,
+          split: opts.split,
+          vocabulary: opts.vocabulary,
+          unseen: unseenFlag(opts.unseen),
+          emptyLabels: opts.allowEmpty ? 'keep' : undefined,
+          missingFiles: opts.checkFiles ? 'error' : 'ignore',
+        });
+        let positives = 0;
+        for (const it of d.items) positives += it.labels.length;
+        const lines = [
+          `${d.name} (${d.format}): ${d.items.length} images, ${d.labels.length} labels, ${(positives / Math.max(1, d.items.length)).toFixed(2)} labels per image`,
+          `split: train ${d.split.train.length}, val ${d.split.val.length}, test ${d.split.test.length}; seen ${d.split.seen.length}, unseen ${d.split.unseen.length}, pseudo-unseen ${d.split.pseudoUnseen.length}`,
+          ...d.notes.map((n) => `note: ${n}`),
+        ];
+        process.stdout.write(`${lines.join('\n')}\n`);
+      },
+    );
 }

@@ -21,22 +21,24 @@ export function registerEmbedCommands(program: Command): void {
     .option('-t, --template <template...>', 'prompt template(s) with {label} (default: "a photo of {label}")')
     .option('--no-normalize', 'with --labels: do not L2-normalise')
     .option('--json', 'write JSON lines {text, embedding} to stdout')
-    .action(async (texts: string[], opts: { model?: string; labels?: boolean; template?: string[]; normalize: boolean; json?: boolean }) => {
-      const [{ ClipModel }, { embedLabels }] = await Promise.all([import('../clip/model.ts'), import('../clip/prompts.ts')]);
-      const model = await ClipModel.load(modelOrDefault(opts.model));
-      try {
-        const E = model.embedDim;
-        const emb = opts.labels
-          ? await embedLabels(model, texts, { templates: opts.template, normalize: opts.normalize })
-          : await model.encodeTexts(texts);
-        texts.forEach((text, i) => {
-          const v = emb.subarray(i * E, (i + 1) * E);
-          process.stdout.write(opts.json ? `${JSON.stringify({ text, embedding: Array.from(v) })}\n` : `${text}\t${preview(v)}\n`);
-        });
-      } finally {
-        await model.dispose();
-      }
-    });
+    .action(
+      async (texts: string[], opts: { model?: string; labels?: boolean; template?: string[]; normalize: boolean; json?: boolean }) => {
+        const [{ ClipModel }, { embedLabels }] = await Promise.all([import('../clip/model.ts'), import('../clip/prompts.ts')]);
+        const model = await ClipModel.load(modelOrDefault(opts.model));
+        try {
+          const E = model.embedDim;
+          const emb = opts.labels
+            ? await embedLabels(model, texts, { templates: opts.template, normalize: opts.normalize })
+            : await model.encodeTexts(texts);
+          texts.forEach((text, i) => {
+            const v = emb.subarray(i * E, (i + 1) * E);
+            process.stdout.write(opts.json ? `${JSON.stringify({ text, embedding: Array.from(v) })}\n` : `${text}\t${preview(v)}\n`);
+          });
+        } finally {
+          await model.dispose();
+        }
+      },
+    );
 
   program
     .command('embed-image')

@@ -21,9 +21,18 @@ export function registerEvalCommand(program: Command): void {
     .option('--split <file>', 'split file (default: split.json beside the label file)')
     .option('--unseen <labels>', 'unseen labels when no split says: a file, a comma-separated list, or "all"')
     .option('--stage <stage>', '"final": test images, unseen labels; "select": validation images, pseudo-unseen labels', 'final')
-    .option('--drop-images-without-unseen', 'ZSL on images with an unseen positive only (ML-Decoder\'s variant; BiAM/MKT keep all)')
+    .option('--drop-images-without-unseen', "ZSL on images with an unseen positive only (ML-Decoder's variant; BiAM/MKT keep all)")
     .action(
-      async (opts: { scores: string; dataset: string; out?: string; format?: string; split?: string; unseen?: string; stage: string; dropImagesWithoutUnseen?: boolean }) => {
+      async (opts: {
+        scores: string;
+        dataset: string;
+        out?: string;
+        format?: string;
+        split?: string;
+        unseen?: string;
+        stage: string;
+        dropImagesWithoutUnseen?: boolean;
+      }) => {
         if (opts.stage !== 'final' && opts.stage !== 'select') {
           throw new ClipDecoderError('INPUT_INVALID', `--stage must be "final" or "select", got "${opts.stage}"`, '--stage');
         }
@@ -46,7 +55,12 @@ export function registerEvalCommand(program: Command): void {
           dropImagesWithoutUnseen: opts.dropImagesWithoutUnseen,
         });
         process.stdout.write(
-          [summary('ZSL ', report.zsl), summary('GZSL', report.gzsl), ...report.notes.map((n) => `note: ${n}`), `report: ${files.markdown}`].join('\n') + '\n',
+          `${[
+            summary('ZSL ', report.zsl),
+            summary('GZSL', report.gzsl),
+            ...report.notes.map((n) => `note: ${n}`),
+            `report: ${files.markdown}`,
+          ].join('\n')}\n`,
         );
       },
     );

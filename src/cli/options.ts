@@ -11,7 +11,11 @@ import type { ExpandedInputs } from '../util/images.ts';
 export function modelOrDefault(model: string | undefined): string {
   if (model) return model;
   if (!existsSync(DEFAULT_MODEL)) {
-    throw new ClipDecoderError('MODEL_NOT_FOUND', `no --model given and the bundled model ${DEFAULT_MODEL} is not there: pass --model <CLIP folder>`, '--model');
+    throw new ClipDecoderError(
+      'MODEL_NOT_FOUND',
+      `no --model given and the bundled model ${DEFAULT_MODEL} is not there: pass --model <CLIP folder>`,
+      '--model',
+    );
   }
   return DEFAULT_MODEL;
 }

@@ -20,7 +20,13 @@ export function startProgress(label: string, total: number, stream: NodeJS.Write
   if (!stream.isTTY || total <= 1) return { update() {}, write: (s, text) => void s.write(text), stop() {} };
   const cliProgress = loadCliProgress();
   const bar = new cliProgress.SingleBar(
-    { format: `${label} [{bar}] {value}/{total} {percentage}% | {rate}/s | ETA {eta_formatted}`, stream, hideCursor: true, etaBuffer: 50, forceRedraw: true },
+    {
+      format: `${label} [{bar}] {value}/{total} {percentage}% | {rate}/s | ETA {eta_formatted}`,
+      stream,
+      hideCursor: true,
+      etaBuffer: 50,
+      forceRedraw: true,
+    },
     cliProgress.Presets.shades_classic,
   );
   const t0 = Date.now();
@@ -66,7 +72,12 @@ export function startStepProgress(label: string, stream: NodeJS.WriteStream = pr
       if (!bar) {
         const cliProgress = loadCliProgress();
         bar = new cliProgress.SingleBar(
-          { format: `${label} [{bar}] {value}/{total} steps | loss {loss} | {rate} steps/s | ETA {eta_formatted}`, stream, hideCursor: true, etaBuffer: 50 },
+          {
+            format: `${label} [{bar}] {value}/{total} steps | loss {loss} | {rate} steps/s | ETA {eta_formatted}`,
+            stream,
+            hideCursor: true,
+            etaBuffer: 50,
+          },
           cliProgress.Presets.shades_classic,
         );
         bar.start(totalSteps, startStep, { loss: '-', rate: '0.0' });

@@ -21,16 +21,36 @@ const LIMIT_FLAGS: [keyof ServeLimits, string, string][] = [
 
 /** commander's camel-cased option name for a flag ("--max-body <bytes>" → "maxBody"). */
 function optionKey(flag: string): string {
-  return flag.split(' ')[0]!.replace(/^--/, '').replace(/-(\w)/g, (_, c: string) => c.toUpperCase());
+  return flag
+    .split(' ')[0]!
+    .replace(/^--/, '')
+    .replace(/-(\w)/g, (_, c: string) => c.toUpperCase());
 }
 
 /** A listen failure as one line naming the flag at fault (exit 2), not a stack trace. */
 function listenError(e: unknown, host: string, port: number): unknown {
   const code = (e as NodeJS.ErrnoException).code;
-  if (code === 'EADDRINUSE') return new ClipDecoderError('INPUT_INVALID', `--port ${port}: the address ${host}:${port} is already in use; pick another port (0 for any)`, '--port', { cause: e });
-  if (code === 'EACCES') return new ClipDecoderError('INPUT_INVALID', `--port ${port}: not allowed to bind ${host}:${port} (ports below 1024 need privileges)`, '--port', { cause: e });
+  if (code === 'EADDRINUSE')
+    return new ClipDecoderError(
+      'INPUT_INVALID',
+      `--port ${port}: the address ${host}:${port} is already in use; pick another port (0 for any)`,
+      '--port',
+      { cause: e },
+    );
+  if (code === 'EACCES')
+    return new ClipDecoderError(
+      'INPUT_INVALID',
+      `--port ${port}: not allowed to bind ${host}:${port} (ports below 1024 need privileges)`,
+      '--port',
+      { cause: e },
+    );
   if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_FAIL' || code === 'EINVAL') {
-    return new ClipDecoderError('INPUT_INVALID', `--host ${host}: not an address of this machine (${code}); use 127.0.0.1, 0.0.0.0 or a local interface`, '--host', { cause: e });
+    return new ClipDecoderError(
+      'INPUT_INVALID',
+      `--host ${host}: not an address of this machine (${code}); use 127.0.0.1, 0.0.0.0 or a local interface`,
+      '--host',
+      { cause: e },
+    );
   }
   return e;
 }
@@ -56,7 +76,10 @@ export function registerServeCommand(program: Command): void {
     }
     // Loaded here, not at the top, so other commands and --help do not pay for the server and the model.
     const [{ Tagger }, { buildServer }] = await Promise.all([import('../tagger/tagger.ts'), import('../serve/server.ts')]);
-    const labelLimits = { maxLabels: limits.maxLabels ?? DEFAULT_LIMITS.maxLabels, maxLength: limits.maxLabelLength ?? DEFAULT_LIMITS.maxLabelLength };
+    const labelLimits = {
+      maxLabels: limits.maxLabels ?? DEFAULT_LIMITS.maxLabels,
+      maxLength: limits.maxLabelLength ?? DEFAULT_LIMITS.maxLabelLength,
+    };
     const tagger = await Tagger.load({ model: o.model, head: o.head, pixelLimit: limits.maxPixels, labelLimits });
     const app = buildServer(tagger, { ...limits, onServerError: (line) => process.stderr.write(`${line}\n`) });
     let address: string;
@@ -72,7 +95,10 @@ export function registerServeCommand(program: Command): void {
     await new Promise<void>((resolve) => {
       const stop = () => {
         process.stderr.write('clip-decoder: shutting down\n');
-        app.close().then(() => tagger.dispose()).finally(resolve);
+        app
+          .close()
+          .then(() => tagger.dispose())
+          .finally(resolve);
       };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);

@@ -53,7 +53,10 @@ export function registerTagCommand(program: Command): void {
     .option('-l, --labels <a,b,c>', 'comma-separated labels')
     .option('--labels-file <file>', 'labels, one per line (a line starting with # is a comment)')
     .option('-m, --model <path|id>', 'CLIP model folder (default: the bundled pico-CLIP)')
-    .option('--head <dir|none>', 'CLIP-Decoder head checkpoint (default: the bundled head); "none": the model\'s own zero-shot score, sigmoid(s·cos + b)')
+    .option(
+      '--head <dir|none>',
+      'CLIP-Decoder head checkpoint (default: the bundled head); "none": the model\'s own zero-shot score, sigmoid(s·cos + b)',
+    )
     .option('--dtype <fp32|fp16|q8|...>', 'ONNX weights of the model folder: fp32 (default) or its _fp16 / _quantized (q8) / ... variant')
     .option('-k, --top <K>', 'keep the K most probable labels per image')
     .option('-p, --threshold <p>', 'keep labels with probability ≥ p')
@@ -66,7 +69,8 @@ export function registerTagCommand(program: Command): void {
       const top = optionalNumberFlag(flags.top, '--top', 'positive-integer');
       const threshold = optionalNumberFlag(flags.threshold, '--threshold', 'probability');
       const format = flags.format ?? (process.stdout.isTTY ? 'table' : 'jsonl');
-      if (!['table', 'jsonl', 'csv'].includes(format)) throw new ClipDecoderError('INPUT_INVALID', `--format must be table, jsonl or csv, got "${format}"`, '--format');
+      if (!['table', 'jsonl', 'csv'].includes(format))
+        throw new ClipDecoderError('INPUT_INVALID', `--format must be table, jsonl or csv, got "${format}"`, '--format');
       const batchSize = numberFlag(flags.batchSize, '--batch-size', 'positive-integer');
       const maxFileBytes = numberFlag(flags.maxFileBytes, '--max-file-bytes', 'positive-integer');
       if (flags.explain !== undefined) prepareExplainDir(flags.explain);
@@ -91,7 +95,13 @@ export function registerTagCommand(program: Command): void {
       const width = Math.max(...files.map((f) => f.length), 4);
       if (format === 'csv') out('file,label,probability\n');
       try {
-        for await (const r of tagger.tagStream(files, labels, { top, threshold, batchSize, attention: flags.explain !== undefined, onProgress: (d) => progress.update(d) })) {
+        for await (const r of tagger.tagStream(files, labels, {
+          top,
+          threshold,
+          batchSize,
+          attention: flags.explain !== undefined,
+          onProgress: (d) => progress.update(d),
+        })) {
           if (r.error) {
             failures++;
             progress.write(process.stderr, `clip-decoder: ${r.error.message}\n`);

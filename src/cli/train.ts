@@ -40,9 +40,19 @@ interface TrainFlags {
 
 /** Library option → flag, for messages (a refused --resume names the flags). */
 const OPTION_FLAGS: Record<string, string> = {
-  epochs: '--epochs', batchSize: '--batch-size', seed: '--seed', extraViews: '--views',
-  'trainer.maxLr': '--lr', 'trainer.weightDecay': '--weight-decay', 'trainer.alpha': '--alpha', 'trainer.beta': '--beta', 'trainer.emaDecay': '--ema',
-  'head.dModel': '--d-model', 'head.heads': '--heads', 'head.ffnDim': '--ffn', 'head.dropout': '--dropout',
+  epochs: '--epochs',
+  batchSize: '--batch-size',
+  seed: '--seed',
+  extraViews: '--views',
+  'trainer.maxLr': '--lr',
+  'trainer.weightDecay': '--weight-decay',
+  'trainer.alpha': '--alpha',
+  'trainer.beta': '--beta',
+  'trainer.emaDecay': '--ema',
+  'head.dModel': '--d-model',
+  'head.heads': '--heads',
+  'head.ffnDim': '--ffn',
+  'head.dropout': '--dropout',
 };
 
 const given = <T>(v: string | undefined, parse: (v: string) => T): T | undefined => (v === undefined ? undefined : parse(v));
@@ -69,9 +79,18 @@ export function registerTrainCommands(program: Command): void {
       const model = await ClipModel.load(modelOrDefault(o.model));
       const progress = startProgress('extracting', dataset.items.length * (1 + views));
       try {
-        const s = await ensureFeatures(model, dataset, o.cache, views, (d, t) => progress.update(d, t), (m) => process.stderr.write(`clip-decoder: ${m}\n`));
+        const s = await ensureFeatures(
+          model,
+          dataset,
+          o.cache,
+          views,
+          (d, t) => progress.update(d, t),
+          (m) => process.stderr.write(`clip-decoder: ${m}\n`),
+        );
         progress.stop();
-        process.stderr.write(`${s.computed} computed${s.changed ? ` (${s.changed} of them because the image changed)` : ''}, ${s.skipped} already cached, in ${s.seconds.toFixed(1)} s (${(s.computed / Math.max(s.seconds, 1e-9)).toFixed(1)} images/s)\n`);
+        process.stderr.write(
+          `${s.computed} computed${s.changed ? ` (${s.changed} of them because the image changed)` : ''}, ${s.skipped} already cached, in ${s.seconds.toFixed(1)} s (${(s.computed / Math.max(s.seconds, 1e-9)).toFixed(1)} images/s)\n`,
+        );
       } finally {
         progress.stop();
         await model.dispose();
@@ -102,13 +121,20 @@ export function registerTrainCommands(program: Command): void {
     .option('--ffn <n>', `feed-forward width ${dflt(hDef.ffnDim)}`)
     .option('--dropout <x>', `dropout ${dflt(hDef.dropout)}`)
     .option('--checkpoint-steps <n>', 'also save OUT/last every n steps within an epoch (default: by time only)')
-    .option('--checkpoint-minutes <m>', `also save OUT/last every m minutes within an epoch; 0: only at epoch ends (default ${FIT_DEFAULTS.checkpointEveryMinutes})`)
-    .option('--resume', "continue the run in OUT/last exactly (flags not given take the run's values; differing ones are refused); without a checkpoint there, start a new run and say so")
+    .option(
+      '--checkpoint-minutes <m>',
+      `also save OUT/last every m minutes within an epoch; 0: only at epoch ends (default ${FIT_DEFAULTS.checkpointEveryMinutes})`,
+    )
+    .option(
+      '--resume',
+      "continue the run in OUT/last exactly (flags not given take the run's values; differing ones are refused); without a checkpoint there, start a new run and say so",
+    )
     .option('--train-on-unseen', 'upper bound: train with the unseen labels as targets too (not zero-shot)')
     .option('--final', 'train on train + validation with all seen labels for exactly --epochs (no selection)')
     .action(async (o: TrainFlags) => {
       const queries = o.queries as QuerySource;
-      if (queries !== 'clip' && queries !== 'wordvec') throw new ClipDecoderError('INPUT_INVALID', `--queries must be clip or wordvec, got "${o.queries}"`, '--queries');
+      if (queries !== 'clip' && queries !== 'wordvec')
+        throw new ClipDecoderError('INPUT_INVALID', `--queries must be clip or wordvec, got "${o.queries}"`, '--queries');
       const [{ loadDataset }, { trainOnDataset }] = await Promise.all([import('../data/load.ts'), import('../train/pipeline.ts')]);
       const dataset = loadDataset(o.dataset);
       const emaDecay = o.ema === undefined || o.ema === 'auto' ? undefined : numberFlag(o.ema, '--ema', 'fraction');
@@ -117,7 +143,11 @@ export function registerTrainCommands(program: Command): void {
         try {
           corpus = readFileSync(o.wordvecCorpus, 'utf8').split('\n').filter(Boolean);
         } catch (e) {
-          throw new ClipDecoderError('INPUT_INVALID', `--wordvec-corpus ${o.wordvecCorpus}: cannot read (${(e as NodeJS.ErrnoException).code ?? e})`, o.wordvecCorpus);
+          throw new ClipDecoderError(
+            'INPUT_INVALID',
+            `--wordvec-corpus ${o.wordvecCorpus}: cannot read (${(e as NodeJS.ErrnoException).code ?? e})`,
+            o.wordvecCorpus,
+          );
         }
       }
       const progress = startProgress('extracting', dataset.items.length);
@@ -164,7 +194,9 @@ export function registerTrainCommands(program: Command): void {
         bar.stop();
       });
       const row = (name: string, m: typeof r.test.gzsl | null) =>
-        m ? `| ${name} | ${m.mAP.toFixed(2)} | ${m.f1['3']?.toFixed(2)} | ${m.f1['5']?.toFixed(2)} | ${m.precision['3']?.toFixed(2)} | ${m.recall['3']?.toFixed(2)} | ${m.precision['5']?.toFixed(2)} | ${m.recall['5']?.toFixed(2)} |` : `| ${name} | – | | | | | | |`;
+        m
+          ? `| ${name} | ${m.mAP.toFixed(2)} | ${m.f1['3']?.toFixed(2)} | ${m.f1['5']?.toFixed(2)} | ${m.precision['3']?.toFixed(2)} | ${m.recall['3']?.toFixed(2)} | ${m.precision['5']?.toFixed(2)} | ${m.recall['5']?.toFixed(2)} |`
+          : `| ${name} | – | | | | | | |`;
       process.stdout.write(
         [
           `test split of ${dataset.name}: ${o.final ? 'final run,' : 'best epoch'} ${r.fit.bestEpoch}${o.final ? ' epochs' : ''}, ${r.fit.secondsPerEpoch.toFixed(1)} s/epoch, ${r.seconds.toFixed(0)} s in all`,

@@ -72,5 +72,9 @@ export type ModelDtype = keyof typeof DTYPE_SUFFIX;
 export function parseDtype(value: string, flag = '--dtype'): ModelDtype {
   if (value === 'quantized') return 'q8';
   if (Object.hasOwn(DTYPE_SUFFIX, value)) return value as ModelDtype;
-  throw new ClipDecoderError('INPUT_INVALID', `${flag} must be one of ${Object.keys(DTYPE_SUFFIX).join(', ')} (or "quantized" for q8), got "${value}"`, flag);
+  throw new ClipDecoderError(
+    'INPUT_INVALID',
+    `${flag} must be one of ${Object.keys(DTYPE_SUFFIX).join(', ')} (or "quantized" for q8), got "${value}"`,
+    flag,
+  );
 }

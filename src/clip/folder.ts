@@ -91,8 +91,15 @@ export async function openClipFolder(path: string, options: OpenFolderOptions = 
   const spec = config ? familyOf(config, configPath) : undefined;
   for (const f of required) {
     if (!existsSync(join(dir, f))) {
-      const variant = dtype !== 'fp32' && f.endsWith('.onnx') ? ` (--dtype ${dtype} reads the ${DTYPE_SUFFIX[dtype]} variant; the folder may not carry it)` : '';
-      throw new ClipDecoderError('MODEL_NOT_FOUND', `${join(dir, f)}: missing${variant} (a model folder needs ${required.join(', ')})`, join(dir, f));
+      const variant =
+        dtype !== 'fp32' && f.endsWith('.onnx')
+          ? ` (--dtype ${dtype} reads the ${DTYPE_SUFFIX[dtype]} variant; the folder may not carry it)`
+          : '';
+      throw new ClipDecoderError(
+        'MODEL_NOT_FOUND',
+        `${join(dir, f)}: missing${variant} (a model folder needs ${required.join(', ')})`,
+        join(dir, f),
+      );
     }
   }
   const pre = join(dir, 'preprocessor_config.json');
@@ -108,12 +115,21 @@ export async function openClipFolder(path: string, options: OpenFolderOptions = 
   const patchSize = positiveInt(vision, 'patch_size', d.patchSize, configPath, 'vision_config.');
   const visionHidden = positiveInt(vision, 'hidden_size', d.hidden, configPath, 'vision_config.');
   // SigLIP's embedding is the vision MAP head's output (width C) and the text head's (projection_size).
-  const projectionDim =
-    spec!.family === 'siglip' ? visionHidden : positiveInt(config, 'projection_dim', 512, configPath, '');
+  const projectionDim = spec!.family === 'siglip' ? visionHidden : positiveInt(config, 'projection_dim', 512, configPath, '');
   if (spec!.family === 'siglip') {
-    const textProj = positiveInt(text, 'projection_size', positiveInt(text, 'hidden_size', d.hidden, configPath, 'text_config.'), configPath, 'text_config.');
+    const textProj = positiveInt(
+      text,
+      'projection_size',
+      positiveInt(text, 'hidden_size', d.hidden, configPath, 'text_config.'),
+      configPath,
+      'text_config.',
+    );
     if (textProj !== projectionDim) {
-      throw new ClipDecoderError('MODEL_INVALID', `${configPath}: text_config.projection_size ${textProj} differs from vision_config.hidden_size ${projectionDim}: the two embeddings cannot be compared`, configPath);
+      throw new ClipDecoderError(
+        'MODEL_INVALID',
+        `${configPath}: text_config.projection_size ${textProj} differs from vision_config.hidden_size ${projectionDim}: the two embeddings cannot be compared`,
+        configPath,
+      );
     }
   }
   const textMaxLength = positiveInt(text, 'max_position_embeddings', d.textMaxLength, configPath, 'text_config.');
@@ -127,7 +143,11 @@ export async function openClipFolder(path: string, options: OpenFolderOptions = 
     );
   }
   if (imageSizeCfg % patchSize !== 0) {
-    throw new ClipDecoderError('MODEL_INVALID', `${configPath}: image_size ${imageSizeCfg} is not a multiple of patch_size ${patchSize}`, configPath);
+    throw new ClipDecoderError(
+      'MODEL_INVALID',
+      `${configPath}: image_size ${imageSizeCfg} is not a multiple of patch_size ${patchSize}`,
+      configPath,
+    );
   }
   const id = typeof config!._name_or_path === 'string' && config!._name_or_path ? config!._name_or_path : basename(dir);
   return {
@@ -153,15 +173,22 @@ export async function openClipFolder(path: string, options: OpenFolderOptions = 
  * Refuses a tokenizer whose ids fall outside the text model's embedding table (text_config.vocab_size): such a
  * pair would run, but look up the wrong rows or fail inside ONNX Runtime on the first long word.
  */
-function checkVocabulary(tokenizer: Record<string, unknown>, text: Record<string, unknown> | undefined, tokFile: string, configPath: string): void {
+function checkVocabulary(
+  tokenizer: Record<string, unknown>,
+  text: Record<string, unknown> | undefined,
+  tokFile: string,
+  configPath: string,
+): void {
   const vocabSize = text?.vocab_size;
   if (typeof vocabSize !== 'number') return;
   const model = tokenizer.model as { vocab?: unknown } | undefined;
   let maxId = -1;
   const vocab = model?.vocab;
-  if (Array.isArray(vocab)) maxId = vocab.length - 1; // Unigram: [piece, score] rows, id = row
+  if (Array.isArray(vocab))
+    maxId = vocab.length - 1; // Unigram: [piece, score] rows, id = row
   else if (vocab && typeof vocab === 'object') for (const id of Object.values(vocab)) if (typeof id === 'number' && id > maxId) maxId = id; // BPE / WordPiece: piece → id
-  for (const t of (tokenizer.added_tokens as { id?: unknown }[] | undefined) ?? []) if (typeof t.id === 'number' && t.id > maxId) maxId = t.id;
+  for (const t of (tokenizer.added_tokens as { id?: unknown }[] | undefined) ?? [])
+    if (typeof t.id === 'number' && t.id > maxId) maxId = t.id;
   if (maxId >= vocabSize) {
     throw new ClipDecoderError(
       'MODEL_INVALID',

@@ -19,10 +19,7 @@ export interface ResolveOptions {
 }
 
 function offlineHelp(spec: string): string {
-  return (
-    `download the folder elsewhere (${REQUIRED_FILES.join(', ')}) and pass its path, ` +
-    `e.g. --model ./models/${spec.split('/')[1]}`
-  );
+  return `download the folder elsewhere (${REQUIRED_FILES.join(', ')}) and pass its path, ` + `e.g. --model ./models/${spec.split('/')[1]}`;
 }
 
 export async function resolveModelPath(spec: string, options: ResolveOptions = {}): Promise<string> {
@@ -38,7 +35,11 @@ export async function resolveModelPath(spec: string, options: ResolveOptions = {
 
   const allowRemote = options.allowRemote ?? (process.env.HF_HUB_OFFLINE !== '1' && env.allowRemoteModels !== false);
   if (!allowRemote) {
-    throw new ClipDecoderError('HUB_OFFLINE', `${spec}: not a local folder and not cached, and remote models are disabled: ${offlineHelp(spec)}`, spec);
+    throw new ClipDecoderError(
+      'HUB_OFFLINE',
+      `${spec}: not a local folder and not cached, and remote models are disabled: ${offlineHelp(spec)}`,
+      spec,
+    );
   }
   const base = `${env.remoteHost.replace(/\/$/, '')}/${spec}/resolve/main/`;
   for (const file of REQUIRED_FILES) {
@@ -50,10 +51,19 @@ export async function resolveModelPath(spec: string, options: ResolveOptions = {
       res = await fetch(base + file);
     } catch (e) {
       const reason = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
-      throw new ClipDecoderError('HUB_OFFLINE', `${spec}: not a local folder, not cached, and the hub is unreachable (${reason}): ${offlineHelp(spec)}`, spec, { cause: e });
+      throw new ClipDecoderError(
+        'HUB_OFFLINE',
+        `${spec}: not a local folder, not cached, and the hub is unreachable (${reason}): ${offlineHelp(spec)}`,
+        spec,
+        { cause: e },
+      );
     }
     if (!res.ok) {
-      throw new ClipDecoderError('MODEL_NOT_FOUND', `${spec}: the hub answered ${res.status} for ${file}: is it a CLIP model in the transformers.js layout?`, spec);
+      throw new ClipDecoderError(
+        'MODEL_NOT_FOUND',
+        `${spec}: the hub answered ${res.status} for ${file}: is it a CLIP model in the transformers.js layout?`,
+        spec,
+      );
     }
     await mkdir(dirname(target), { recursive: true });
     const tmp = `${target}.${process.pid}.download`;

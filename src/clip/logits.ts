@@ -28,7 +28,8 @@ export async function readLogitTensors(path: string): Promise<{ logitScale?: num
     const lenBuf = Buffer.alloc(8);
     await fh.read(lenBuf, 0, 8, 0);
     const hlen = Number(lenBuf.readBigUInt64LE(0));
-    if (hlen <= 0 || hlen > HEADER_LIMIT) throw new ClipDecoderError('MODEL_INVALID', `${path}: not a safetensors file (header length ${hlen})`, path);
+    if (hlen <= 0 || hlen > HEADER_LIMIT)
+      throw new ClipDecoderError('MODEL_INVALID', `${path}: not a safetensors file (header length ${hlen})`, path);
     const head = Buffer.alloc(hlen);
     await fh.read(head, 0, hlen, 8);
     let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
@@ -66,7 +67,11 @@ export function solveLogitParams(probe: FullModelProbe, path: string): { scale: 
   const [l1, l2] = probe.logits;
   const [c1, c2] = probe.cosines;
   if (!(Math.abs(c1 - c2) > 1e-6)) {
-    throw new ClipDecoderError('MODEL_INVALID', `${path}: the probe texts have the same cosine (${c1}): cannot solve the logit scale`, path);
+    throw new ClipDecoderError(
+      'MODEL_INVALID',
+      `${path}: the probe texts have the same cosine (${c1}): cannot solve the logit scale`,
+      path,
+    );
   }
   const scale = (l1 - l2) / (c1 - c2);
   return { scale, bias: l1 - scale * c1 };

@@ -106,7 +106,9 @@ export class ClipModel {
     try {
       return await ort.InferenceSession.create(path, sessionOptions(this.threads()));
     } catch (e) {
-      throw new ClipDecoderError('MODEL_INVALID', `${path}: ONNX Runtime cannot load it (${(e as Error).message.split('\n')[0]})`, path, { cause: e });
+      throw new ClipDecoderError('MODEL_INVALID', `${path}: ONNX Runtime cannot load it (${(e as Error).message.split('\n')[0]})`, path, {
+        cause: e,
+      });
     }
   }
 
@@ -159,14 +161,20 @@ export class ClipModel {
     // An fp16 variant may take its pixels as float16.
     const meta = session.inputMetadata?.find((m) => m.name === inputName);
     const half = meta?.isTensor === true && meta.type === 'float16';
-    const input = half ? new ort.Tensor('float16', float32ToFloat16(pixels), [batch, 3, H, W]) : new ort.Tensor('float32', pixels, [batch, 3, H, W]);
+    const input = half
+      ? new ort.Tensor('float16', float32ToFloat16(pixels), [batch, 3, H, W])
+      : new ort.Tensor('float32', pixels, [batch, 3, H, W]);
     const result = await session.run({ [inputName]: input });
     const hidden = this.output(session, result, this.options.outputs?.patchTokens ?? 'last_hidden_state', path);
     const embeds = this.output(session, result, this.options.outputs?.imageEmbeds ?? this.folder.spec.imageEmbedsOutput, path);
     const tokens = this.toTokens(hidden, batch, path);
     const e = asFloat32(embeds.data);
     if (embeds.dims.length !== 2 || embeds.dims[0] !== batch || embeds.dims[1] !== this.embedDim) {
-      throw new ClipDecoderError('MODEL_INVALID', `${path}: image embeddings have shape [${embeds.dims}], expected [${batch}, ${this.embedDim}] (config projection_dim)`, path);
+      throw new ClipDecoderError(
+        'MODEL_INVALID',
+        `${path}: image embeddings have shape [${embeds.dims}], expected [${batch}, ${this.embedDim}] (config projection_dim)`,
+        path,
+      );
     }
     return { tokens, imageEmbeds: e };
   }
@@ -189,7 +197,8 @@ export class ClipModel {
       C = d[1]!;
       T = d[2]! * d[3]!;
       out = new Float32Array(batch * T * C);
-      for (let b = 0; b < batch; b++) for (let c = 0; c < C; c++) for (let t = 0; t < T; t++) out[(b * T + t) * C + c] = data[(b * C + c) * T + t]!;
+      for (let b = 0; b < batch; b++)
+        for (let c = 0; c < C; c++) for (let t = 0; t < T; t++) out[(b * T + t) * C + c] = data[(b * C + c) * T + t]!;
     } else {
       throw new ClipDecoderError('MODEL_INVALID', `${path}: patch-token output has shape [${d}], expected [B, T, C] or [B, C, H, W]`, path);
     }
@@ -221,7 +230,10 @@ export class ClipModel {
           const augment = typeof input === 'string' || input instanceof Uint8Array ? undefined : input.augment;
           return preprocessInto(src, this.folder.preprocess, pixels, i * per, { pixelLimit, maxFileBytes, augment }).then(
             () => undefined,
-            (e: unknown) => (e instanceof ClipDecoderError ? e : new ClipDecoderError('IMAGE_INVALID', `${String(src)}: ${(e as Error).message}`, String(src))),
+            (e: unknown) =>
+              e instanceof ClipDecoderError
+                ? e
+                : new ClipDecoderError('IMAGE_INVALID', `${String(src)}: ${(e as Error).message}`, String(src)),
           );
         }),
       );
@@ -270,7 +282,8 @@ export class ClipModel {
 
   private get eosId(): number {
     const id = this.tokenizer.eosId ?? this.tokenizer.tokenToId('<|endoftext|>');
-    if (typeof id !== 'number') throw new ClipDecoderError('MODEL_INVALID', `${this.folder.dir}/tokenizer.json: no <|endoftext|> token`, this.folder.dir);
+    if (typeof id !== 'number')
+      throw new ClipDecoderError('MODEL_INVALID', `${this.folder.dir}/tokenizer.json: no <|endoftext|> token`, this.folder.dir);
     return id;
   }
 
@@ -279,7 +292,10 @@ export class ClipModel {
    * or to the maximum (SigLIP, whose text tower pools the last position and was trained on padded texts).
    */
   tokenize(texts: string[]): { ids: BigInt64Array; mask: BigInt64Array; length: number } {
-    const { ids, mask, length } = this.tokenizer.encodeBatch(texts, { padding: this.folder.spec.padding, maxLength: this.folder.textMaxLength });
+    const { ids, mask, length } = this.tokenizer.encodeBatch(texts, {
+      padding: this.folder.spec.padding,
+      maxLength: this.folder.textMaxLength,
+    });
     if (this.folder.spec.family !== 'clip') return { ids, mask, length };
     // transformers.js truncates the special tokens away too; CLIP pools at the end-of-text token, so a text
     // cut at max_length must still end with it (as OpenAI's clip.tokenize does).
@@ -312,7 +328,11 @@ export class ClipModel {
       const result = await session.run(feeds);
       const t = this.output(session, result, this.options.outputs?.textEmbeds ?? this.folder.spec.textEmbedsOutput, path);
       if (t.dims.length !== 2 || t.dims[1] !== E) {
-        throw new ClipDecoderError('MODEL_INVALID', `${path}: text embeddings have shape [${t.dims}], expected [N, ${E}] (config projection_dim)`, path);
+        throw new ClipDecoderError(
+          'MODEL_INVALID',
+          `${path}: text embeddings have shape [${t.dims}], expected [N, ${E}] (config projection_dim)`,
+          path,
+        );
       }
       out.set(asFloat32(t.data), start * E);
     }
@@ -328,10 +348,18 @@ export class ClipModel {
       const full = `${dir}/onnx/model.onnx`;
       if (existsSync(full)) {
         const { scale, bias } = solveLogitParams(await this.probeFullModel(full), full);
-        return { scale: this.options.logit?.scale ?? scale, bias: this.options.logit?.bias ?? (spec.family === 'clip' ? 0 : bias), source: 'onnx/model.onnx' };
+        return {
+          scale: this.options.logit?.scale ?? scale,
+          bias: this.options.logit?.bias ?? (spec.family === 'clip' ? 0 : bias),
+          source: 'onnx/model.onnx',
+        };
       }
       if (spec.family === 'siglip') throw missingLogitParams(dir);
-      return { scale: this.options.logit?.scale ?? configLogitScale(this.folder.configRaw), bias: this.options.logit?.bias ?? 0, source: 'config.json' };
+      return {
+        scale: this.options.logit?.scale ?? configLogitScale(this.folder.configRaw),
+        bias: this.options.logit?.bias ?? 0,
+        source: 'config.json',
+      };
     })();
     this.logitParamsP.catch(() => (this.logitParamsP = undefined));
     return this.logitParamsP;
@@ -349,7 +377,12 @@ export class ClipModel {
         if (name === 'input_ids') feeds[name] = new ort.Tensor('int64', ids, [2, length]);
         else if (name === 'attention_mask') feeds[name] = new ort.Tensor('int64', mask, [2, length]);
         else if (name === 'pixel_values') feeds[name] = new ort.Tensor('float32', new Float32Array(3 * H * W).fill(0.25), [1, 3, H, W]);
-        else throw new ClipDecoderError('MODEL_INVALID', `${path}: unexpected input "${name}" (expected input_ids, attention_mask, pixel_values)`, path);
+        else
+          throw new ClipDecoderError(
+            'MODEL_INVALID',
+            `${path}: unexpected input "${name}" (expected input_ids, attention_mask, pixel_values)`,
+            path,
+          );
       }
       const r = await session.run(feeds);
       const need = (n: string) => asFloat32(this.output(session, r, n, path).data);
@@ -392,4 +425,3 @@ export class ClipModel {
     for (const s of sessions) if (s) await (await s.catch(() => undefined))?.release();
   }
 }
-

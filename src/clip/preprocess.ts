@@ -28,7 +28,14 @@ const OPENAI_CLIP_STD: [number, number, number] = [0.26862954, 0.26130258, 0.275
 
 // PIL resample codes as Hugging Face stores them → the closest sharp kernel (PIL's bicubic is Keys a = -0.5,
 // i.e. Catmull-Rom, which is sharp's 'cubic').
-const KERNELS: Record<number, PreprocessConfig['kernel']> = { 0: 'nearest', 1: 'lanczos3', 2: 'linear', 3: 'cubic', 4: 'linear', 5: 'linear' };
+const KERNELS: Record<number, PreprocessConfig['kernel']> = {
+  0: 'nearest',
+  1: 'lanczos3',
+  2: 'linear',
+  3: 'cubic',
+  4: 'linear',
+  5: 'linear',
+};
 
 function sizeOf(v: unknown, file: string, key: string): { height: number; width: number } | { shortestEdge: number } {
   if (typeof v === 'number' && v > 0) return { shortestEdge: v };
@@ -56,7 +63,11 @@ function triple(v: unknown, fallback: [number, number, number], file: string, ke
  * SiglipImageProcessor: a squash resize to {height, width} and no crop, which `centerCrop: false` makes the
  * default when the file does not say).
  */
-export function parsePreprocessConfig(raw: Record<string, unknown>, file: string, defaults: { centerCrop?: boolean } = {}): PreprocessConfig {
+export function parsePreprocessConfig(
+  raw: Record<string, unknown>,
+  file: string,
+  defaults: { centerCrop?: boolean } = {},
+): PreprocessConfig {
   const doResize = raw.do_resize !== false;
   const doCenterCrop = raw.do_center_crop === undefined ? defaults.centerCrop !== false : raw.do_center_crop !== false;
   const resize = sizeOf(raw.size ?? 224, file, 'size');
@@ -83,7 +94,10 @@ export function parsePreprocessConfig(raw: Record<string, unknown>, file: string
 export function outputSize(cfg: PreprocessConfig): { height: number; width: number } {
   if (cfg.doCenterCrop) return cfg.crop;
   if ('height' in cfg.resize) return cfg.resize;
-  throw new ClipDecoderError('MODEL_INVALID', 'preprocessor_config.json: without a centre crop, "size" must be {height, width} so every image has one shape');
+  throw new ClipDecoderError(
+    'MODEL_INVALID',
+    'preprocessor_config.json: without a centre crop, "size" must be {height, width} so every image has one shape',
+  );
 }
 
 export type ImageSource = string | Uint8Array;
@@ -150,7 +164,11 @@ export async function preprocessInto(
         throw new ClipDecoderError('IMAGE_TOO_LARGE', `${name}: SVG renders to more than ${limit} pixels`, name);
       }
     } else if (w0 * h0 > limit) {
-      throw new ClipDecoderError('IMAGE_TOO_LARGE', `${name}: ${w0}×${h0} pixels exceeds the limit of ${limit} (raise pixelLimit to accept it)`, name);
+      throw new ClipDecoderError(
+        'IMAGE_TOO_LARGE',
+        `${name}: ${w0}×${h0} pixels exceeds the limit of ${limit} (raise pixelLimit to accept it)`,
+        name,
+      );
     }
     // failOn 'truncated': a cut-off JPEG/PNG is an error, not a half-grey image.
     let img = sharp(data, { limitInputPixels: limit, failOn: 'truncated', density, pages: 1, autoOrient: true });
@@ -194,7 +212,10 @@ export async function preprocessInto(
           const padW = Math.max(0, W - rw);
           const padH = Math.max(0, H - rh);
           img = sharp(await img.raw().toBuffer(), { raw: { width: rw, height: rh, channels: 3 } }).extend({
-            left: padW >> 1, right: padW - (padW >> 1), top: padH >> 1, bottom: padH - (padH >> 1),
+            left: padW >> 1,
+            right: padW - (padW >> 1),
+            top: padH >> 1,
+            bottom: padH - (padH >> 1),
             background: { r: 255, g: 255, b: 255 },
           });
           rw = Math.max(rw, W);

@@ -26,7 +26,8 @@ export interface CocoOptions {
 export function defaultCocoImagesDir(path: string): string {
   const m = /instances_(\w+)\.json$/.exec(basename(path));
   if (m) {
-    for (const candidate of [join(dirname(path), '..', m[1]!), join(dirname(path), m[1]!)]) if (existsSync(candidate)) return resolve(candidate);
+    for (const candidate of [join(dirname(path), '..', m[1]!), join(dirname(path), m[1]!)])
+      if (existsSync(candidate)) return resolve(candidate);
   }
   return resolve(dirname(path));
 }
@@ -116,7 +117,12 @@ export function loadCoco(files: readonly CocoFile[], options: CocoOptions = {}):
       labels.add(name);
     });
     const policy = new ItemPolicy(
-      { empty: options.emptyLabels ?? 'drop', missing: options.missingFiles ?? 'error', lacks: 'annotations', missingHint: 'pass the image folder' },
+      {
+        empty: options.emptyLabels ?? 'drop',
+        missing: options.missingFiles ?? 'error',
+        lacks: 'annotations',
+        missingHint: 'pass the image folder',
+      },
       problems,
     );
     for (const id of order) {
@@ -134,7 +140,11 @@ export function loadCoco(files: readonly CocoFile[], options: CocoOptions = {}):
   const labels = vocabulary ?? [];
   const unseen = resolveUnseen(options.unseen, labels) ?? [];
   const unknown = unseen.filter((l) => !labels.includes(l));
-  if (unknown.length > 0) throw datasetError('--unseen', unknown.map((l) => `unseen label "${l}" is not a COCO category here`));
+  if (unknown.length > 0)
+    throw datasetError(
+      '--unseen',
+      unknown.map((l) => `unseen label "${l}" is not a COCO category here`),
+    );
   const unseenSet = new Set(unseen);
   const dataset: Dataset = {
     name: basename(files[0]!.path).replace(/\.json$/, ''),

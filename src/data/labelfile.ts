@@ -107,13 +107,20 @@ function parseJsonl(path: string, text: string, problems: string[]): RawLine[] {
       if (['id', 'file', 'image', 'file_name', 'labels', 'split'].includes(k)) continue;
       if (typeof v === 'string' || typeof v === 'number') meta[k] = v;
     }
-    out.push({ line, id: String(id), file, labels: (labels as string[]).map((l) => l.trim()), part, meta: Object.keys(meta).length > 0 ? meta : undefined });
+    out.push({
+      line,
+      id: String(id),
+      file,
+      labels: (labels as string[]).map((l) => l.trim()),
+      part,
+      meta: Object.keys(meta).length > 0 ? meta : undefined,
+    });
   });
   return out;
 }
 
 function parseCsvLabels(path: string, text: string, problems: string[]): { lines: RawLine[]; oneHotLabels?: string[] } {
-  let records;
+  let records: ReturnType<typeof parseCsv>;
   try {
     records = parseCsv(text);
   } catch (e) {
@@ -248,7 +255,9 @@ function admitItems(
     }
     const unknown = vocab ? labels.filter((l) => !vocab.has(l)) : [];
     if (unknown.length > 0) {
-      problems.push(`${at}: unknown label${unknown.length > 1 ? 's' : ''} ${unknown.map((l) => `"${l}"`).join(', ')} (not in ${vocabSource})`);
+      problems.push(
+        `${at}: unknown label${unknown.length > 1 ? 's' : ''} ${unknown.map((l) => `"${l}"`).join(', ')} (not in ${vocabSource})`,
+      );
       continue;
     }
     if (!policy.admit(at, raw.file, labels, resolve(root, raw.file))) continue;

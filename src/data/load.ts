@@ -57,7 +57,12 @@ export function loadDataset(path: string, options: DatasetLoadOptions = {}): Dat
   const isDir = existsSync(p) && statSync(p).isDirectory();
   switch (kind) {
     case 'nus-wide':
-      return loadNusWide(p, { imagesDir: options.imagesDir, missingFiles: options.missingFiles, seed: options.seed, valFraction: options.valFraction });
+      return loadNusWide(p, {
+        imagesDir: options.imagesDir,
+        missingFiles: options.missingFiles,
+        seed: options.seed,
+        valFraction: options.valFraction,
+      });
     case 'coco':
       return loadCoco([{ path: p, part: options.cocoPart ?? 'test', imagesDir: options.imagesDir }], {
         unseen: options.unseen,

@@ -18,9 +18,15 @@ export interface SplitFile extends DatasetSplit {
 }
 
 /** `extra` adds fields of any JSON shape to a line (loaders keep only string and number fields as metadata). */
-export async function writeManifest(dir: string, items: readonly DatasetItem[], extra?: (item: DatasetItem) => Record<string, unknown>): Promise<void> {
-  const lines = items.map((it) => JSON.stringify({ id: it.id, file: it.file, labels: it.labels, ...(it.meta ?? {}), ...(extra?.(it) ?? {}) }));
-  await writeFileAtomic(join(dir, MANIFEST_FILE), lines.join('\n') + '\n');
+export async function writeManifest(
+  dir: string,
+  items: readonly DatasetItem[],
+  extra?: (item: DatasetItem) => Record<string, unknown>,
+): Promise<void> {
+  const lines = items.map((it) =>
+    JSON.stringify({ id: it.id, file: it.file, labels: it.labels, ...(it.meta ?? {}), ...(extra?.(it) ?? {}) }),
+  );
+  await writeFileAtomic(join(dir, MANIFEST_FILE), `${lines.join('\n')}\n`);
 }
 
 export async function writeSplit(dir: string, split: DatasetSplit): Promise<void> {
@@ -35,7 +41,7 @@ export async function writeSplit(dir: string, split: DatasetSplit): Promise<void
     val: split.val,
     test: split.test,
   };
-  await writeFileAtomic(join(dir, SPLIT_FILE), JSON.stringify(file) + '\n');
+  await writeFileAtomic(join(dir, SPLIT_FILE), `${JSON.stringify(file)}\n`);
 }
 
 const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
@@ -54,7 +60,8 @@ export function readSplitFile(path: string): DatasetSplit {
     throw new ClipDecoderError('DATASET_INVALID', `split file ${path} is not valid JSON: ${(e as Error).message}`, path);
   }
   const problems: string[] = [];
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw datasetError(path, ['expected a JSON object with "seen" and "unseen" label lists']);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw datasetError(path, ['expected a JSON object with "seen" and "unseen" label lists']);
   const o = raw as Record<string, unknown>;
   const list = (key: string, required: boolean): string[] => {
     const v = o[key];

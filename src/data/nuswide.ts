@@ -105,7 +105,8 @@ export function readBinaryMatrix(path: string, cols: number): SparseRows {
       if (n === 0) break;
       for (let i = 0; i < n; i++) {
         const c = chunk[i]!;
-        if (c === 10) endLine(); // \n
+        if (c === 10)
+          endLine(); // \n
         else if (c === 32 || c === 9 || c === 13) {
           if (inToken) endToken();
         } else {
@@ -168,14 +169,23 @@ class NusWideRelease {
 
   need(what: string, candidates: readonly string[]): string {
     const p = this.find(candidates);
-    if (!p) throw new ClipDecoderError('DATASET_INVALID', `NUS-WIDE: ${what} not found in ${this.root} (looked for ${candidates.join(', ')})`, this.root);
+    if (!p)
+      throw new ClipDecoderError(
+        'DATASET_INVALID',
+        `NUS-WIDE: ${what} not found in ${this.root} (looked for ${candidates.join(', ')})`,
+        this.root,
+      );
     return p;
   }
 
   /** Rows of Imagelist.txt, by "<category>/<file>"; every train and test image (`all`) must have one. */
   allRows(all: readonly string[]): Map<string, number> {
     if (this.allRow) return this.allRow;
-    const listPath = this.need('the full image list (for AllTags1k.txt / AllLabels)', ['ImageList/Imagelist.txt', 'Imagelist.txt', 'ImageList/ImageList.txt']);
+    const listPath = this.need('the full image list (for AllTags1k.txt / AllLabels)', [
+      'ImageList/Imagelist.txt',
+      'Imagelist.txt',
+      'ImageList/ImageList.txt',
+    ]);
     const list = readListFile(listPath, 'image list').map((l) => shortId(l.replace(/\\/g, '/')));
     const rows = new Map(list.map((id, i) => [id, i]));
     const missing = all.filter((id) => !rows.has(shortId(id)));
@@ -197,7 +207,10 @@ function readLabelLists(root: string, notes: string[]): { tags: string[]; concep
   if (conceptsPath === BUNDLED_CONCEPTS81) notes.push('Concepts81.txt not in the folder: used the copy bundled with clip-decoder');
   const tags = readListFile(tagListPath, 'tag list');
   const concepts = readListFile(conceptsPath, 'concept list');
-  for (const [list, path] of [[tags, tagListPath], [concepts, conceptsPath]] as const) {
+  for (const [list, path] of [
+    [tags, tagListPath],
+    [concepts, conceptsPath],
+  ] as const) {
     const dup = list.find((t, i) => list.indexOf(t) !== i);
     if (dup) throw datasetError(path, [`label "${dup}" is listed twice`]);
   }
@@ -227,7 +240,10 @@ function readTagRows(release: NusWideRelease, lists: ImageLists, tagCount: numbe
     for (let i = 0; i < test.length; i++) out[train.length + i] = rowCols(b, i);
     return out;
   }
-  const allTags = release.need('a tag matrix (Train_Tags1k.dat + Test_Tags1k.dat, or AllTags1k.txt)', ['NUS_WID_Tags/AllTags1k.txt', 'AllTags1k.txt']);
+  const allTags = release.need('a tag matrix (Train_Tags1k.dat + Test_Tags1k.dat, or AllTags1k.txt)', [
+    'NUS_WID_Tags/AllTags1k.txt',
+    'AllTags1k.txt',
+  ]);
   const m = readBinaryMatrix(allTags, tagCount);
   const rowOf = release.allRows(all);
   checkRows(m, allTags, rowOf.size, 'Imagelist.txt');

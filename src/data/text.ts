@@ -17,13 +17,48 @@ const STOP_WORDS = new Set(
 
 /** Plurals that are not formed by the regular rules (or that the rules would get wrong). */
 const IRREGULAR: Record<string, string> = {
-  men: 'man', women: 'woman', children: 'child', feet: 'foot', teeth: 'tooth', geese: 'goose', mice: 'mouse',
-  oxen: 'ox', leaves: 'leaf', knives: 'knife', wives: 'wife', lives: 'life', wolves: 'wolf', calves: 'calf',
-  halves: 'half', shelves: 'shelf', thieves: 'thief', loaves: 'loaf', elves: 'elf', scarves: 'scarf',
-  hooves: 'hoof', buses: 'bus', lenses: 'lens', gases: 'gas', irises: 'iris', viruses: 'virus',
-  circuses: 'circus', walruses: 'walrus', octopuses: 'octopus', cactuses: 'cactus', cacti: 'cactus',
-  fungi: 'fungus', bonuses: 'bonus', campuses: 'campus', atlases: 'atlas', canvases: 'canvas', crises: 'crisis',
-  analyses: 'analysis', oases: 'oasis', axes: 'axe', dice: 'dice', mongooses: 'mongoose',
+  men: 'man',
+  women: 'woman',
+  children: 'child',
+  feet: 'foot',
+  teeth: 'tooth',
+  geese: 'goose',
+  mice: 'mouse',
+  oxen: 'ox',
+  leaves: 'leaf',
+  knives: 'knife',
+  wives: 'wife',
+  lives: 'life',
+  wolves: 'wolf',
+  calves: 'calf',
+  halves: 'half',
+  shelves: 'shelf',
+  thieves: 'thief',
+  loaves: 'loaf',
+  elves: 'elf',
+  scarves: 'scarf',
+  hooves: 'hoof',
+  buses: 'bus',
+  lenses: 'lens',
+  gases: 'gas',
+  irises: 'iris',
+  viruses: 'virus',
+  circuses: 'circus',
+  walruses: 'walrus',
+  octopuses: 'octopus',
+  cactuses: 'cactus',
+  cacti: 'cactus',
+  fungi: 'fungus',
+  bonuses: 'bonus',
+  campuses: 'campus',
+  atlases: 'atlas',
+  canvases: 'canvas',
+  crises: 'crisis',
+  analyses: 'analysis',
+  oases: 'oasis',
+  axes: 'axe',
+  dice: 'dice',
+  mongooses: 'mongoose',
 };
 
 /** Words that end in "s" but are not plurals, or whose plural form is the usual tag. */
@@ -64,7 +99,7 @@ export function singularize(word: string): string {
   if (word.endsWith('ies')) {
     const stem = word.slice(0, -1); // "cookies" -> "cookie"
     if (IE_NOUNS.has(stem) || word.length <= 4) return stem;
-    return word.slice(0, -3) + 'y'; // "berries" -> "berry"
+    return `${word.slice(0, -3)}y`; // "berries" -> "berry"
   }
   if (word.endsWith('oes')) {
     const stem = word.slice(0, -2); // "tomatoes" -> "tomato"
@@ -87,7 +122,10 @@ export function isStopWord(word: string): boolean {
  * ["pinata"]; "1st place" -> ["place"].
  */
 export function labelWords(text: string): string[] {
-  const plain = text.normalize('NFKD').replace(/[\u0300-\u036f]/g, '').toLowerCase();
+  const plain = text
+    .normalize('NFKD')
+    .replace(/[\u0300-\u036f]/g, '')
+    .toLowerCase();
   const out: string[] = [];
   for (const token of plain.split(/[^a-z]+/)) {
     if (token.length < 3 || STOP_WORDS.has(token)) continue;

@@ -21,8 +21,10 @@ const TWO_POW_21 = 2097152;
 
 /** Checks shapes and finiteness; names the first bad entry. */
 export function checkScores(scores: Float32Array, targets: Uint8Array, n: number, l: number, labels?: readonly string[]): void {
-  if (scores.length !== n * l) throw new ClipDecoderError('INPUT_INVALID', `scores hold ${scores.length} values, expected ${n} images × ${l} labels`, 'scores');
-  if (targets.length !== n * l) throw new ClipDecoderError('INPUT_INVALID', `targets hold ${targets.length} values, expected ${n} images × ${l} labels`, 'targets');
+  if (scores.length !== n * l)
+    throw new ClipDecoderError('INPUT_INVALID', `scores hold ${scores.length} values, expected ${n} images × ${l} labels`, 'scores');
+  if (targets.length !== n * l)
+    throw new ClipDecoderError('INPUT_INVALID', `targets hold ${targets.length} values, expected ${n} images × ${l} labels`, 'targets');
   for (let i = 0; i < scores.length; i++) {
     if (Number.isNaN(scores[i]!)) {
       const label = labels?.[i % l] ?? `column ${i % l}`;
@@ -248,7 +250,13 @@ export function topKMetrics(
 }
 
 /** Precision and recall after each positive in the ranking of one column (for PR curves). */
-export function precisionRecallCurve(scores: Float32Array, targets: Uint8Array, n: number, l: number, j: number): { precision: number[]; recall: number[] } {
+export function precisionRecallCurve(
+  scores: Float32Array,
+  targets: Uint8Array,
+  n: number,
+  l: number,
+  j: number,
+): { precision: number[]; recall: number[] } {
   const s = column(scores, n, l, j, new Float32Array(n));
   const t = column(targets, n, l, j, new Uint8Array(n));
   let positives = 0;

@@ -52,13 +52,17 @@ function columnsOf(input: ScoresInput, names: readonly string[]): number[] {
 }
 
 /** Metrics when ranking only `names` (each is a column of the input). */
-export function evaluateLabelSet(input: ScoresInput, names: readonly string[], options: ProtocolOptions & { rows?: readonly number[] } = {}): ProtocolMetrics {
+export function evaluateLabelSet(
+  input: ScoresInput,
+  names: readonly string[],
+  options: ProtocolOptions & { rows?: readonly number[] } = {},
+): ProtocolMetrics {
   const { scores, targets, images: n } = input;
   const l = input.labels.length;
   checkScores(scores, targets, n, l, input.labels);
   const cols = columnsOf(input, names);
   const ks = options.ks ?? [3, 5];
-  let aps;
+  let aps: ReturnType<typeof averagePrecisions>;
   if (options.rows && options.rows.length !== n) {
     // Restrict to a subset of images: copy those rows.
     const m = options.rows.length;
@@ -92,12 +96,22 @@ export function evaluateZsl(input: ScoresInput, unseen: readonly string[], optio
 }
 
 /** GZSL: rank seen and unseen labels together. */
-export function evaluateGzsl(input: ScoresInput, seen: readonly string[], unseen: readonly string[], options: ProtocolOptions = {}): ProtocolMetrics {
+export function evaluateGzsl(
+  input: ScoresInput,
+  seen: readonly string[],
+  unseen: readonly string[],
+  options: ProtocolOptions = {},
+): ProtocolMetrics {
   return evaluateLabelSet(input, [...seen, ...unseen], options);
 }
 
 /** Both protocols and the per-label AP (a label's AP does not depend on which other labels are ranked, so it is computed once). */
-export function evaluateProtocol(input: ScoresInput, seen: readonly string[], unseen: readonly string[], options: ProtocolOptions = {}): ProtocolResult {
+export function evaluateProtocol(
+  input: ScoresInput,
+  seen: readonly string[],
+  unseen: readonly string[],
+  options: ProtocolOptions = {},
+): ProtocolResult {
   const { scores, targets, images: n } = input;
   const l = input.labels.length;
   checkScores(scores, targets, n, l, input.labels);

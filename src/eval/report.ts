@@ -58,7 +58,16 @@ function toReport(m: ProtocolMetrics): ReportMetrics {
     precision[t.k] = pct(t.precision);
     recall[t.k] = pct(t.recall);
   }
-  return { images: m.images, labels: m.labels, labelsWithPositives: m.labelsWithPositives, mAP: pct(m.mAP), mAPWithPositives: pct(m.mAPWithPositives), f1, precision, recall };
+  return {
+    images: m.images,
+    labels: m.labels,
+    labelsWithPositives: m.labelsWithPositives,
+    mAP: pct(m.mAP),
+    mAPWithPositives: pct(m.mAPWithPositives),
+    f1,
+    precision,
+    recall,
+  };
 }
 
 /** Evaluates a score table on a dataset's evaluation part. Rows are matched by id, columns by label name. */
@@ -117,12 +126,23 @@ export function evaluateScores(table: ScoreTable, dataset: Dataset, options: Eva
     return { name: `${p.label} (AP ${pct(p.ap)})`, ...c };
   };
   const best = ranked.slice(0, k).map(curve);
-  const worst = ranked.slice(ranked.length - k).reverse().map(curve);
+  const worst = ranked
+    .slice(ranked.length - k)
+    .reverse()
+    .map(curve);
 
   return {
     format: 'clip-decoder-eval',
     version: 1,
-    dataset: { name: dataset.name, format: dataset.format, stage, part, images: N, seen: evalSet.seen.length, unseen: evalSet.unseen.length },
+    dataset: {
+      name: dataset.name,
+      format: dataset.format,
+      stage,
+      part,
+      images: N,
+      seen: evalSet.seen.length,
+      unseen: evalSet.unseen.length,
+    },
     zsl: result.zsl ? toReport(result.zsl) : null,
     gzsl: toReport(result.gzsl),
     perLabel: [...result.perLabel]
@@ -162,7 +182,9 @@ export function reportMarkdown(r: EvalReport): string {
   if (r.notes.length > 0) lines.push('Notes:', ...r.notes.map((n) => `- ${n}`), '');
   lines.push('![precision-recall curves](pr-curves.svg)', '', '![AP histogram](ap-histogram.svg)', '');
   lines.push('## Per-label AP', '', '| # | label | unseen | AP | positives |', '|---:|---|:---:|---:|---:|');
-  r.perLabel.forEach((p, i) => lines.push(`| ${i + 1} | ${p.label.replace(/\|/g, '\\|')} | ${p.unseen ? '✓' : ''} | ${p.ap.toFixed(2)} | ${p.positives} |`));
+  r.perLabel.forEach((p, i) =>
+    lines.push(`| ${i + 1} | ${p.label.replace(/\|/g, '\\|')} | ${p.unseen ? '✓' : ''} | ${p.ap.toFixed(2)} | ${p.positives} |`),
+  );
   lines.push('');
   return lines.join('\n');
 }
@@ -180,18 +202,26 @@ export async function writeEvalReport(report: EvalReport, outDir: string): Promi
   const pr = join(outDir, 'pr-curves.svg');
   const hist = join(outDir, 'ap-histogram.svg');
   await writeFileAtomic(markdown, reportMarkdown(report));
-  await writeFileAtomic(json, JSON.stringify(report, null, 2) + '\n');
+  await writeFileAtomic(json, `${JSON.stringify(report, null, 2)}\n`);
   await writeFileAtomic(pr, prCurvesSvg(report.curves.best, report.curves.worst, report.curves.of));
   const series = [
     { name: 'seen', values: report.perLabel.filter((p) => !p.unseen).map((p) => p.ap / 100) },
-    { name: report.dataset.stage === 'select' ? 'pseudo-unseen' : 'unseen', values: report.perLabel.filter((p) => p.unseen).map((p) => p.ap / 100) },
+    {
+      name: report.dataset.stage === 'select' ? 'pseudo-unseen' : 'unseen',
+      values: report.perLabel.filter((p) => p.unseen).map((p) => p.ap / 100),
+    },
   ].filter((s) => s.values.length > 0);
   await writeFileAtomic(hist, histogramSvg(series, 'Distribution of per-label AP', 'AP'));
   return { markdown, json, plots: [pr, hist] };
 }
 
 /** The one call the scoring path needs: evaluate a score table on a dataset and write the report. */
-export async function evaluateAndWriteReport(table: ScoreTable, dataset: Dataset, outDir: string, options: EvalOptions = {}): Promise<{ report: EvalReport; files: WrittenReport }> {
+export async function evaluateAndWriteReport(
+  table: ScoreTable,
+  dataset: Dataset,
+  outDir: string,
+  options: EvalOptions = {},
+): Promise<{ report: EvalReport; files: WrittenReport }> {
   const report = evaluateScores(table, dataset, options);
   const files = await writeEvalReport(report, outDir);
   return { report, files };

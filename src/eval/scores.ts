@@ -21,7 +21,11 @@ const MAGIC = 'CDSCORE1';
 export function encodeScores(table: ScoreTable): Uint8Array {
   const { ids, labels, scores } = table;
   if (scores.length !== ids.length * labels.length) {
-    throw new ClipDecoderError('INPUT_INVALID', `scores hold ${scores.length} values, expected ${ids.length} ids × ${labels.length} labels`, 'scores');
+    throw new ClipDecoderError(
+      'INPUT_INVALID',
+      `scores hold ${scores.length} values, expected ${ids.length} ids × ${labels.length} labels`,
+      'scores',
+    );
   }
   let header = Buffer.from(JSON.stringify({ ids, labels }), 'utf8');
   const pad = (4 - ((MAGIC.length + 4 + header.length) % 4)) % 4;
@@ -44,7 +48,7 @@ export async function writeScoresFile(path: string, table: ScoreTable): Promise<
       table.labels.forEach((l, j) => (scores[l] = table.scores[i * L + j]!));
       return JSON.stringify({ id, scores });
     });
-    await writeFileAtomic(path, lines.join('\n') + '\n');
+    await writeFileAtomic(path, `${lines.join('\n')}\n`);
   } else {
     await writeFileAtomic(path, encodeScores(table));
   }
@@ -65,7 +69,8 @@ function decodeBinary(path: string, buf: Buffer): ScoreTable {
   const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
   if (!isStrings(header.ids) || !isStrings(header.labels)) throw bad('header needs "ids" and "labels" lists of strings');
   const n = header.ids.length * header.labels.length;
-  if (buf.length - start !== n * 4) throw bad(`${buf.length - start} data bytes, expected ${n * 4} for ${header.ids.length} ids × ${header.labels.length} labels`);
+  if (buf.length - start !== n * 4)
+    throw bad(`${buf.length - start} data bytes, expected ${n * 4} for ${header.ids.length} ids × ${header.labels.length} labels`);
   // Copy into an aligned array (the file buffer's offset may not be a multiple of 4).
   const scores = new Float32Array(n);
   new Uint8Array(scores.buffer).set(buf.subarray(start));
@@ -74,7 +79,11 @@ function decodeBinary(path: string, buf: Buffer): ScoreTable {
     const L = header.labels.length;
     const id = header.ids[Math.floor(at / L)]!;
     const label = header.labels[at % L]!;
-    throw new ClipDecoderError('INPUT_INVALID', `${path}: the score of id "${id}" for label "${label}" is not a finite number (${scores[at]})`, path);
+    throw new ClipDecoderError(
+      'INPUT_INVALID',
+      `${path}: the score of id "${id}" for label "${label}" is not a finite number (${scores[at]})`,
+      path,
+    );
   }
   return { ids: header.ids, labels: header.labels, scores };
 }
@@ -132,7 +141,14 @@ function decodeJsonl(path: string, text: string): ScoreTable {
     });
   });
   if (problems.length > 0) {
-    throw new ClipDecoderError('INPUT_INVALID', [`${path}: ${problems.length === 1 ? '1 problem' : `${problems.length}+ problems`}:`, ...problems.slice(0, 20).map((p) => `  ${p}`)].join('\n'), path);
+    throw new ClipDecoderError(
+      'INPUT_INVALID',
+      [
+        `${path}: ${problems.length === 1 ? '1 problem' : `${problems.length}+ problems`}:`,
+        ...problems.slice(0, 20).map((p) => `  ${p}`),
+      ].join('\n'),
+      path,
+    );
   }
   return { ids, labels: labels ?? [], scores };
 }

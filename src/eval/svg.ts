@@ -31,7 +31,9 @@ function axes(f: Frame, title: string, xLabel: string, yLabel: string, yMax = 1,
     parts.push(`<text x="${f.x - 7}" y="${fmt(y + 4)}" text-anchor="end" font-size="11">${fmt((yMax * i) / yTicks)}</text>`);
     if (i > 0 && i < yTicks) parts.push(`<line x1="${f.x}" y1="${fmt(y)}" x2="${f.x + f.w}" y2="${fmt(y)}" stroke="#eee"/>`);
   }
-  parts.push(`<text x="${fmt(f.x + f.w / 2)}" y="${f.y - 10}" text-anchor="middle" font-size="13" font-weight="bold">${escapeXml(title)}</text>`);
+  parts.push(
+    `<text x="${fmt(f.x + f.w / 2)}" y="${f.y - 10}" text-anchor="middle" font-size="13" font-weight="bold">${escapeXml(title)}</text>`,
+  );
   parts.push(`<text x="${fmt(f.x + f.w / 2)}" y="${f.y + f.h + 34}" text-anchor="middle" font-size="12">${escapeXml(xLabel)}</text>`);
   parts.push(
     `<text x="${f.x - 40}" y="${fmt(f.y + f.h / 2)}" text-anchor="middle" font-size="12" transform="rotate(-90 ${f.x - 40} ${fmt(f.y + f.h / 2)})">${escapeXml(yLabel)}</text>`,
@@ -61,7 +63,9 @@ function prPanel(f: Frame, title: string, curves: readonly Curve[]): string {
     }
     if (pts.length > 0) parts.push(`<polyline fill="none" stroke="${color}" stroke-width="1.8" points="${pts.join(' ')}"/>`);
     const ly = f.y + 14 + k * 16;
-    parts.push(`<line x1="${f.x + f.w - 150}" y1="${ly - 4}" x2="${f.x + f.w - 132}" y2="${ly - 4}" stroke="${color}" stroke-width="2.5"/>`);
+    parts.push(
+      `<line x1="${f.x + f.w - 150}" y1="${ly - 4}" x2="${f.x + f.w - 132}" y2="${ly - 4}" stroke="${color}" stroke-width="2.5"/>`,
+    );
     parts.push(`<text x="${f.x + f.w - 127}" y="${ly}" font-size="11">${escapeXml(c.name)}</text>`);
   });
   return parts.join('\n');
@@ -117,7 +121,9 @@ export function histogramSvg(series: readonly HistogramSeries[], title: string, 
       if (c[b] === 0) return;
       const h = (c[b]! / yMax) * f.h;
       const y = f.y + f.h - ((base + c[b]!) / yMax) * f.h;
-      parts.push(`<rect x="${fmt(f.x + b * bw + 1)}" y="${fmt(y)}" width="${fmt(bw - 2)}" height="${fmt(h)}" fill="${COLORS[k % COLORS.length]}"><title>${escapeXml(series[k]!.name)}: ${c[b]}</title></rect>`);
+      parts.push(
+        `<rect x="${fmt(f.x + b * bw + 1)}" y="${fmt(y)}" width="${fmt(bw - 2)}" height="${fmt(h)}" fill="${COLORS[k % COLORS.length]}"><title>${escapeXml(series[k]!.name)}: ${c[b]}</title></rect>`,
+      );
       base += c[b]!;
     });
   }
@@ -137,31 +143,49 @@ export interface LineSeries {
 
 /** Panels of line charts side by side sharing an x axis label (training curves). Axes fit the data. */
 export function lineChartSvg(panels: readonly { title: string; series: readonly LineSeries[] }[], xLabel: string): string {
-  const PW = 420, PH = 280, W = 40 + panels.length * (PW + 80), H = 380;
-  const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">`, `<rect width="${W}" height="${H}" fill="white"/>`];
+  const PW = 420,
+    PH = 280,
+    W = 40 + panels.length * (PW + 80),
+    H = 380;
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+  ];
   panels.forEach((panel, p) => {
     const f: Frame = { x: 80 + p * (PW + 80), y: 40, w: PW, h: PH };
     const all = panel.series.flatMap((s) => s.points);
-    const xs = all.map((q) => q[0]), ys = all.map((q) => q[1]);
-    const x0 = Math.min(...xs, 0), x1 = Math.max(...xs, 1);
-    const y0 = Math.min(0, ...ys), y1 = Math.max(...ys, 1e-9) * 1.05;
+    const xs = all.map((q) => q[0]),
+      ys = all.map((q) => q[1]);
+    const x0 = Math.min(...xs, 0),
+      x1 = Math.max(...xs, 1);
+    const y0 = Math.min(0, ...ys),
+      y1 = Math.max(...ys, 1e-9) * 1.05;
     const px = (x: number) => fmt(f.x + ((x - x0) / (x1 - x0 || 1)) * f.w);
     const py = (y: number) => fmt(f.y + f.h - ((y - y0) / (y1 - y0 || 1)) * f.h);
     parts.push(`<rect x="${f.x}" y="${f.y}" width="${f.w}" height="${f.h}" fill="white" stroke="#333"/>`);
     for (let i = 0; i <= 5; i++) {
-      const xv = x0 + ((x1 - x0) * i) / 5, yv = y0 + ((y1 - y0) * i) / 5;
+      const xv = x0 + ((x1 - x0) * i) / 5,
+        yv = y0 + ((y1 - y0) * i) / 5;
       parts.push(`<text x="${px(xv)}" y="${f.y + f.h + 16}" text-anchor="middle" font-size="11">${fmt(xv)}</text>`);
       parts.push(`<text x="${f.x - 7}" y="${Number(py(yv)) + 4}" text-anchor="end" font-size="11">${fmt(yv)}</text>`);
       if (i > 0 && i < 5) parts.push(`<line x1="${f.x}" y1="${py(yv)}" x2="${f.x + f.w}" y2="${py(yv)}" stroke="#eee"/>`);
     }
-    parts.push(`<text x="${fmt(f.x + f.w / 2)}" y="${f.y - 12}" text-anchor="middle" font-size="13" font-weight="bold">${escapeXml(panel.title)}</text>`);
+    parts.push(
+      `<text x="${fmt(f.x + f.w / 2)}" y="${f.y - 12}" text-anchor="middle" font-size="13" font-weight="bold">${escapeXml(panel.title)}</text>`,
+    );
     parts.push(`<text x="${fmt(f.x + f.w / 2)}" y="${f.y + f.h + 36}" text-anchor="middle" font-size="12">${escapeXml(xLabel)}</text>`);
     panel.series.forEach((s, k) => {
       const color = COLORS[k % COLORS.length]!;
-      if (s.points.length > 0) parts.push(`<polyline fill="none" stroke="${color}" stroke-width="1.8" points="${s.points.map((q) => `${px(q[0])},${py(q[1])}`).join(' ')}"/>`);
-      for (const q of s.points.length <= 60 ? s.points : []) parts.push(`<circle cx="${px(q[0])}" cy="${py(q[1])}" r="2.2" fill="${color}"/>`);
+      if (s.points.length > 0)
+        parts.push(
+          `<polyline fill="none" stroke="${color}" stroke-width="1.8" points="${s.points.map((q) => `${px(q[0])},${py(q[1])}`).join(' ')}"/>`,
+        );
+      for (const q of s.points.length <= 60 ? s.points : [])
+        parts.push(`<circle cx="${px(q[0])}" cy="${py(q[1])}" r="2.2" fill="${color}"/>`);
       const ly = f.y + 16 + k * 16;
-      parts.push(`<line x1="${f.x + f.w - 170}" y1="${ly - 4}" x2="${f.x + f.w - 152}" y2="${ly - 4}" stroke="${color}" stroke-width="2.5"/>`);
+      parts.push(
+        `<line x1="${f.x + f.w - 170}" y1="${ly - 4}" x2="${f.x + f.w - 152}" y2="${ly - 4}" stroke="${color}" stroke-width="2.5"/>`,
+      );
       parts.push(`<text x="${f.x + f.w - 147}" y="${ly}" font-size="11">${escapeXml(s.name)}</text>`);
     });
   });

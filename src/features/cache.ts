@@ -16,7 +16,18 @@
 // what the record was computed from (the extractor's "<size>:<mtime ns>" of the image file): a record whose
 // source changed is recomputed and its new index line supersedes the old one (the last line of a key wins).
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, readFileSync, closeSync, fsyncSync, writeSync, readSync, ftruncateSync, fstatSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  closeSync,
+  fsyncSync,
+  writeSync,
+  readSync,
+  ftruncateSync,
+  fstatSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { ClipDecoderError } from '../errors.ts';
 import { writeFileAtomic } from '../util/fs.ts';
@@ -61,7 +72,16 @@ function recordDigest(key: string, record: Uint8Array): string {
 
 const isEntry = (r: unknown): r is CacheEntry & { key: string } => {
   const e = r as Record<string, unknown>;
-  return typeof e?.key === 'string' && Number.isInteger(e.shard) && (e.shard as number) >= 0 && Number.isInteger(e.slot) && (e.slot as number) >= 0 && (e.slot as number) < RECORDS_PER_SHARD && typeof e.sha256 === 'string' && (e.source === undefined || typeof e.source === 'string');
+  return (
+    typeof e?.key === 'string' &&
+    Number.isInteger(e.shard) &&
+    (e.shard as number) >= 0 &&
+    Number.isInteger(e.slot) &&
+    (e.slot as number) >= 0 &&
+    (e.slot as number) < RECORDS_PER_SHARD &&
+    typeof e.sha256 === 'string' &&
+    (e.source === undefined || typeof e.source === 'string')
+  );
 };
 
 export class FeatureCache {
@@ -111,14 +131,28 @@ export class FeatureCache {
       try {
         old = JSON.parse(readFileSync(metaPath, 'utf8')) as CacheMeta;
       } catch (e) {
-        throw new ClipDecoderError('CACHE_MISMATCH', `${metaPath}: unreadable (${(e as Error).message}); delete the cache folder to rebuild it`, metaPath);
+        throw new ClipDecoderError(
+          'CACHE_MISMATCH',
+          `${metaPath}: unreadable (${(e as Error).message}); delete the cache folder to rebuild it`,
+          metaPath,
+        );
       }
       const problems: string[] = [];
       if (old.format !== CACHE_FORMAT_VERSION) problems.push(`format ${old.format} (this version reads ${CACHE_FORMAT_VERSION})`);
-      if (old.modelFingerprint !== meta.modelFingerprint) problems.push(`another model or preprocessing (${old.modelId}, fingerprint ${old.modelFingerprint.slice(0, 12)} ≠ ${meta.modelFingerprint.slice(0, 12)})`);
-      if (old.datasetFingerprint !== meta.datasetFingerprint) problems.push(`another dataset manifest (fingerprint ${old.datasetFingerprint.slice(0, 12)} ≠ ${meta.datasetFingerprint.slice(0, 12)})`);
+      if (old.modelFingerprint !== meta.modelFingerprint)
+        problems.push(
+          `another model or preprocessing (${old.modelId}, fingerprint ${old.modelFingerprint.slice(0, 12)} ≠ ${meta.modelFingerprint.slice(0, 12)})`,
+        );
+      if (old.datasetFingerprint !== meta.datasetFingerprint)
+        problems.push(
+          `another dataset manifest (fingerprint ${old.datasetFingerprint.slice(0, 12)} ≠ ${meta.datasetFingerprint.slice(0, 12)})`,
+        );
       if (problems.length) {
-        throw new ClipDecoderError('CACHE_MISMATCH', `${dir}: this feature cache was made for ${problems.join(' and ')}; use another --cache folder or delete this one`, dir);
+        throw new ClipDecoderError(
+          'CACHE_MISMATCH',
+          `${dir}: this feature cache was made for ${problems.join(' and ')}; use another --cache folder or delete this one`,
+          dir,
+        );
       }
       const cache = new FeatureCache(dir, old);
       cache.loadIndex();
@@ -133,12 +167,17 @@ export class FeatureCache {
   /** Opens an existing cache for reading, checking it was made for the given fingerprints when given. */
   static async openExisting(dir: string, expect: { modelFingerprint?: string; datasetFingerprint?: string } = {}): Promise<FeatureCache> {
     const metaPath = join(dir, 'meta.json');
-    if (!existsSync(metaPath)) throw new ClipDecoderError('CACHE_MISMATCH', `${dir}: not a feature cache (no meta.json); run \`clip-decoder extract\` first`, dir);
+    if (!existsSync(metaPath))
+      throw new ClipDecoderError('CACHE_MISMATCH', `${dir}: not a feature cache (no meta.json); run \`clip-decoder extract\` first`, dir);
     let meta: CacheMeta;
     try {
       meta = JSON.parse(readFileSync(metaPath, 'utf8')) as CacheMeta;
     } catch (e) {
-      throw new ClipDecoderError('CACHE_CORRUPT', `${metaPath}: unreadable (${(e as Error).message}); delete the cache folder to rebuild it`, metaPath);
+      throw new ClipDecoderError(
+        'CACHE_CORRUPT',
+        `${metaPath}: unreadable (${(e as Error).message}); delete the cache folder to rebuild it`,
+        metaPath,
+      );
     }
     return FeatureCache.open(dir, {
       ...meta,
@@ -164,9 +203,18 @@ export class FeatureCache {
       }
       // Appends end with a newline and fsync, so only the final (popped) line can be torn: anything else is damage.
       if (!isEntry(rec)) {
-        throw new ClipDecoderError('CACHE_CORRUPT', `${path}: line ${n + 1} is not a valid index entry; delete the cache folder to rebuild it`, path);
+        throw new ClipDecoderError(
+          'CACHE_CORRUPT',
+          `${path}: line ${n + 1} is not a valid index entry; delete the cache folder to rebuild it`,
+          path,
+        );
       }
-      this.index.set(rec.key, { shard: rec.shard, slot: rec.slot, sha256: rec.sha256, ...(rec.source !== undefined ? { source: rec.source } : {}) });
+      this.index.set(rec.key, {
+        shard: rec.shard,
+        slot: rec.slot,
+        sha256: rec.sha256,
+        ...(rec.source !== undefined ? { source: rec.source } : {}),
+      });
       maxSlot = Math.max(maxSlot, rec.shard * RECORDS_PER_SHARD + rec.slot);
     }
     this.next = maxSlot + 1;
@@ -207,10 +255,20 @@ export class FeatureCache {
       const old = this.index.get(r.key);
       if (old && old.source === r.source) continue;
       if (r.tokens.length !== T * C || r.imageEmbed.length !== E) {
-        throw new ClipDecoderError('INPUT_INVALID', `feature record "${r.key}" has ${r.tokens.length}+${r.imageEmbed.length} values, expected ${T}×${C}+${E}`, r.key);
+        throw new ClipDecoderError(
+          'INPUT_INVALID',
+          `feature record "${r.key}" has ${r.tokens.length}+${r.imageEmbed.length} values, expected ${T}×${C}+${E}`,
+          r.key,
+        );
       }
-      const bad = firstNonFinite(r.tokens) ?? (firstNonFinite(r.imageEmbed) === undefined ? undefined : T * C + firstNonFinite(r.imageEmbed)!);
-      if (bad !== undefined) throw new ClipDecoderError('INPUT_INVALID', `feature record "${r.key}" holds a non-finite value at index ${bad}; it was not cached`, r.key);
+      const bad =
+        firstNonFinite(r.tokens) ?? (firstNonFinite(r.imageEmbed) === undefined ? undefined : T * C + firstNonFinite(r.imageEmbed)!);
+      if (bad !== undefined)
+        throw new ClipDecoderError(
+          'INPUT_INVALID',
+          `feature record "${r.key}" holds a non-finite value at index ${bad}; it was not cached`,
+          r.key,
+        );
       const shard = Math.floor(this.next / RECORDS_PER_SHARD);
       const slot = this.next % RECORDS_PER_SHARD;
       const fd = this.shardFd(shard, 'a');
@@ -237,22 +295,39 @@ export class FeatureCache {
    */
   read(key: string, into?: { tokens: Float32Array; imageEmbed: Float32Array }): { tokens: Float32Array; imageEmbed: Float32Array } {
     const e = this.index.get(key);
-    if (!e) throw new ClipDecoderError('CACHE_MISMATCH', `${this.dir}: no features for "${key}"; run \`clip-decoder extract\` to complete the cache`, key);
+    if (!e)
+      throw new ClipDecoderError(
+        'CACHE_MISMATCH',
+        `${this.dir}: no features for "${key}"; run \`clip-decoder extract\` to complete the cache`,
+        key,
+      );
     const { numTokens: T, tokenDim: C, embedDim: E } = this.meta;
     const bytes = this.recordFloats * 4;
     const fd = this.shardFd(e.shard, 'r');
     const buf = Buffer.allocUnsafe(bytes);
     const n = readSync(fd, buf, 0, bytes, e.slot * bytes);
     if (n !== bytes) {
-      throw new ClipDecoderError('CACHE_CORRUPT', `${this.shardPath(e.shard)}: shorter than the index says (record "${key}", slot ${e.slot}); delete the cache folder to rebuild it`, key);
+      throw new ClipDecoderError(
+        'CACHE_CORRUPT',
+        `${this.shardPath(e.shard)}: shorter than the index says (record "${key}", slot ${e.slot}); delete the cache folder to rebuild it`,
+        key,
+      );
     }
     if (recordDigest(key, buf) !== e.sha256) {
-      throw new ClipDecoderError('CACHE_CORRUPT', `${this.shardPath(e.shard)}: record "${key}" (slot ${e.slot}) does not match its SHA-256 in ${join(this.dir, 'index.jsonl')} (the shard or the index was changed); delete the cache folder, or rerun \`clip-decoder extract\` into a new one`, key);
+      throw new ClipDecoderError(
+        'CACHE_CORRUPT',
+        `${this.shardPath(e.shard)}: record "${key}" (slot ${e.slot}) does not match its SHA-256 in ${join(this.dir, 'index.jsonl')} (the shard or the index was changed); delete the cache folder, or rerun \`clip-decoder extract\` into a new one`,
+        key,
+      );
     }
     const f = new Float32Array(buf.buffer, buf.byteOffset, this.recordFloats);
     const bad = firstNonFinite(f);
     if (bad !== undefined) {
-      throw new ClipDecoderError('CACHE_CORRUPT', `${this.shardPath(e.shard)}: record "${key}" (slot ${e.slot}) holds a non-finite value at index ${bad}; delete the cache folder to rebuild it`, key);
+      throw new ClipDecoderError(
+        'CACHE_CORRUPT',
+        `${this.shardPath(e.shard)}: record "${key}" (slot ${e.slot}) holds a non-finite value at index ${bad}; delete the cache folder to rebuild it`,
+        key,
+      );
     }
     const tokens = into?.tokens ?? new Float32Array(T * C);
     const imageEmbed = into?.imageEmbed ?? new Float32Array(E);

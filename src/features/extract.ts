@@ -132,18 +132,26 @@ export async function extractFeatures(model: ClipModel, items: readonly ExtractI
   const B = Math.max(1, options.batchSize ?? 16);
   try {
     if (model.numTokens * model.tokenDim + model.embedDim !== cache.recordFloats) {
-      throw new ClipDecoderError('CACHE_MISMATCH', `${options.cacheDir}: the model yields ${model.numTokens}×${model.tokenDim} tokens, the cache holds ${cache.meta.numTokens}×${cache.meta.tokenDim}`, options.cacheDir);
+      throw new ClipDecoderError(
+        'CACHE_MISMATCH',
+        `${options.cacheDir}: the model yields ${model.numTokens}×${model.tokenDim} tokens, the cache holds ${cache.meta.numTokens}×${cache.meta.tokenDim}`,
+        options.cacheDir,
+      );
     }
     // The model's pipeline decodes batch k+1 while batch k runs; each batch is committed to the cache as it ends.
     let pending: CacheRecord[] = [];
     const results = model.encodeImages(
       todo.map((t) => ({ source: t.path, augment: t.augment })),
-      { batchSize: B, pixelLimit: options.pixelLimit, onProgress: (done) => {
-        cache.append(pending);
-        computed += pending.length;
-        pending = [];
-        options.onProgress?.(skipped + done, total);
-      } },
+      {
+        batchSize: B,
+        pixelLimit: options.pixelLimit,
+        onProgress: (done) => {
+          cache.append(pending);
+          computed += pending.length;
+          pending = [];
+          options.onProgress?.(skipped + done, total);
+        },
+      },
     );
     for await (const r of results) {
       if (r.error) {
@@ -152,7 +160,13 @@ export async function extractFeatures(model: ClipModel, items: readonly ExtractI
       } else if (!allFinite(r.tokens) || !allFinite(r.imageEmbed)) {
         failed++;
         const t = todo[r.index]!;
-        options.onError?.(new ClipDecoderError('IMAGE_INVALID', `${t.path}: the CLIP model gave non-finite features for "${t.key}"; they were not cached`, t.path));
+        options.onError?.(
+          new ClipDecoderError(
+            'IMAGE_INVALID',
+            `${t.path}: the CLIP model gave non-finite features for "${t.key}"; they were not cached`,
+            t.path,
+          ),
+        );
       } else {
         const t = todo[r.index]!;
         pending.push({ key: t.key, tokens: r.tokens, imageEmbed: r.imageEmbed, source: t.source });

@@ -15,9 +15,25 @@ export class ClipContrastive {
   readonly imageProj: Param; // [P, D]
   readonly textProj: Param; // [P, Ec]
   readonly logScale: Param; // []
-  private buf?: { B: number; zi: Float32Array; zj: Float32Array; ni: Float32Array; nj: Float32Array; yi: Float32Array; yj: Float32Array; dyi: Float32Array; dyj: Float32Array; dzi: Float32Array; dzj: Float32Array };
+  private buf?: {
+    B: number;
+    zi: Float32Array;
+    zj: Float32Array;
+    ni: Float32Array;
+    nj: Float32Array;
+    yi: Float32Array;
+    yj: Float32Array;
+    dyi: Float32Array;
+    dyj: Float32Array;
+    dzi: Float32Array;
+    dzj: Float32Array;
+  };
 
-  constructor(readonly P: number, readonly D: number, readonly Ec: number) {
+  constructor(
+    readonly P: number,
+    readonly D: number,
+    readonly Ec: number,
+  ) {
     this.imageProj = makeParam('clip.image_proj.weight', [P, D]);
     this.textProj = makeParam('clip.text_proj.weight', [P, Ec]);
     this.logScale = makeParam('clip.log_scale', []);
@@ -36,7 +52,19 @@ export class ClipContrastive {
     if (!this.buf || this.buf.B !== B) {
       const P = this.P;
       const f = () => new Float32Array(B * P);
-      this.buf = { B, zi: f(), zj: f(), ni: new Float32Array(B), nj: new Float32Array(B), yi: f(), yj: f(), dyi: f(), dyj: f(), dzi: f(), dzj: f() };
+      this.buf = {
+        B,
+        zi: f(),
+        zj: f(),
+        ni: new Float32Array(B),
+        nj: new Float32Array(B),
+        yi: f(),
+        yj: f(),
+        dyi: f(),
+        dyj: f(),
+        dzi: f(),
+        dzj: f(),
+      };
     }
     return this.buf;
   }
@@ -45,7 +73,14 @@ export class ClipContrastive {
    * Loss for pooled image features [B, D] and caption embeddings [B, Ec]. With dpooled given, writes
    * weight · ∂loss/∂pooled into it (overwrites) and the weighted parameter gradients (overwrite).
    */
-  forwardBackward(be: MatmulBackend, pooled: Float32Array, captions: Float32Array, B: number, dpooled: Float32Array | null, weight = 1): number {
+  forwardBackward(
+    be: MatmulBackend,
+    pooled: Float32Array,
+    captions: Float32Array,
+    B: number,
+    dpooled: Float32Array | null,
+    weight = 1,
+  ): number {
     const { P, D, Ec } = this;
     const s = this.buffers(B);
     linearForward(be, s.zi, pooled, this.imageProj.data, null, B, D, P);

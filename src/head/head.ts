@@ -14,8 +14,16 @@ import { reluBackward } from '../nn/activations.ts';
 import { layerNormForward } from '../nn/layernorm.ts';
 import { addLayerNormBackward, addLayerNormForward, dropoutReluBackward } from '../nn/fused.ts';
 import {
-  AttnCache, attnBackward, attnForward, attnProjectMemory, attnProjectMemoryBackward, attnProjectQueries,
-  attnProjectQueriesBackward, averageHeads, type AttnForwardOptions, type AttnWeights,
+  AttnCache,
+  attnBackward,
+  attnForward,
+  attnProjectMemory,
+  attnProjectMemoryBackward,
+  attnProjectQueries,
+  attnProjectQueriesBackward,
+  averageHeads,
+  type AttnForwardOptions,
+  type AttnWeights,
 } from '../nn/attention.ts';
 import { meanTokensForward } from '../nn/pool.ts';
 import { linearDefault, normal, xavierNormal, xavierUniform } from '../nn/init.ts';
@@ -117,7 +125,12 @@ class NormCache {
   readonly keep: Uint8Array; // [R, D]  (training only)
   readonly dWeight: Float64Array; // [D]    (training only)
   readonly dBias: Float64Array; // [D]      (training only)
-  constructor(readonly r: Float32Array, R: number, D: number, training: boolean) {
+  constructor(
+    readonly r: Float32Array,
+    R: number,
+    D: number,
+    training: boolean,
+  ) {
     this.mean = new Float32Array(R);
     this.rstd = new Float32Array(R);
     this.keep = new Uint8Array(training ? R * D : 0);
@@ -171,13 +184,23 @@ class Workspace {
   readonly dLinear2Bias: Float64Array; // [D]
   readonly dEmbedBias: Float64Array; // [D]
 
-  constructor(readonly B: number, readonly T: number, readonly Nq: number, cfg: HeadConfig, readonly training: boolean) {
-    const D = cfg.dModel, F = cfg.ffnDim, R = B * Nq, closed = cfg.mode === 'closed-set';
+  constructor(
+    readonly B: number,
+    readonly T: number,
+    readonly Nq: number,
+    cfg: HeadConfig,
+    readonly training: boolean,
+  ) {
+    const D = cfg.dModel,
+      F = cfg.ffnDim,
+      R = B * Nq,
+      closed = cfg.mode === 'closed-set';
     const g = closed ? groupSize(cfg) : 0;
     this.L = closed ? cfg.numClasses : Nq;
     const f = (n: number) => new Float32Array(n);
     const fwd = (n: number) => f(training ? n : 0); // kept for the backward only
-    const grad = fwd, sum = (n: number) => new Float64Array(training ? n : 0);
+    const grad = fwd,
+      sum = (n: number) => new Float64Array(training ? n : 0);
     this.m = f(B * T * D);
     this.pooled = fwd(B * D);
     this.tq = fwd(Nq * D);
@@ -198,10 +221,21 @@ class Workspace {
     this.dLogits = grad(B * this.L);
     this.dGk = grad(closed ? R * g : 0);
     this.dTk = grad(closed ? R * D : 0);
-    this.dT3 = grad(R * D); this.dT2 = grad(R * D); this.dF = grad(R * D); this.dH = grad(R * F); this.dT2Ffn = grad(R * D);
-    this.dT1 = grad(R * D); this.dA = grad(R * D); this.dT1Attn = grad(R * D); this.dR1 = grad(R * D); this.dTq = grad(Nq * D);
-    this.dM = grad(B * T * D); this.dPooled = grad(B * D);
-    this.dLinear1Bias = sum(F); this.dLinear2Bias = sum(D); this.dEmbedBias = sum(D);
+    this.dT3 = grad(R * D);
+    this.dT2 = grad(R * D);
+    this.dF = grad(R * D);
+    this.dH = grad(R * F);
+    this.dT2Ffn = grad(R * D);
+    this.dT1 = grad(R * D);
+    this.dA = grad(R * D);
+    this.dT1Attn = grad(R * D);
+    this.dR1 = grad(R * D);
+    this.dTq = grad(Nq * D);
+    this.dM = grad(B * T * D);
+    this.dPooled = grad(B * D);
+    this.dLinear1Bias = sum(F);
+    this.dLinear2Bias = sum(D);
+    this.dEmbedBias = sum(D);
   }
 
   fits(B: number, T: number, Nq: number, training: boolean): boolean {
@@ -216,7 +250,11 @@ class Workspace {
 class Dropout {
   readonly scale: number;
   private readonly masks?: DropoutMasks;
-  constructor(readonly p: number, private readonly rng?: Rng, masks?: DropoutMasks) {
+  constructor(
+    readonly p: number,
+    private readonly rng?: Rng,
+    masks?: DropoutMasks,
+  ) {
     this.scale = p > 0 ? 1 / (1 - p) : 1;
     this.masks = p > 0 ? masks : undefined;
   }
@@ -278,23 +316,26 @@ export class ClipDecoderHead {
     const { inputDim: C, queryDim: E, dModel: D, ffnDim: F } = config;
     const ps = this.params;
     const add = (name: string, shape: number[], trainable = true) => ps.add(makeParam(name, shape, trainable));
-    const module = (name: string, wShape: number[], bShape: number[]): WeightBias =>
-      ({ weight: add(`${name}.weight`, wShape), bias: add(`${name}.bias`, bShape) });
+    const module = (name: string, wShape: number[], bShape: number[]): WeightBias => ({
+      weight: add(`${name}.weight`, wShape),
+      bias: add(`${name}.bias`, bShape),
+    });
     this.embed = module('embed', [D, C], [D]);
     this.queryProj = config.mode === 'zero-shot' ? module('query_proj', [D, E], [D]) : null;
     this.queryEmbed = config.mode === 'closed-set' ? add('query_embed', [config.numGroups, D], false) : null;
     this.norm1 = module('norm1', [D], [D]);
     this.attn = {
-      inProjWeight: add('attn.in_proj_weight', [3 * D, D]), inProjBias: add('attn.in_proj_bias', [3 * D]),
-      outProjWeight: add('attn.out_proj.weight', [D, D]), outProjBias: add('attn.out_proj.bias', [D]),
+      inProjWeight: add('attn.in_proj_weight', [3 * D, D]),
+      inProjBias: add('attn.in_proj_bias', [3 * D]),
+      outProjWeight: add('attn.out_proj.weight', [D, D]),
+      outProjBias: add('attn.out_proj.bias', [D]),
     };
     this.norm2 = module('norm2', [D], [D]);
     this.linear1 = module('linear1', [F, D], [F]);
     this.linear2 = module('linear2', [D, F], [D]);
     this.norm3 = module('norm3', [D], [D]);
-    this.fc = config.mode === 'zero-shot'
-      ? module('fc', [D, 1], [1])
-      : module('fc', [config.numGroups, D, groupSize(config)], [config.numClasses]);
+    this.fc =
+      config.mode === 'zero-shot' ? module('fc', [D, 1], [1]) : module('fc', [config.numGroups, D, groupSize(config)], [config.numClasses]);
     this.clip = config.clipProjDim > 0 ? new ClipContrastive(config.clipProjDim, D, config.captionDim) : null;
     if (this.clip) for (const p of this.clip.params) ps.add(p);
   }
@@ -374,14 +415,22 @@ export class ClipDecoderHead {
       throw new ClipDecoderError('INPUT_INVALID', `batch needs positive integer B and T, got B=${B}, T=${T}`, 'features');
     }
     if (batch.features.length !== B * T * cfg.inputDim) {
-      throw new ClipDecoderError('INPUT_INVALID', `features hold ${batch.features.length} values; B=${B} × T=${T} × C=${cfg.inputDim} expected (feature width must match the head's inputDim)`, 'features');
+      throw new ClipDecoderError(
+        'INPUT_INVALID',
+        `features hold ${batch.features.length} values; B=${B} × T=${T} × C=${cfg.inputDim} expected (feature width must match the head's inputDim)`,
+        'features',
+      );
     }
     assertFinite(batch.features, 'features');
     let N: number;
     if (cfg.mode === 'zero-shot') {
       if (!batch.queries) throw new ClipDecoderError('INPUT_INVALID', 'a zero-shot head needs label query embeddings', 'queries');
       if (batch.queries.length % cfg.queryDim !== 0 || batch.queries.length === 0) {
-        throw new ClipDecoderError('INPUT_INVALID', `queries hold ${batch.queries.length} values, not a non-empty multiple of queryDim ${cfg.queryDim}`, 'queries');
+        throw new ClipDecoderError(
+          'INPUT_INVALID',
+          `queries hold ${batch.queries.length} values, not a non-empty multiple of queryDim ${cfg.queryDim}`,
+          'queries',
+        );
       }
       assertFinite(batch.queries, 'queries');
       N = batch.queries.length / cfg.queryDim;
@@ -393,13 +442,15 @@ export class ClipDecoderHead {
     }
     assertFinite(batch.targets, 'targets');
     if (opts.alpha > 0) {
-      if (!this.clip) throw new ClipDecoderError('INPUT_INVALID', 'alpha > 0 but this head has no CLIP-loss branch (clipProjDim = 0)', 'alpha');
+      if (!this.clip)
+        throw new ClipDecoderError('INPUT_INVALID', 'alpha > 0 but this head has no CLIP-loss branch (clipProjDim = 0)', 'alpha');
       if (!batch.captions || batch.captions.length !== B * cfg.captionDim) {
         throw new ClipDecoderError('INPUT_INVALID', `alpha > 0 needs caption embeddings [B=${B}, ${cfg.captionDim}]`, 'captions');
       }
       assertFinite(batch.captions, 'captions');
     }
-    if (cfg.dropout > 0 && !opts.masks && !opts.rng) throw new ClipDecoderError('INPUT_INVALID', 'dropout > 0 needs an rng (or explicit masks)', 'rng');
+    if (cfg.dropout > 0 && !opts.masks && !opts.rng)
+      throw new ClipDecoderError('INPUT_INVALID', 'dropout > 0 needs an rng (or explicit masks)', 'rng');
     return N;
   }
 
@@ -424,7 +475,8 @@ export class ClipDecoderHead {
    * (nn/fused.ts) so each activation is read and written as few times as possible; the matmuls go to the backend.
    */
   private forward(ws: Workspace, batch: TrainBatch, drop: Dropout): void {
-    const { B, T, Nq } = ws, R = B * Nq;
+    const { B, T, Nq } = ws,
+      R = B * Nq;
     const { inputDim: C, queryDim: E, dModel: D, heads: H } = this.config;
     const { be, embed, queryProj } = this;
     // m = ReLU(x W_eᵀ + b_e)                                 [B·T, C] → [B·T, D]
@@ -513,10 +565,12 @@ export class ClipDecoderHead {
 
   /** Backward of decoderLayerForward (training: per-image t1): dT3 → dT1 (residual path), dA, the attention's dq, dk, dv. */
   private decoderLayerBackward(ws: Workspace, drop: Dropout): void {
-    const { B, Nq } = ws, R = B * Nq;
+    const { B, Nq } = ws,
+      R = B * Nq;
     const { dModel: D, ffnDim: F } = this.config;
     const { be, linear1, linear2 } = this;
-    const s = drop.scale, dropping = drop.p > 0;
+    const s = drop.scale,
+      dropping = drop.p > 0;
     // LN3: dT2 (residual), dF = keep3·s·(…); Σ dF = db2      [B·Nq, D] → [B·Nq, D], [B·Nq, D]
     this.addNormBackward(this.norm3, ws.ln3, ws.dT2, ws.dF, ws.dT3, null, dropping, s, ws.dLinear2Bias, R);
     // dH = dF W2, dW2 = dFᵀ h                                [B·Nq, D] → [B·Nq, F]
@@ -536,21 +590,37 @@ export class ClipDecoderHead {
 
   /** t1 = LN1(tq + dropout1(tq)) with tq broadcast over the B images. */
   private norm1Forward(ws: Workspace, keep: Uint8Array | null, s: number): void {
-    const { B, Nq } = ws, n = this.norm1;
+    const { B, Nq } = ws,
+      n = this.norm1;
     const { dModel: D, layerNormEps: eps } = this.config;
     const c = ws.ln1;
     addLayerNormForward({
-      out: ws.t1, r: c.r, mean: c.mean, rstd: c.rstd, x: ws.tq, xRows: Nq, y: ws.tq, yRows: Nq, keep, scale: s,
-      weight: n.weight.data, bias: n.bias.data, R: B * Nq, C: D, eps,
+      out: ws.t1,
+      r: c.r,
+      mean: c.mean,
+      rstd: c.rstd,
+      x: ws.tq,
+      xRows: Nq,
+      y: ws.tq,
+      yRows: Nq,
+      keep,
+      scale: s,
+      weight: n.weight.data,
+      bias: n.bias.data,
+      R: B * Nq,
+      C: D,
+      eps,
     });
   }
 
   /** Backward of norm1Forward: LN1's input gradient dR1 from dT1Attn + dT1, summed over images into dTq. */
   private norm1Backward(ws: Workspace, keep: Uint8Array | null, s: number): void {
-    const { B, Nq } = ws, D = this.config.dModel;
+    const { B, Nq } = ws,
+      D = this.config.dModel;
     this.addNormBackward(this.norm1, ws.ln1, ws.dR1, null, ws.dT1Attn, ws.dT1, false, 1, null, B * Nq);
     // r1 = tq + dropout1(tq), per image: dTq[n] = Σ_b dR1[b, n] · (1 + keep1[b, n] · s)
-    const dTq = ws.dTq, dR1 = ws.dR1;
+    const dTq = ws.dTq,
+      dR1 = ws.dR1;
     dTq.fill(0);
     for (let b = 0; b < B; b++) {
       const o = b * Nq * D;
@@ -561,8 +631,10 @@ export class ClipDecoderHead {
 
   /** dM = (dM + dPooled / T) where m > 0, else 0 (ReLU and mean over tokens), in place; Σ_rows into dEmbedBias. */
   private memoryReluBackward(ws: Workspace, dPooled: Float32Array | null): void {
-    const { B, T } = ws, D = this.config.dModel;
-    const { m, dM } = ws, dEmbedBias = ws.dEmbedBias;
+    const { B, T } = ws,
+      D = this.config.dModel;
+    const { m, dM } = ws,
+      dEmbedBias = ws.dEmbedBias;
     dEmbedBias.fill(0);
     const invT = 1 / T;
     for (let b = 0; b < B; b++) {
@@ -588,12 +660,32 @@ export class ClipDecoderHead {
 
   /** out = LN(x + dropout(y)) over R rows (x broadcast from xRows rows), saving r, mean and rstd in c. */
   private addNormForward(
-    norm: WeightBias, c: NormCache, out: Float32Array, x: Float32Array, xRows: number, y: Float32Array,
-    keep: Uint8Array | null, s: number, R: number,
+    norm: WeightBias,
+    c: NormCache,
+    out: Float32Array,
+    x: Float32Array,
+    xRows: number,
+    y: Float32Array,
+    keep: Uint8Array | null,
+    s: number,
+    R: number,
   ): void {
     const { dModel: D, layerNormEps: eps } = this.config;
     addLayerNormForward({
-      out, r: c.r, mean: c.mean, rstd: c.rstd, x, xRows, y, keep, scale: s, weight: norm.weight.data, bias: norm.bias.data, R, C: D, eps,
+      out,
+      r: c.r,
+      mean: c.mean,
+      rstd: c.rstd,
+      x,
+      xRows,
+      y,
+      keep,
+      scale: s,
+      weight: norm.weight.data,
+      bias: norm.bias.data,
+      R,
+      C: D,
+      eps,
     });
   }
 
@@ -602,15 +694,36 @@ export class ClipDecoderHead {
    * saved keep mask when dropping), Σ_rows dbranch into branchBias; the norm's weight and bias gradients.
    */
   private addNormBackward(
-    norm: WeightBias, c: NormCache, dres: Float32Array, dbranch: Float32Array | null, dout: Float32Array, dout2: Float32Array | null,
-    dropping: boolean, s: number, branchBias: Float64Array | null, R: number,
+    norm: WeightBias,
+    c: NormCache,
+    dres: Float32Array,
+    dbranch: Float32Array | null,
+    dout: Float32Array,
+    dout2: Float32Array | null,
+    dropping: boolean,
+    s: number,
+    branchBias: Float64Array | null,
+    R: number,
   ): void {
     c.dWeight.fill(0);
     c.dBias.fill(0);
     branchBias?.fill(0);
     addLayerNormBackward({
-      dres, dbranch, branchBias, dweight: c.dWeight, dbias: c.dBias, dout, dout2, r: c.r, mean: c.mean, rstd: c.rstd,
-      keep: dropping ? c.keep : null, scale: s, weight: norm.weight.data, R, C: this.config.dModel,
+      dres,
+      dbranch,
+      branchBias,
+      dweight: c.dWeight,
+      dbias: c.dBias,
+      dout,
+      dout2,
+      r: c.r,
+      mean: c.mean,
+      rstd: c.rstd,
+      keep: dropping ? c.keep : null,
+      scale: s,
+      weight: norm.weight.data,
+      R,
+      C: this.config.dModel,
     });
     copyInto(norm.weight.grad!, c.dWeight);
     copyInto(norm.bias.grad!, c.dBias);
@@ -643,17 +756,21 @@ export class ClipDecoderHead {
       be.matmul(logits, t3, [B * Nq, D], fc.weight.data, [D, 1], { bias: fc.bias.data });
       return;
     }
-    const K = Nq, L = ws.L, g = groupSize(this.config);
+    const K = Nq,
+      L = ws.L,
+      g = groupSize(this.config);
     // tk ← t3 by group                                       [B, K, D] → [K, B, D]
     for (let b = 0; b < B; b++) for (let k = 0; k < K; k++) tk.set(t3.subarray((b * K + k) * D, (b * K + k + 1) * D), (k * B + b) * D);
     // gk = tk · W                                            [K, B, D] × [K, D, g] → [K, B, g]
     be.matmul(gk, tk, [K, B, D], fc.weight.data, [K, D, g]);
     // class c is slot c mod g of group ⌊c/g⌋                 [K, B, g] → [B, L]
     const bias = fc.bias.data;
-    for (let b = 0; b < B; b++) for (let c = 0; c < L; c++) {
-      const k = Math.floor(c / g), j = c % g;
-      logits[b * L + c] = gk[(k * B + b) * g + j] + bias[c];
-    }
+    for (let b = 0; b < B; b++)
+      for (let c = 0; c < L; c++) {
+        const k = Math.floor(c / g),
+          j = c % g;
+        logits[b * L + c] = gk[(k * B + b) * g + j] + bias[c];
+      }
   }
 
   /** Backward of fcForward: dLogits → dT3, and the fc's gradients. */
@@ -665,7 +782,8 @@ export class ClipDecoderHead {
       // dT3 = dLogits wᵀ, dw = t3ᵀ dLogits, dbias = Σ dLogits  [B, Nq] → [B·Nq, D]
       const w = fc.weight.data;
       for (let r = 0; r < B * Nq; r++) {
-        const gr = dLogits[r], o = r * D;
+        const gr = dLogits[r],
+          o = r * D;
         for (let d = 0; d < D; d++) dT3[o + d] = gr * w[d];
       }
       be.matmul(fc.weight.grad!, t3, [B * Nq, D], dLogits, [B * Nq, 1], { transA: true });
@@ -674,18 +792,22 @@ export class ClipDecoderHead {
       fc.bias.grad![0] = sb;
       return;
     }
-    const K = Nq, L = ws.L, g = groupSize(this.config);
+    const K = Nq,
+      L = ws.L,
+      g = groupSize(this.config);
     const { tk, dGk, dTk } = ws;
     // dGk ← dLogits by group and slot (slots c ≥ L get zero); dbias = Σ_b dLogits  [B, L] → [K, B, g]
     dGk.fill(0);
     const db = fc.bias.grad!;
     db.fill(0);
-    for (let b = 0; b < B; b++) for (let c = 0; c < L; c++) {
-      const k = Math.floor(c / g), j = c % g;
-      const v = dLogits[b * L + c];
-      dGk[(k * B + b) * g + j] = v;
-      db[c] += v;
-    }
+    for (let b = 0; b < B; b++)
+      for (let c = 0; c < L; c++) {
+        const k = Math.floor(c / g),
+          j = c % g;
+        const v = dLogits[b * L + c];
+        dGk[(k * B + b) * g + j] = v;
+        db[c] += v;
+      }
     // dW = tkᵀ dGk                                           [K, D, g]
     be.matmul(fc.weight.grad!, tk, [K, B, D], dGk, [K, B, g], { transA: true });
     // dTk = dGk Wᵀ                                           [K, B, g] → [K, B, D]
@@ -704,13 +826,18 @@ export class ClipDecoderHead {
    */
   prepareLabels(labels: readonly string[], queries?: Float32Array): PreparedLabels {
     const cfg = this.config;
-    const D = cfg.dModel, H = cfg.heads;
+    const D = cfg.dModel,
+      H = cfg.heads;
     if (labels.length === 0) throw new ClipDecoderError('INPUT_INVALID', 'the label list is empty; give at least one label', 'labels');
     let tq: Float32Array, Nq: number, L: number;
     if (cfg.mode === 'zero-shot') {
-      if (!queries) throw new ClipDecoderError('INPUT_INVALID', 'a zero-shot head needs the labels\' text embeddings', 'queries');
+      if (!queries) throw new ClipDecoderError('INPUT_INVALID', "a zero-shot head needs the labels' text embeddings", 'queries');
       if (queries.length !== labels.length * cfg.queryDim) {
-        throw new ClipDecoderError('INPUT_INVALID', `label embeddings hold ${queries.length} values; ${labels.length} labels × ${cfg.queryDim} expected (embedding width must match the head's queryDim)`, 'queries');
+        throw new ClipDecoderError(
+          'INPUT_INVALID',
+          `label embeddings hold ${queries.length} values; ${labels.length} labels × ${cfg.queryDim} expected (embedding width must match the head's queryDim)`,
+          'queries',
+        );
       }
       assertFinite(queries, 'label embeddings');
       Nq = L = labels.length;
@@ -719,11 +846,20 @@ export class ClipDecoderHead {
       linearForward(this.be, tq, queries, this.queryProj!.weight.data, this.queryProj!.bias.data, Nq, cfg.queryDim, D, true);
     } else {
       if (labels.length !== cfg.numClasses) {
-        throw new ClipDecoderError('INPUT_INVALID', `this closed-set head scores exactly its ${cfg.numClasses} trained labels; got ${labels.length}`, 'labels');
+        throw new ClipDecoderError(
+          'INPUT_INVALID',
+          `this closed-set head scores exactly its ${cfg.numClasses} trained labels; got ${labels.length}`,
+          'labels',
+        );
       }
       if (this.trainedLabels) {
         const i = labels.findIndex((l, k) => l !== this.trainedLabels![k]);
-        if (i >= 0) throw new ClipDecoderError('INPUT_INVALID', `label ${i} is '${labels[i]}' but the head was trained with '${this.trainedLabels[i]}' there; closed-set heads need the trained label list in order`, labels[i]);
+        if (i >= 0)
+          throw new ClipDecoderError(
+            'INPUT_INVALID',
+            `label ${i} is '${labels[i]}' but the head was trained with '${this.trainedLabels[i]}' there; closed-set heads need the trained label list in order`,
+            labels[i],
+          );
       }
       Nq = cfg.numGroups;
       L = cfg.numClasses;
@@ -743,16 +879,27 @@ export class ClipDecoderHead {
   /** Logits [B, L] (and optionally head-averaged attention maps) for image tokens [B, T, C]. */
   predict(features: Float32Array, B: number, T: number, prepared: PreparedLabels, opts: PredictOptions = {}): Prediction {
     const cfg = this.config;
-    const D = cfg.dModel, C = cfg.inputDim, H = cfg.heads, hd = D / H;
+    const D = cfg.dModel,
+      C = cfg.inputDim,
+      H = cfg.heads,
+      hd = D / H;
     if (!Number.isInteger(B) || B <= 0 || !Number.isInteger(T) || T <= 0) {
       throw new ClipDecoderError('INPUT_INVALID', `predict needs positive integer B and T, got B=${B}, T=${T}`, 'features');
     }
     if (features.length !== B * T * C) {
-      throw new ClipDecoderError('INPUT_INVALID', `features hold ${features.length} values; B=${B} × T=${T} × C=${C} expected (the head was trained on ${C}-wide tokens)`, 'features');
+      throw new ClipDecoderError(
+        'INPUT_INVALID',
+        `features hold ${features.length} values; B=${B} × T=${T} × C=${C} expected (the head was trained on ${C}-wide tokens)`,
+        'features',
+      );
     }
     assertFinite(features, 'features');
     if (prepared.version !== this.version) {
-      throw new ClipDecoderError('INPUT_INVALID', 'the prepared label set was computed from older weights; call prepareLabels again', 'labels');
+      throw new ClipDecoderError(
+        'INPUT_INVALID',
+        'the prepared label set was computed from older weights; call prepareLabels again',
+        'labels',
+      );
     }
     const { Nq, L } = prepared;
     const closed = cfg.mode === 'closed-set';
@@ -760,7 +907,8 @@ export class ClipDecoderHead {
     // labels do not interact (no self-attention), so chunks of them give exactly the same logits
     const chunk = closed ? Nq : Math.max(1, Math.min(Nq, Math.floor(maxRows / B)));
     const ws = this.workspace(B, T, chunk, false);
-    const be = this.be, embed = this.embed;
+    const be = this.be,
+      embed = this.embed;
     const logits = new Float32Array(B * L);
     const attention = opts.attention ? new Float32Array(B * Nq * T) : undefined;
     // m = ReLU(x W_eᵀ + b_e)                                 [B·T, C] → [B·T, D]
@@ -795,9 +943,14 @@ export class ClipDecoderHead {
 }
 
 function checkMasks(mk: DropoutMasks, ws: Workspace, cfg: HeadConfig): void {
-  const R = ws.B * ws.Nq, D = cfg.dModel;
+  const R = ws.B * ws.Nq,
+    D = cfg.dModel;
   const want: Array<[keyof DropoutMasks, number]> = [
-    ['drop1', R * D], ['attn', cfg.heads * R * ws.T], ['drop2', R * D], ['ffn', R * cfg.ffnDim], ['drop3', R * D],
+    ['drop1', R * D],
+    ['attn', cfg.heads * R * ws.T],
+    ['drop2', R * D],
+    ['ffn', R * cfg.ffnDim],
+    ['drop3', R * D],
   ];
   for (const [name, n] of want) {
     const got = mk[name].length;

@@ -20,19 +20,26 @@ export const ASL_DEFAULTS: Readonly<AslOptions> = { gammaNeg: 4, gammaPos: 0, cl
  * Writes dlogits = weight · ∂loss/∂logits (overwrites) when given; returns the unweighted loss.
  */
 export function aslLoss(
-  logits: Buf, targets: ArrayLike<number>, n: number, dlogits: Buf | null, weight = 1, o: AslOptions = ASL_DEFAULTS,
+  logits: Buf,
+  targets: ArrayLike<number>,
+  n: number,
+  dlogits: Buf | null,
+  weight = 1,
+  o: AslOptions = ASL_DEFAULTS,
 ): number {
   let total = 0;
   for (let i = 0; i < n; i++) {
-    const x = logits[i], y = targets[i];
+    const x = logits[i],
+      y = targets[i];
     const p = 1 / (1 + Math.exp(-x));
     const pnegRaw = 1 - p + o.clip;
     const pneg = o.clip > 0 ? Math.min(pnegRaw, 1) : 1 - p;
-    const lp = Math.log(Math.max(p, o.eps)), ln = Math.log(Math.max(pneg, o.eps));
+    const lp = Math.log(Math.max(p, o.eps)),
+      ln = Math.log(Math.max(pneg, o.eps));
     let w = 1;
     if (o.gammaNeg > 0 || o.gammaPos > 0) {
       const pt = p * y + pneg * (1 - y);
-      w = Math.pow(1 - pt, o.gammaPos * y + o.gammaNeg * (1 - y));
+      w = (1 - pt) ** (o.gammaPos * y + o.gammaNeg * (1 - y));
     }
     total -= (y * lp + (1 - y) * ln) * w;
     if (dlogits) {
@@ -58,7 +65,16 @@ export interface InfoNceResult {
  * on the diagonal, loss = (mean row-wise CE + mean column-wise CE) / 2. zi, zj are L2-normalised rows [B, P].
  * Writes dzi, dzj = weight · ∂loss/∂z (overwrite); returns the unweighted loss and weight · ∂loss/∂logScale.
  */
-export function infoNceLoss(zi: Buf, zj: Buf, B: number, P: number, logScale: number, dzi: Buf | null, dzj: Buf | null, weight = 1): InfoNceResult {
+export function infoNceLoss(
+  zi: Buf,
+  zj: Buf,
+  B: number,
+  P: number,
+  logScale: number,
+  dzi: Buf | null,
+  dzj: Buf | null,
+  weight = 1,
+): InfoNceResult {
   const s = Math.exp(logScale);
   const L = new Float64Array(B * B); // logits
   for (let a = 0; a < B; a++) {

@@ -101,7 +101,8 @@ export function headsToRows(dst: Buf, src: Buf, R: number, Hp: number, hd: numbe
   const W = Hp * hd;
   for (let h = 0; h < Hp; h++) {
     for (let r = 0; r < R; r++) {
-      const s = (h * R + r) * hd, d = r * W + h * hd;
+      const s = (h * R + r) * hd,
+        d = r * W + h * hd;
       for (let j = 0; j < hd; j++) dst[d + j] = src[s + j];
     }
   }
@@ -112,7 +113,8 @@ export function rowsToHeads(dst: Buf, src: Buf, R: number, Hp: number, hd: numbe
   const W = Hp * hd;
   for (let h = 0; h < Hp; h++) {
     for (let r = 0; r < R; r++) {
-      const d = (h * R + r) * hd, s = r * W + h * hd;
+      const d = (h * R + r) * hd,
+        s = r * W + h * hd;
       for (let j = 0; j < hd; j++) dst[d + j] = src[s + j];
     }
   }
@@ -190,7 +192,8 @@ export function attnForward(be: MatmulBackend, c: AttnCache, out: Buf, w: AttnWe
   const hd = D / H;
   const HB = H * B;
   const scale = 1 / Math.sqrt(hd);
-  const kh = c.kvh.subarray(0, HB * T * hd), vh = c.kvh.subarray(HB * T * hd);
+  const kh = c.kvh.subarray(0, HB * T * hd),
+    vh = c.kvh.subarray(HB * T * hd);
   // scores [H·B, N, T] (or [H, B, N, T] with queries broadcast over images)
   const qDims = opt.sharedQueries ? [H, 1, N, hd] : [HB, N, hd];
   const kDims = opt.sharedQueries ? [H, B, T, hd] : [HB, T, hd];
@@ -211,7 +214,15 @@ export function attnForward(be: MatmulBackend, c: AttnCache, out: Buf, w: AttnWe
 }
 
 /** Training forward: projects t[B·N, D] and m[B·T, D], then attends (c keeps what backward needs). */
-export function crossAttentionForward(be: MatmulBackend, c: AttnCache, out: Buf, t: Buf, m: Buf, w: AttnWeights, opt: AttnForwardOptions): void {
+export function crossAttentionForward(
+  be: MatmulBackend,
+  c: AttnCache,
+  out: Buf,
+  t: Buf,
+  m: Buf,
+  w: AttnWeights,
+  opt: AttnForwardOptions,
+): void {
   const { B, N, D, H } = c.dims;
   attnProjectQueries(be, c.qh, t, w, B * N, D, H);
   attnProjectMemory(be, c, m, w);
@@ -238,7 +249,8 @@ export function attnBackward(be: MatmulBackend, c: AttnCache, g: AttnWeights, do
   const hd = D / H;
   const HB = H * B;
   const scale = 1 / Math.sqrt(hd);
-  const kh = c.kvh.subarray(0, HB * T * hd), vh = c.kvh.subarray(HB * T * hd);
+  const kh = c.kvh.subarray(0, HB * T * hd),
+    vh = c.kvh.subarray(HB * T * hd);
   const pd = c.hasDropout ? c.pd : c.p;
   // out-projection
   be.matmul(g.outW, dout, [B * N, D], c.o, [B * N, D], { transA: true });
@@ -247,7 +259,8 @@ export function attnBackward(be: MatmulBackend, c: AttnCache, g: AttnWeights, do
   rowsToHeads(c.doh, c.dO, B * N, H, hd);
   // through P·V
   be.matmul(c.dp, c.doh, [HB, N, hd], vh, [HB, T, hd], { transB: true }); // dPd [H·B, N, T]
-  const dvh = c.dkvh.subarray(HB * T * hd), dkh = c.dkvh.subarray(0, HB * T * hd);
+  const dvh = c.dkvh.subarray(HB * T * hd),
+    dkh = c.dkvh.subarray(0, HB * T * hd);
   be.matmul(dvh, pd, [HB, N, T], c.doh, [HB, N, hd], { transA: true }); // dV [H·B, T, hd]
   // through dropout and softmax: dS = P ⊙ (dP − Σ_t dP ⊙ P)
   const R = HB * N;
@@ -288,7 +301,15 @@ export function attnProjectMemoryBackward(be: MatmulBackend, c: AttnCache, dm: B
  * queries before projection), dm[B·T, D] (of the memory); parameter gradients overwrite g.
  */
 export function crossAttentionBackward(
-  be: MatmulBackend, c: AttnCache, dq: Buf, dm: Buf, g: AttnWeights, dout: Buf, tq: Buf, m: Buf, w: AttnWeights,
+  be: MatmulBackend,
+  c: AttnCache,
+  dq: Buf,
+  dm: Buf,
+  g: AttnWeights,
+  dout: Buf,
+  tq: Buf,
+  m: Buf,
+  w: AttnWeights,
 ): void {
   attnBackward(be, c, g, dout, w);
   attnProjectQueriesBackward(be, c, dq, g, tq, w);

@@ -31,11 +31,17 @@ export interface AddLayerNormForwardArgs {
  */
 export function addLayerNormForward(a: AddLayerNormForwardArgs): void {
   const { out, r, mean, rstd, x, y, keep, scale: s, weight: w, bias: b, R, C, eps } = a;
-  const xRows = a.xRows ?? R, yRows = a.yRows ?? R;
+  const xRows = a.xRows ?? R,
+    yRows = a.yRows ?? R;
   for (let row = 0; row < R; row++) {
-    const o = row * C, xo = (row % xRows) * C, yo = (row % yRows) * C;
-    const xr = x.subarray(xo, xo + C), yr = y.subarray(yo, yo + C), rr = r.subarray(o, o + C);
-    let sum = 0, sq = 0;
+    const o = row * C,
+      xo = (row % xRows) * C,
+      yo = (row % yRows) * C;
+    const xr = x.subarray(xo, xo + C),
+      yr = y.subarray(yo, yo + C),
+      rr = r.subarray(o, o + C);
+    let sum = 0,
+      sq = 0;
     if (keep) {
       const kp = keep.subarray(o, o + C);
       for (let c = 0; c < rr.length; c++) {
@@ -90,7 +96,9 @@ export function addLayerNormBackward(a: AddLayerNormBackwardArgs): void {
   const sum = like(dout, C); // the row's total incoming gradient when there are two
   // Per-row views with loops bounded by their length let V8 drop most bounds checks (~25 % faster).
   for (let row = 0; row < R; row++) {
-    const o = row * C, mu = mean[row], rs = rstd[row];
+    const o = row * C,
+      mu = mean[row],
+      rs = rstd[row];
     const xr = r.subarray(o, o + C);
     let g = dout.subarray(o, o + C);
     if (dout2) {
@@ -98,16 +106,20 @@ export function addLayerNormBackward(a: AddLayerNormBackwardArgs): void {
       for (let c = 0; c < sum.length; c++) sum[c] = g[c] + g2[c];
       g = sum;
     }
-    let sumD = 0, sumDX = 0;
+    let sumD = 0,
+      sumDX = 0;
     for (let c = 0; c < g.length; c++) {
-      const x = (xr[c] - mu) * rs, gc = g[c], dxh = gc * w[c];
+      const x = (xr[c] - mu) * rs,
+        gc = g[c],
+        dxh = gc * w[c];
       sumD += dxh;
       sumDX += dxh * x;
       dw[c] += gc * x;
       db[c] += gc;
     }
     // dx = rstd · (dxhat − mean(dxhat) − x̂ · mean(dxhat · x̂)); branches hoisted out of the inner loops
-    const mD = sumD / C, mDX = sumDX / C;
+    const mD = sumD / C,
+      mDX = sumDX / C;
     const dr = dres.subarray(o, o + C);
     if (!dbranch) {
       for (let c = 0; c < dr.length; c++) dr[c] = rs * (g[c] * w[c] - mD - (xr[c] - mu) * rs * mDX);
@@ -154,7 +166,8 @@ export function headsToRowsSum(dst: Buf, src: Buf, bias: Buf, R: number, Hp: num
   for (let h = 0; h < Hp; h++) {
     acc.fill(0);
     for (let r = 0; r < R; r++) {
-      const so = (h * R + r) * hd, d = r * W + h * hd;
+      const so = (h * R + r) * hd,
+        d = r * W + h * hd;
       for (let j = 0; j < hd; j++) {
         const v = src[so + j];
         dst[d + j] = v;
@@ -184,7 +197,10 @@ export interface AdamEmaArgs {
 /** Adam step (torch's, coupled L2) fused with the EMA update of the same tensor: one pass instead of two. */
 export function adamEmaKernel(a: AdamEmaArgs): void {
   const { w, g, m, v, ema, emaDecay, weightDecay: wd, beta1: b1, beta2: b2, stepSize, bc2sqrt, eps } = a;
-  const c1 = 1 - b1, c2 = 1 - b2, ce = 1 - emaDecay, inv = 1 / bc2sqrt;
+  const c1 = 1 - b1,
+    c2 = 1 - b2,
+    ce = 1 - emaDecay,
+    inv = 1 / bc2sqrt;
   const n = w.length;
   if (ema) {
     for (let i = 0; i < n; i++) {

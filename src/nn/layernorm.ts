@@ -5,8 +5,15 @@
  * out may alias x.
  */
 export function layerNormForward(
-  out: Float32Array | Float64Array, mean: Float32Array | Float64Array, rstd: Float32Array | Float64Array,
-  x: Float32Array | Float64Array, w: Float32Array | Float64Array, b: Float32Array | Float64Array, R: number, C: number, eps: number,
+  out: Float32Array | Float64Array,
+  mean: Float32Array | Float64Array,
+  rstd: Float32Array | Float64Array,
+  x: Float32Array | Float64Array,
+  w: Float32Array | Float64Array,
+  b: Float32Array | Float64Array,
+  R: number,
+  C: number,
+  eps: number,
 ): void {
   for (let r = 0; r < R; r++) {
     const o = r * C;
@@ -30,16 +37,26 @@ export function layerNormForward(
  * x is the layer's input, mean/rstd from the forward pass.
  */
 export function layerNormBackward(
-  dx: Float32Array | Float64Array, dw: Float32Array | Float64Array | null, db: Float32Array | Float64Array | null,
-  dout: Float32Array | Float64Array, x: Float32Array | Float64Array, mean: Float32Array | Float64Array,
-  rstd: Float32Array | Float64Array, w: Float32Array | Float64Array, R: number, C: number,
+  dx: Float32Array | Float64Array,
+  dw: Float32Array | Float64Array | null,
+  db: Float32Array | Float64Array | null,
+  dout: Float32Array | Float64Array,
+  x: Float32Array | Float64Array,
+  mean: Float32Array | Float64Array,
+  rstd: Float32Array | Float64Array,
+  w: Float32Array | Float64Array,
+  R: number,
+  C: number,
 ): void {
-  const dwAcc = new Float64Array(C), dbAcc = new Float64Array(C);
+  const dwAcc = new Float64Array(C),
+    dbAcc = new Float64Array(C);
   for (let r = 0; r < R; r++) {
     const o = r * C;
-    const mu = mean[r], rs = rstd[r];
+    const mu = mean[r],
+      rs = rstd[r];
     // dxhat = dout · w;  dx = rstd · (dxhat − mean(dxhat) − xhat · mean(dxhat · xhat))
-    let sumD = 0, sumDX = 0;
+    let sumD = 0,
+      sumDX = 0;
     for (let c = 0; c < C; c++) {
       const xh = (x[o + c] - mu) * rs;
       const g = dout[o + c];
@@ -49,7 +66,8 @@ export function layerNormBackward(
       dwAcc[c] += g * xh;
       dbAcc[c] += g;
     }
-    const mD = sumD / C, mDX = sumDX / C;
+    const mD = sumD / C,
+      mDX = sumDX / C;
     for (let c = 0; c < C; c++) {
       const xh = (x[o + c] - mu) * rs;
       dx[o + c] = rs * (dout[o + c] * w[c] - mD - xh * mDX);

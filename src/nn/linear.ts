@@ -3,7 +3,17 @@ import type { MatmulBackend } from './matmul.ts';
 import type { Buf } from './tensor.ts';
 
 /** out[R, O] = x[R, I] · Wᵀ + b, optionally followed by ReLU (fused into the GEMM by the ORT backend). */
-export function linearForward(be: MatmulBackend, out: Buf, x: Buf, w: Buf, b: Buf | null, R: number, I: number, O: number, relu = false): void {
+export function linearForward(
+  be: MatmulBackend,
+  out: Buf,
+  x: Buf,
+  w: Buf,
+  b: Buf | null,
+  R: number,
+  I: number,
+  O: number,
+  relu = false,
+): void {
   be.matmul(out, x, [R, I], w, [O, I], { transB: true, bias: b ?? undefined, relu });
 }
 
@@ -12,7 +22,16 @@ export function linearForward(be: MatmulBackend, out: Buf, x: Buf, w: Buf, b: Bu
  * (dx of the first layer: the frozen CLIP features need no gradient).
  */
 export function linearBackward(
-  be: MatmulBackend, dx: Buf | null, dw: Buf | null, db: Buf | null, dout: Buf, x: Buf, w: Buf, R: number, I: number, O: number,
+  be: MatmulBackend,
+  dx: Buf | null,
+  dw: Buf | null,
+  db: Buf | null,
+  dout: Buf,
+  x: Buf,
+  w: Buf,
+  R: number,
+  I: number,
+  O: number,
 ): void {
   if (dx) be.matmul(dx, dout, [R, O], w, [O, I]);
   if (dw) be.matmul(dw, dout, [R, O], x, [R, I], { transA: true });

@@ -38,15 +38,18 @@ export interface MatmulPlan {
 
 export function planMatmul(aDims: readonly number[], bDims: readonly number[], transA: boolean, transB: boolean): MatmulPlan {
   if (aDims.length < 2 || bDims.length < 2) throw new Error(`matmul needs rank ≥ 2, got [${aDims}] and [${bDims}]`);
-  const ra = aDims.length, rb = bDims.length;
+  const ra = aDims.length,
+    rb = bDims.length;
   const m = transA ? aDims[ra - 1] : aDims[ra - 2];
   const ka = transA ? aDims[ra - 2] : aDims[ra - 1];
   const kb = transB ? bDims[rb - 1] : bDims[rb - 2];
   const n = transB ? bDims[rb - 2] : bDims[rb - 1];
   if (ka !== kb) throw new Error(`matmul inner dims differ: [${aDims}]${transA ? 'ᵀ' : ''} · [${bDims}]${transB ? 'ᵀ' : ''}`);
-  const aB = aDims.slice(0, ra - 2), bB = bDims.slice(0, rb - 2);
+  const aB = aDims.slice(0, ra - 2),
+    bB = bDims.slice(0, rb - 2);
   const rank = Math.max(aB.length, bB.length);
-  const pa = [...Array(rank - aB.length).fill(1), ...aB], pb = [...Array(rank - bB.length).fill(1), ...bB];
+  const pa = [...Array(rank - aB.length).fill(1), ...aB],
+    pb = [...Array(rank - bB.length).fill(1), ...bB];
   const batch: number[] = [];
   for (let i = 0; i < rank; i++) {
     if (pa[i] !== pb[i] && pa[i] !== 1 && pb[i] !== 1) throw new Error(`matmul batch dims do not broadcast: [${aDims}] vs [${bDims}]`);
@@ -54,10 +57,16 @@ export function planMatmul(aDims: readonly number[], bDims: readonly number[], t
   }
   let batchCount = 1;
   for (const d of batch) batchCount *= d;
-  const aOffsets = new Int32Array(batchCount), bOffsets = new Int32Array(batchCount);
-  const aMat = m * ka, bMat = kb * n;
+  const aOffsets = new Int32Array(batchCount),
+    bOffsets = new Int32Array(batchCount);
+  const aMat = m * ka,
+    bMat = kb * n;
   for (let idx = 0; idx < batchCount; idx++) {
-    let rem = idx, ao = 0, bo = 0, aStride = 1, bStride = 1;
+    let rem = idx,
+      ao = 0,
+      bo = 0,
+      aStride = 1,
+      bStride = 1;
     for (let d = rank - 1; d >= 0; d--) {
       const i = rem % batch[d];
       rem = Math.floor(rem / batch[d]);
@@ -88,7 +97,9 @@ export class TsMatmul implements MatmulBackend {
   readonly name = 'ts';
 
   matmul(out: Buf, a: Buf, aDims: readonly number[], b: Buf, bDims: readonly number[], opts: MatmulOptions = {}): void {
-    const transA = !!opts.transA, transB = !!opts.transB, alpha = opts.alpha ?? 1;
+    const transA = !!opts.transA,
+      transB = !!opts.transB,
+      alpha = opts.alpha ?? 1;
     const p = planMatmul(aDims, bDims, transA, transB);
     checkOut(out, p);
     if (opts.bias && (p.outDims.length !== 2 || opts.bias.length !== p.n)) throw new Error('matmul bias needs rank 2 and length N');
@@ -109,11 +120,23 @@ export function checkOut(out: Buf, p: MatmulPlan): void {
 }
 
 function gemmOne(
-  out: Buf, oo: number, a: Buf, ao: number, b: Buf, bo: number,
-  m: number, n: number, k: number, transA: boolean, transB: boolean, alpha: number, bias?: Buf,
+  out: Buf,
+  oo: number,
+  a: Buf,
+  ao: number,
+  b: Buf,
+  bo: number,
+  m: number,
+  n: number,
+  k: number,
+  transA: boolean,
+  transB: boolean,
+  alpha: number,
+  bias?: Buf,
 ): void {
   // A(i, p) = a[ao + i*sai + p*sap]
-  const sai = transA ? 1 : k, sap = transA ? m : 1;
+  const sai = transA ? 1 : k,
+    sap = transA ? m : 1;
   if (transB) {
     // B(p, j) = b[bo + j*k + p]: rows of B are contiguous in p, so take dot products.
     const arow = new Float64Array(k);

@@ -109,7 +109,8 @@ function writeValueInfo(w: PbWriter, v: ValueInfo): void {
         // TensorShapeProto.dim
         for (const d of v.shape) {
           sh.message(1, (dim) => {
-            if (typeof d === 'number') dim.int(1, d); // dim_value
+            if (typeof d === 'number')
+              dim.int(1, d); // dim_value
             else dim.string(2, d); // dim_param
           });
         }

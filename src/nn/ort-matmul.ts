@@ -83,9 +83,18 @@ export class OrtMatmul implements MatmulBackend {
     const node: NodeSpec = !rank2
       ? { opType: 'FusedMatMul', domain: 'com.microsoft', inputs: ['A', 'B'], outputs: ['Y'], attrs: gemmAttrs }
       : relu // com.microsoft FusedGemm applies the activation in MLAS's output stage: no extra pass
-        ? { opType: 'FusedGemm', domain: 'com.microsoft', inputs: bias ? ['A', 'B', 'C'] : ['A', 'B'], outputs: ['Y'], attrs: { ...gemmAttrs, activation: 'Relu' } }
+        ? {
+            opType: 'FusedGemm',
+            domain: 'com.microsoft',
+            inputs: bias ? ['A', 'B', 'C'] : ['A', 'B'],
+            outputs: ['Y'],
+            attrs: { ...gemmAttrs, activation: 'Relu' },
+          }
         : { opType: 'Gemm', inputs: bias ? ['A', 'B', 'C'] : ['A', 'B'], outputs: ['Y'], attrs: gemmAttrs };
-    const inputs = [{ name: 'A', shape: sym('a', ra) }, { name: 'B', shape: sym('b', rb) }];
+    const inputs = [
+      { name: 'A', shape: sym('a', ra) },
+      { name: 'B', shape: sym('b', rb) },
+    ];
     if (bias) inputs.push({ name: 'C', shape: ['n'] });
     const model = encodeModel({ name: 'matmul', inputs, outputs: [{ name: 'Y', shape: sym('y', Math.max(ra, rb)) }], nodes: [node] });
     s = new (loadBinding().binding.InferenceSession)();
@@ -102,10 +111,18 @@ export class OrtMatmul implements MatmulBackend {
   }
 
   matmul(out: Buf, a: Buf, aDims: readonly number[], b: Buf, bDims: readonly number[], opts: MatmulOptions = {}): void {
-    const transA = !!opts.transA, transB = !!opts.transB, alpha = opts.alpha ?? 1;
+    const transA = !!opts.transA,
+      transB = !!opts.transB,
+      alpha = opts.alpha ?? 1;
     const p = planMatmul(aDims, bDims, transA, transB);
     const flops = 2 * p.batchCount * p.m * p.n * p.k;
-    if (!(out instanceof Float32Array) || !(a instanceof Float32Array) || !(b instanceof Float32Array) || flops < this.minFlops || p.k === 0) {
+    if (
+      !(out instanceof Float32Array) ||
+      !(a instanceof Float32Array) ||
+      !(b instanceof Float32Array) ||
+      flops < this.minFlops ||
+      p.k === 0
+    ) {
       this.fallback.matmul(out, a, aDims, b, bDims, opts);
       return;
     }

@@ -86,7 +86,10 @@ export class Rng {
    */
   dropoutInPlace(x: Float32Array, p: number, s: number): void {
     const thr = Math.round(p * 65536);
-    let s0 = this.s0, s1 = this.s1, s2 = this.s2, s3 = this.s3;
+    let s0 = this.s0,
+      s1 = this.s1,
+      s2 = this.s2,
+      s3 = this.s3;
     const n = x.length;
     for (let i = 0; i < n; i += 2) {
       const r = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
@@ -112,7 +115,10 @@ export class Rng {
    */
   fillKeepMask(keep: Uint8Array, p: number): void {
     const thr = Math.round(p * 65536);
-    let s0 = this.s0, s1 = this.s1, s2 = this.s2, s3 = this.s3;
+    let s0 = this.s0,
+      s1 = this.s1,
+      s2 = this.s2,
+      s3 = this.s3;
     const n = keep.length;
     for (let i = 0; i < n; i += 2) {
       const x = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;

@@ -18,7 +18,11 @@ export class Gate {
    * @param queue most callers waiting; more are refused
    * @param what names the resource and its flag in errors ("tagging slots (--concurrency 2)")
    */
-  constructor(private readonly capacity: number, private readonly queue: number, private readonly what: string) {}
+  constructor(
+    private readonly capacity: number,
+    private readonly queue: number,
+    private readonly what: string,
+  ) {}
 
   get load(): { used: number; waiting: number } {
     return { used: this.used, waiting: this.waiting.length };
@@ -58,7 +62,14 @@ export class Gate {
         },
       };
       const timer = setTimeout(
-        () => leave(new ClipDecoderError('TIMEOUT', `the server is busy: no ${this.what} free before the request's deadline; retry shortly`, this.what)),
+        () =>
+          leave(
+            new ClipDecoderError(
+              'TIMEOUT',
+              `the server is busy: no ${this.what} free before the request's deadline; retry shortly`,
+              this.what,
+            ),
+          ),
         Math.max(0, deadline - performance.now()),
       );
       signal?.addEventListener('abort', onAbort, { once: true });

@@ -15,18 +15,38 @@ export function toClipDecoderError(err: unknown, limits: ServeLimits): ClipDecod
   const cause = { cause: err };
   switch (e.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new ClipDecoderError('TOO_LARGE', `the request body is larger than ${limits.maxBodyBytes} bytes (--max-body)`, '--max-body', cause);
+      return new ClipDecoderError(
+        'TOO_LARGE',
+        `the request body is larger than ${limits.maxBodyBytes} bytes (--max-body)`,
+        '--max-body',
+        cause,
+      );
     case 'FST_REQ_FILE_TOO_LARGE':
       return new ClipDecoderError('TOO_LARGE', `the image is larger than ${limits.maxBodyBytes} bytes (--max-body)`, '--max-body', cause);
     case 'FST_FILES_LIMIT':
       return new ClipDecoderError('TOO_LARGE', 'more than 1 file: send one "image" file per request', 'image', cause);
     case 'FST_FIELDS_LIMIT':
-      return new ClipDecoderError('TOO_LARGE', `more than ${MAX_FIELDS} fields: send at most labels, top, threshold and attention`, 'fields', cause);
+      return new ClipDecoderError(
+        'TOO_LARGE',
+        `more than ${MAX_FIELDS} fields: send at most labels, top, threshold and attention`,
+        'fields',
+        cause,
+      );
     case 'FST_PARTS_LIMIT':
-      return new ClipDecoderError('TOO_LARGE', `more than ${MAX_FIELDS + 1} parts: send one "image" and at most labels, top, threshold and attention`, 'parts', cause);
+      return new ClipDecoderError(
+        'TOO_LARGE',
+        `more than ${MAX_FIELDS + 1} parts: send one "image" and at most labels, top, threshold and attention`,
+        'parts',
+        cause,
+      );
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
     case 'FST_INVALID_MULTIPART_CONTENT_TYPE':
-      return new ClipDecoderError('UNSUPPORTED_MEDIA_TYPE', 'send multipart/form-data with "image" and "labels", or raw image bytes with ?labels=a,b,c', undefined, cause);
+      return new ClipDecoderError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        'send multipart/form-data with "image" and "labels", or raw image bytes with ?labels=a,b,c',
+        undefined,
+        cause,
+      );
     case 'FST_MP_PREMATURE_CLOSE':
       return new ClipDecoderError('BAD_REQUEST', 'the request closed before its multipart body was complete', undefined, cause);
   }

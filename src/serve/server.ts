@@ -39,7 +39,8 @@ interface Admission {
 
 /** The request's labels, through the library's one label-list parser, within the server's limits. */
 function requestLabels(raw: string | undefined, limits: ServeLimits): string[] {
-  if (raw === undefined || raw.trim() === '') throw new ClipDecoderError('NO_LABELS', 'no labels: send a comma-separated "labels" field', 'labels');
+  if (raw === undefined || raw.trim() === '')
+    throw new ClipDecoderError('NO_LABELS', 'no labels: send a comma-separated "labels" field', 'labels');
   return parseLabelList(raw, { maxLabels: limits.maxLabels, maxLength: limits.maxLabelLength, source: '"labels"' });
 }
 
@@ -53,7 +54,12 @@ function queryFields(query: unknown): TagFields {
   const fields: TagFields = {};
   for (const name of TAG_FIELDS) {
     const v = (query as Record<string, unknown>)[name];
-    if (Array.isArray(v)) throw new ClipDecoderError('BAD_REQUEST', `query parameter "${name}" is given ${v.length} times; give it once (labels comma-separated)`, name);
+    if (Array.isArray(v))
+      throw new ClipDecoderError(
+        'BAD_REQUEST',
+        `query parameter "${name}" is given ${v.length} times; give it once (labels comma-separated)`,
+        name,
+      );
     if (typeof v === 'string') fields[name] = v;
   }
   return fields;
@@ -65,15 +71,22 @@ async function readMultipart(req: FastifyRequest, fields: TagFields, limits: Ser
   const seen = new Set<string>();
   try {
     for await (const part of req.parts()) {
-      if (seen.has(part.fieldname)) throw new ClipDecoderError('BAD_REQUEST', `field "${part.fieldname}" is given twice; give it once`, part.fieldname);
+      if (seen.has(part.fieldname))
+        throw new ClipDecoderError('BAD_REQUEST', `field "${part.fieldname}" is given twice; give it once`, part.fieldname);
       seen.add(part.fieldname);
       if (part.type === 'file') {
-        if (part.fieldname !== 'image') throw new ClipDecoderError('BAD_FIELD', `unexpected file field "${part.fieldname}"; send the image as "image"`, part.fieldname);
+        if (part.fieldname !== 'image')
+          throw new ClipDecoderError('BAD_FIELD', `unexpected file field "${part.fieldname}"; send the image as "image"`, part.fieldname);
         image = await part.toBuffer();
         continue;
       }
       const name = part.fieldname as (typeof TAG_FIELDS)[number];
-      if (!TAG_FIELDS.includes(name)) throw new ClipDecoderError('BAD_FIELD', `unexpected field "${part.fieldname}"; send image, labels, top, threshold, attention`, part.fieldname);
+      if (!TAG_FIELDS.includes(name))
+        throw new ClipDecoderError(
+          'BAD_FIELD',
+          `unexpected field "${part.fieldname}"; send image, labels, top, threshold, attention`,
+          part.fieldname,
+        );
       const value = String(part.value);
       const limit = name === 'labels' ? labelsFieldBytes(limits) : SMALL_FIELD_BYTES;
       if (part.valueTruncated || Buffer.byteLength(value) > limit) {
@@ -125,7 +138,11 @@ export function buildServer(tagger: Tagger, options: ServerOptions = {}): Fastif
     bodyLimit: limits.maxBodyBytes,
     // Headers must arrive within the body timeout; the whole request (queue wait included) within deadline +
     // body timeout as a backstop to our own per-request timers. Checked every second, not Node's 30 s.
-    http: { headersTimeout: limits.bodyTimeoutMs, requestTimeout: limits.deadlineMs + limits.bodyTimeoutMs, connectionsCheckingInterval: 1000 },
+    http: {
+      headersTimeout: limits.bodyTimeoutMs,
+      requestTimeout: limits.deadlineMs + limits.bodyTimeoutMs,
+      connectionsCheckingInterval: 1000,
+    },
     requestTimeout: limits.deadlineMs + limits.bodyTimeoutMs,
     connectionTimeout: limits.deadlineMs + limits.bodyTimeoutMs,
     keepAliveTimeout: 5000,
@@ -134,16 +151,25 @@ export function buildServer(tagger: Tagger, options: ServerOptions = {}): Fastif
       if (err.code === 'ECONNRESET' || socket.destroyed) return;
       const e =
         err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? new ClipDecoderError('BODY_TIMEOUT', `the request did not arrive within ${limits.bodyTimeoutMs} ms (--body-timeout)`, '--body-timeout')
+          ? new ClipDecoderError(
+              'BODY_TIMEOUT',
+              `the request did not arrive within ${limits.bodyTimeoutMs} ms (--body-timeout)`,
+              '--body-timeout',
+            )
           : err.code === 'HPE_HEADER_OVERFLOW'
-            ? new ClipDecoderError('HEADERS_TOO_LARGE', 'the URL and headers are larger than 16 KB: send long label lists as a multipart "labels" field')
+            ? new ClipDecoderError(
+                'HEADERS_TOO_LARGE',
+                'the URL and headers are larger than 16 KB: send long label lists as a multipart "labels" field',
+              )
             : new ClipDecoderError('BAD_REQUEST', `malformed HTTP request (${err.code ?? err.message})`);
       const status = HTTP_STATUS[e.code];
       const body = JSON.stringify({ error: { code: e.code, message: e.message } });
       const inFlight = (socket as unknown as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
       if (socket.writable && !inFlight?.headersSent) {
-        socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\n` +
-          `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+        socket.write(
+          `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\n` +
+            `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        );
       }
       socket.destroy();
     },
@@ -151,7 +177,14 @@ export function buildServer(tagger: Tagger, options: ServerOptions = {}): Fastif
   app.server.maxConnections = limits.maxConnections;
 
   app.register(multipart, {
-    limits: { fileSize: limits.maxBodyBytes, files: 1, fields: MAX_FIELDS, fieldSize: labelsFieldBytes(limits), parts: MAX_FIELDS + 1, headerPairs: 16 },
+    limits: {
+      fileSize: limits.maxBodyBytes,
+      files: 1,
+      fields: MAX_FIELDS,
+      fieldSize: labelsFieldBytes(limits),
+      parts: MAX_FIELDS + 1,
+      headerPairs: 16,
+    },
     throwFileSizeLimit: true,
   });
   // Raw uploads: any image type, or octet-stream, read whole (bounded by bodyLimit).
@@ -194,10 +227,16 @@ export function buildServer(tagger: Tagger, options: ServerOptions = {}): Fastif
     const limit = isMultipart ? maxRequestBytes(limits) : limits.maxBodyBytes;
     if (declared > limit) {
       const flag = isMultipart ? `--max-body ${limits.maxBodyBytes} + the labels field` : '--max-body';
-      throw new ClipDecoderError('TOO_LARGE', `the request body is larger than ${limit} bytes (${flag}): it declares ${declared}`, '--max-body');
+      throw new ClipDecoderError(
+        'TOO_LARGE',
+        `the request body is larger than ${limit} bytes (${flag}): it declares ${declared}`,
+        '--max-body',
+      );
     }
     // A chunked body (no length) reserves the most it may grow to.
-    admission.releases.push(await bodies.acquire(Number.isFinite(declared) ? declared : limit, admission.deadline, admission.closed.signal));
+    admission.releases.push(
+      await bodies.acquire(Number.isFinite(declared) ? declared : limit, admission.deadline, admission.closed.signal),
+    );
     if (admission.closed.signal.aborted) {
       releaseAll(); // granted just as its client left
       throw new ClipDecoderError('BAD_REQUEST', 'the client closed the connection');
@@ -205,8 +244,14 @@ export function buildServer(tagger: Tagger, options: ServerOptions = {}): Fastif
     // The body timeout starts once we begin reading; past it the client gets 408 and the connection closes.
     const timer = setTimeout(() => {
       if (req.raw.complete || reply.raw.headersSent) return;
-      const body = JSON.stringify({ error: { code: 'BODY_TIMEOUT', message: `the request body did not arrive within ${limits.bodyTimeoutMs} ms (--body-timeout)` } });
-      reply.raw.writeHead(HTTP_STATUS.BODY_TIMEOUT, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' });
+      const body = JSON.stringify({
+        error: { code: 'BODY_TIMEOUT', message: `the request body did not arrive within ${limits.bodyTimeoutMs} ms (--body-timeout)` },
+      });
+      reply.raw.writeHead(HTTP_STATUS.BODY_TIMEOUT, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+        connection: 'close',
+      });
       reply.raw.end(body, () => req.raw.socket?.destroy());
     }, limits.bodyTimeoutMs);
     admission.releases.push(() => clearTimeout(timer));
@@ -227,8 +272,13 @@ export function buildServer(tagger: Tagger, options: ServerOptions = {}): Fastif
     let image: Buffer | undefined;
     if (req.isMultipart()) image = await readMultipart(req, fields, limits);
     else if (Buffer.isBuffer(req.body)) image = req.body;
-    else throw new ClipDecoderError('UNSUPPORTED_MEDIA_TYPE', 'send multipart/form-data with "image" and "labels", or raw image bytes with ?labels=a,b,c');
-    if (!image || image.byteLength === 0) throw new ClipDecoderError('NO_IMAGE', 'no image: send a multipart "image" file or raw image bytes');
+    else
+      throw new ClipDecoderError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        'send multipart/form-data with "image" and "labels", or raw image bytes with ?labels=a,b,c',
+      );
+    if (!image || image.byteLength === 0)
+      throw new ClipDecoderError('NO_IMAGE', 'no image: send a multipart "image" file or raw image bytes');
     const labels = requestLabels(fields.labels, limits);
     const top = optionalNumber(fields.top, 'top', 'positive-integer');
     const threshold = optionalNumber(fields.threshold, 'threshold', 'probability');
@@ -247,8 +297,16 @@ export function buildServer(tagger: Tagger, options: ServerOptions = {}): Fastif
       }
     })();
     work.catch(() => {}); // answered by the race below, or nobody is waiting
-    const result = await withDeadline(work, admission.deadline, () =>
-      new ClipDecoderError('TIMEOUT', `the request was not answered within ${limits.deadlineMs} ms (--deadline); retry shortly`, '--deadline'));
+    const result = await withDeadline(
+      work,
+      admission.deadline,
+      () =>
+        new ClipDecoderError(
+          'TIMEOUT',
+          `the request was not answered within ${limits.deadlineMs} ms (--deadline); retry shortly`,
+          '--deadline',
+        ),
+    );
     if (!result) throw new ClipDecoderError('BAD_REQUEST', 'the client closed the connection');
     if (result.error) throw result.error;
     return reply.send({

@@ -22,7 +22,10 @@ process.stdout.write(png);
 
 /** True when the bytes look like SVG/XML text (sharp's own sniffing decides for the rest). */
 export function looksLikeSvg(data: Uint8Array): boolean {
-  const head = Buffer.from(data.subarray(0, 512)).toString('utf8').replace(/^\uFEFF/, '').trimStart();
+  const head = Buffer.from(data.subarray(0, 512))
+    .toString('utf8')
+    .replace(/^\uFEFF/, '')
+    .trimStart();
   return head.startsWith('<');
 }
 
@@ -65,7 +68,13 @@ export async function rasteriseSvg(data: Uint8Array, cfg: PreprocessConfig, pixe
     child.once('close', (code) => {
       clearTimeout(timer);
       if (timedOut) {
-        reject(new ClipDecoderError('IMAGE_TOO_COMPLEX', `the SVG took more than ${timeoutMs} ms to render (--max-render-ms)`, '--max-render-ms'));
+        reject(
+          new ClipDecoderError(
+            'IMAGE_TOO_COMPLEX',
+            `the SVG took more than ${timeoutMs} ms to render (--max-render-ms)`,
+            '--max-render-ms',
+          ),
+        );
       } else if (code !== 0) {
         const why = /Error: (.*)/.exec(err)?.[1] ?? `renderer exited with ${code}`;
         reject(new ClipDecoderError('IMAGE_INVALID', `not a readable SVG (${why})`));

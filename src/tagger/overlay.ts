@@ -20,7 +20,8 @@ function colour(v: number): [number, number, number] {
   const x = Math.min(1, Math.max(0, v)) * (STOPS.length - 1);
   const i = Math.min(STOPS.length - 2, Math.floor(x));
   const f = x - i;
-  const a = STOPS[i]!, b = STOPS[i + 1]!;
+  const a = STOPS[i]!,
+    b = STOPS[i + 1]!;
   return [a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f];
 }
 
@@ -54,7 +55,8 @@ export async function attentionOverlayPng(
     .removeAlpha()
     .raw()
     .toBuffer();
-  let lo = Infinity, hi = -Infinity;
+  let lo = Infinity,
+    hi = -Infinity;
   for (let i = 0; i < weights.length; i++) {
     lo = Math.min(lo, weights[i]!);
     hi = Math.max(hi, weights[i]!);
@@ -73,7 +75,9 @@ export async function attentionOverlayPng(
     out[p * 3 + 1] = Math.round(base[p * 3 + 1]! * (1 - alpha) + g * alpha);
     out[p * 3 + 2] = Math.round(base[p * 3 + 2]! * (1 - alpha) + b * alpha);
   }
-  return sharp(out, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
+  return sharp(out, { raw: { width: size, height: size, channels: 3 } })
+    .png()
+    .toBuffer();
 }
 
 // Overlay file names: `<index>-<image stem>--<label>.png`. The index (the image's position in the input) keeps

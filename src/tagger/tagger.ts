@@ -110,21 +110,38 @@ export class Tagger {
 
   static async load(options: TaggerOptions = {}): Promise<Tagger> {
     if (options.head === NO_HEAD) {
-      const model = await ClipModel.load(options.model ?? DEFAULT_MODEL, { threads: options.threads, pixelLimit: options.pixelLimit, dtype: options.dtype });
+      const model = await ClipModel.load(options.model ?? DEFAULT_MODEL, {
+        threads: options.threads,
+        pixelLimit: options.pixelLimit,
+        dtype: options.dtype,
+      });
       await model.logitParams(); // fail now, not on the first image, if the folder lacks them
       const meta: CheckpointMeta = { labels: [], clipModel: '', promptTemplates: [...DEFAULT_TEMPLATES] };
       return new Tagger(model, null, meta, options);
     }
     const headDir = options.head ?? DEFAULT_HEAD;
     if (!options.head && !existsSync(headDir)) {
-      throw new ClipDecoderError('MODEL_NOT_FOUND', `no --head given and the bundled head ${headDir} is not there: train one with \`clip-decoder train\` and pass --head`, '--head');
+      throw new ClipDecoderError(
+        'MODEL_NOT_FOUND',
+        `no --head given and the bundled head ${headDir} is not there: train one with \`clip-decoder train\` and pass --head`,
+        '--head',
+      );
     }
     const ck = await loadCheckpoint(headDir, new OrtMatmul({ threads: options.threads }));
     const keepCls = ck.meta.extra?.keepCls === true;
-    const model = await ClipModel.load(options.model ?? DEFAULT_MODEL, { threads: options.threads, pixelLimit: options.pixelLimit, keepCls, dtype: options.dtype });
+    const model = await ClipModel.load(options.model ?? DEFAULT_MODEL, {
+      threads: options.threads,
+      pixelLimit: options.pixelLimit,
+      keepCls,
+      dtype: options.dtype,
+    });
     const cfg = ck.head.config;
     if (cfg.mode !== 'zero-shot') {
-      throw new ClipDecoderError('CHECKPOINT_INVALID', `${headDir}: a closed-set head cannot score arbitrary labels; use a zero-shot (CLIP-Decoder) head`, headDir);
+      throw new ClipDecoderError(
+        'CHECKPOINT_INVALID',
+        `${headDir}: a closed-set head cannot score arbitrary labels; use a zero-shot (CLIP-Decoder) head`,
+        headDir,
+      );
     }
     if (cfg.inputDim !== model.tokenDim || cfg.queryDim !== model.embedDim) {
       throw new ClipDecoderError(
@@ -154,7 +171,10 @@ export class Tagger {
       return set;
     }
     set = (async () => {
-      const queries = await embedLabels(this.model, clean, { templates: this.templates, normalize: this.meta.extra?.normalizeQueries !== false });
+      const queries = await embedLabels(this.model, clean, {
+        templates: this.templates,
+        normalize: this.meta.extra?.normalizeQueries !== false,
+      });
       return { labels: clean, prepared: this.head ? this.head.prepareLabels(clean, queries) : null, embeds: queries };
     })();
     set.catch(() => this.labelSets.delete(key));
@@ -166,7 +186,11 @@ export class Tagger {
   /** Tags images as they are encoded, in input order; a bad image yields its error and the rest go on. */
   async *tagStream(images: readonly ImageSource[], labels: readonly string[], options: TagOptions = {}): AsyncGenerator<TagResult> {
     if (!this.head && options.attention) {
-      throw new ClipDecoderError('INPUT_INVALID', 'attention maps come from the head: there are none with head "none" (plain zero-shot scoring)', '--explain');
+      throw new ClipDecoderError(
+        'INPUT_INVALID',
+        'attention maps come from the head: there are none with head "none" (plain zero-shot scoring)',
+        '--explain',
+      );
     }
     // The vision session opens while the label set is encoded (a cold start runs both models once).
     if (images.length > 0) this.model.preload('vision');
@@ -211,7 +235,11 @@ export class Tagger {
     }.bind(this);
 
     const batchSize = options.batchSize ?? 16;
-    for await (const r of this.model.encodeImages(images as ImageSource[], { batchSize, onProgress: options.onProgress, maxFileBytes: this.maxFileBytes })) {
+    for await (const r of this.model.encodeImages(images as ImageSource[], {
+      batchSize,
+      onProgress: options.onProgress,
+      maxFileBytes: this.maxFileBytes,
+    })) {
       if (r.error) {
         yield* flush();
         yield { index: r.index, source: describe(r.source), labels: [], error: r.error };
@@ -226,7 +254,11 @@ export class Tagger {
   /** Tags one image (→ one result) or several (→ one result each, in order). */
   async tag(image: ImageSource, labels: readonly string[], options?: TagOptions): Promise<TagResult>;
   async tag(images: readonly ImageSource[], labels: readonly string[], options?: TagOptions): Promise<TagResult[]>;
-  async tag(input: ImageSource | readonly ImageSource[], labels: readonly string[], options: TagOptions = {}): Promise<TagResult | TagResult[]> {
+  async tag(
+    input: ImageSource | readonly ImageSource[],
+    labels: readonly string[],
+    options: TagOptions = {},
+  ): Promise<TagResult | TagResult[]> {
     const many = Array.isArray(input);
     const list = (many ? input : [input]) as ImageSource[];
     const results: TagResult[] = [];

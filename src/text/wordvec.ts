@@ -50,7 +50,7 @@ export function trainWordVectors(captions: readonly string[], options: WordVecOp
 
   // Negative sampling table ∝ count^0.75, as word2vec.
   const freq = new Float64Array(V);
-  for (const [w, i] of vocab) freq[i] = Math.pow(counts.get(w)!, 0.75);
+  for (const [w, i] of vocab) freq[i] = counts.get(w)! ** 0.75;
   const table = new Int32Array(Math.max(V * 20, 1000));
   {
     let total = 0;

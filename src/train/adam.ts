@@ -39,16 +39,26 @@ export class Adam {
     this.step++;
     const { beta2, eps } = this.opts;
     const t = this.step;
-    const bc1 = 1 - Math.pow(beta1, t);
-    const bc2sqrt = Math.sqrt(1 - Math.pow(beta2, t));
+    const bc1 = 1 - beta1 ** t;
+    const bc2sqrt = Math.sqrt(1 - beta2 ** t);
     const stepSize = lr / bc1;
     for (let k = 0; k < this.params.length; k++) {
       const p = this.params[k];
       const wd = p.decay ? this.opts.weightDecay : 0;
       const shadow = ema ? ema.shadowOf(p.name) : null;
       adamEmaKernel({
-        w: p.data, g: p.grad!, m: this.m[k], v: this.v[k], ema: shadow, emaDecay: ema ? ema.decay : 0,
-        weightDecay: wd, beta1, beta2, stepSize, bc2sqrt, eps,
+        w: p.data,
+        g: p.grad!,
+        m: this.m[k],
+        v: this.v[k],
+        ema: shadow,
+        emaDecay: ema ? ema.decay : 0,
+        weightDecay: wd,
+        beta1,
+        beta2,
+        stepSize,
+        bc2sqrt,
+        eps,
       });
     }
     // with an EMA, also average what Adam does not touch (fixed buffers), as ModelEma does over the state_dict

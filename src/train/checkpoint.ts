@@ -87,7 +87,10 @@ function bytesOf(data: Float32Array | Float64Array | Uint8Array): Uint8Array {
 }
 
 /** Encodes tensors to a safetensors file and digests it (whole file + each tensor). */
-function encodeWithDigests(entries: Array<[string, StTensorLike]>, fileMeta: Record<string, string>): { bytes: Uint8Array; digests: FileDigests } {
+function encodeWithDigests(
+  entries: Array<[string, StTensorLike]>,
+  fileMeta: Record<string, string>,
+): { bytes: Uint8Array; digests: FileDigests } {
   const bytes = encodeSafetensors(entries, fileMeta);
   const tensors: Record<string, string> = {};
   for (const [name, t] of entries) tensors[name] = sha256(bytesOf(t.data));
@@ -132,7 +135,10 @@ export async function saveCheckpoint(dir: string, head: ClipDecoderHead, meta: C
   const stamp = newStamp();
   const weights = `model-${stamp}.safetensors`;
   const fileMeta = { format: CHECKPOINT_FORMAT, stamp };
-  const model = encodeWithDigests(head.params.list.map((p) => [p.name, p] as [string, StTensorLike]), fileMeta);
+  const model = encodeWithDigests(
+    head.params.list.map((p) => [p.name, p] as [string, StTensorLike]),
+    fileMeta,
+  );
   await writeFileAtomic(join(dir, weights), model.bytes);
   const digests: Record<string, FileDigests> = { [weights]: model.digests };
   let trainingJson: ConfigJson['training'];
@@ -143,7 +149,8 @@ export async function saveCheckpoint(dir: string, head: ClipDecoderHead, meta: C
       entries.push([`adam.m.${p.name}`, { shape: p.shape, data: need(training.adamM, p.name) }]);
       entries.push([`adam.v.${p.name}`, { shape: p.shape, data: need(training.adamV, p.name) }]);
     }
-    if (training.ema) for (const p of head.params.list) entries.push([`ema.${p.name}`, { shape: p.shape, data: need(training.ema, p.name) }]);
+    if (training.ema)
+      for (const p of head.params.list) entries.push([`ema.${p.name}`, { shape: p.shape, data: need(training.ema, p.name) }]);
     const enc = encodeWithDigests(entries, fileMeta);
     await writeFileAtomic(join(dir, state), enc.bytes);
     digests[state] = enc.digests;
@@ -166,7 +173,7 @@ export async function saveCheckpoint(dir: string, head: ClipDecoderHead, meta: C
     savedAt: new Date().toISOString(),
   };
   await fsyncDir(dir);
-  await writeFileAtomic(join(dir, 'config.json'), JSON.stringify(cfg, null, 1) + '\n'); // commit point
+  await writeFileAtomic(join(dir, 'config.json'), `${JSON.stringify(cfg, null, 1)}\n`); // commit point
   await fsyncDir(dir);
   // remove data files no config names any more (earlier saves, or ones orphaned by a crash)
   const keep = new Set([weights, trainingJson?.state]);
@@ -200,11 +207,14 @@ function validateMeta(meta: CheckpointMeta, cfg: HeadConfig, where: string): voi
   const bad = (msg: string, subject: string) => {
     throw new ClipDecoderError('INPUT_INVALID', `checkpoint ${where}: ${msg}`, subject);
   };
-  if (!Array.isArray(meta.labels) || meta.labels.length === 0 || !meta.labels.every((l) => typeof l === 'string')) bad('labels must be a non-empty list of strings', 'labels');
+  if (!Array.isArray(meta.labels) || meta.labels.length === 0 || !meta.labels.every((l) => typeof l === 'string'))
+    bad('labels must be a non-empty list of strings', 'labels');
   if (new Set(meta.labels).size !== meta.labels.length) bad('labels contain duplicates', 'labels');
-  if (cfg.mode === 'closed-set' && meta.labels.length !== cfg.numClasses) bad(`a closed-set head has ${cfg.numClasses} classes but ${meta.labels.length} labels were given`, 'labels');
+  if (cfg.mode === 'closed-set' && meta.labels.length !== cfg.numClasses)
+    bad(`a closed-set head has ${cfg.numClasses} classes but ${meta.labels.length} labels were given`, 'labels');
   if (typeof meta.clipModel !== 'string') bad('clipModel must be a string', 'clipModel');
-  if (!Array.isArray(meta.promptTemplates) || !meta.promptTemplates.every((t) => typeof t === 'string')) bad('promptTemplates must be a list of strings', 'promptTemplates');
+  if (!Array.isArray(meta.promptTemplates) || !meta.promptTemplates.every((t) => typeof t === 'string'))
+    bad('promptTemplates must be a list of strings', 'promptTemplates');
 }
 
 export interface LoadedCheckpoint {
@@ -238,7 +248,12 @@ export async function loadCheckpoint(dir: string, backend: MatmulBackend, opts: 
     text = await readFile(cfgPath, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new ClipDecoderError(code === 'ENOENT' ? 'MODEL_NOT_FOUND' : 'CHECKPOINT_INVALID', `no readable checkpoint at ${dir}: ${cfgPath} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`}`, cfgPath, { cause: e });
+    throw new ClipDecoderError(
+      code === 'ENOENT' ? 'MODEL_NOT_FOUND' : 'CHECKPOINT_INVALID',
+      `no readable checkpoint at ${dir}: ${cfgPath} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`}`,
+      cfgPath,
+      { cause: e },
+    );
   }
   let cfg: ConfigJson;
   try {
@@ -248,7 +263,9 @@ export async function loadCheckpoint(dir: string, backend: MatmulBackend, opts: 
   }
   if (cfg?.format !== CHECKPOINT_FORMAT) bad(`${cfgPath} is not a clip-decoder head checkpoint (format '${cfg?.format}')`);
   if (cfg.formatVersion !== CHECKPOINT_FORMAT_VERSION) {
-    bad(`${cfgPath} has format version ${cfg.formatVersion}; this version of clip-decoder reads version ${CHECKPOINT_FORMAT_VERSION}${cfg.formatVersion > CHECKPOINT_FORMAT_VERSION ? ' (upgrade clip-decoder)' : ''}`);
+    bad(
+      `${cfgPath} has format version ${cfg.formatVersion}; this version of clip-decoder reads version ${CHECKPOINT_FORMAT_VERSION}${cfg.formatVersion > CHECKPOINT_FORMAT_VERSION ? ' (upgrade clip-decoder)' : ''}`,
+    );
   }
   try {
     validateHeadConfig(cfg.architecture);
@@ -256,8 +273,12 @@ export async function loadCheckpoint(dir: string, backend: MatmulBackend, opts: 
     bad(`${cfgPath}: invalid architecture: ${(e as Error).message}`);
   }
   const meta: CheckpointMeta = {
-    labels: cfg.labels, clipModel: cfg.clipModel, promptTemplates: cfg.promptTemplates,
-    hyperParameters: cfg.hyperParameters ?? {}, metrics: cfg.metrics ?? {}, ...(cfg.extra ? { extra: cfg.extra } : {}),
+    labels: cfg.labels,
+    clipModel: cfg.clipModel,
+    promptTemplates: cfg.promptTemplates,
+    hyperParameters: cfg.hyperParameters ?? {},
+    metrics: cfg.metrics ?? {},
+    ...(cfg.extra ? { extra: cfg.extra } : {}),
   };
   try {
     validateMeta(meta, cfg.architecture, dir);
@@ -274,7 +295,8 @@ export async function loadCheckpoint(dir: string, backend: MatmulBackend, opts: 
   const digestsOf = (file: string): FileDigests | undefined => {
     if (!cfg.digests) return undefined;
     const d = cfg.digests[file];
-    if (!d || typeof d.sha256 !== 'string' || typeof d.tensors !== 'object' || d.tensors === null) bad(`${cfgPath} records no digests for ${file}`);
+    if (!d || typeof d.sha256 !== 'string' || typeof d.tensors !== 'object' || d.tensors === null)
+      bad(`${cfgPath} records no digests for ${file}`);
     return d;
   };
   const head = new ClipDecoderHead(cfg.architecture, backend);
@@ -283,7 +305,8 @@ export async function loadCheckpoint(dir: string, backend: MatmulBackend, opts: 
     const t = takeTensor(weights, p.name, p.shape, join(dir, cfg.weights));
     p.data.set(t);
   }
-  if (weights.size > 0) bad(`${join(dir, cfg.weights)} has unexpected tensors: ${[...weights.keys()].slice(0, 5).join(', ')}`, join(dir, cfg.weights));
+  if (weights.size > 0)
+    bad(`${join(dir, cfg.weights)} has unexpected tensors: ${[...weights.keys()].slice(0, 5).join(', ')}`, join(dir, cfg.weights));
   head.trainedLabels = [...cfg.labels];
   head.version++;
   const out: LoadedCheckpoint = { head, meta, formatVersion: cfg.formatVersion, savedAt: cfg.savedAt };
@@ -293,9 +316,11 @@ export async function loadCheckpoint(dir: string, backend: MatmulBackend, opts: 
     const file = join(dir, tr!.state);
     if (!/^train-[0-9a-z]+\.safetensors$/.test(tr!.state)) bad(`${cfgPath} names no valid training-state file`);
     if (!Number.isInteger(tr!.step) || tr!.step < 0) bad(`${cfgPath}: training.step must be an integer ≥ 0`);
-    if (!Array.isArray(tr!.rng) || tr!.rng.length !== 4 || !tr!.rng.every((x) => Number.isInteger(x) && x >= 0 && x < 2 ** 32)) bad(`${cfgPath}: training.rng must be four uint32 values`);
+    if (!Array.isArray(tr!.rng) || tr!.rng.length !== 4 || !tr!.rng.every((x) => Number.isInteger(x) && x >= 0 && x < 2 ** 32))
+      bad(`${cfgPath}: training.rng must be four uint32 values`);
     const ts = await readTensors(file, cfg.stamp, digestsOf(tr!.state));
-    const adamM = new Map<string, Float32Array>(), adamV = new Map<string, Float32Array>();
+    const adamM = new Map<string, Float32Array>(),
+      adamV = new Map<string, Float32Array>();
     for (const p of head.params.trainable) {
       adamM.set(p.name, takeTensor(ts, `adam.m.${p.name}`, p.shape, file));
       adamV.set(p.name, takeTensor(ts, `adam.v.${p.name}`, p.shape, file));
@@ -316,7 +341,12 @@ async function readTensors(file: string, stamp: string, digests: FileDigests | u
   try {
     bytes = await readFile(file);
   } catch (e) {
-    throw new ClipDecoderError('CHECKPOINT_INVALID', `checkpoint file ${file} cannot be read (${(e as NodeJS.ErrnoException).code}); the checkpoint folder is incomplete`, file, { cause: e });
+    throw new ClipDecoderError(
+      'CHECKPOINT_INVALID',
+      `checkpoint file ${file} cannot be read (${(e as NodeJS.ErrnoException).code}); the checkpoint folder is incomplete`,
+      file,
+      { cause: e },
+    );
   }
   if (digests && sha256(bytes) !== digests.sha256) throw corruption(file, bytes, digests, stamp);
   const { tensors, metadata } = decodeSafetensors(bytes, file);
@@ -331,16 +361,27 @@ function corruption(file: string, bytes: Uint8Array, digests: FileDigests, stamp
   try {
     decoded = decodeSafetensors(bytes, file);
   } catch (e) {
-    return new ClipDecoderError('CHECKPOINT_CORRUPT', `${file} is corrupt (its SHA-256 differs from the one in config.json): ${(e as Error).message.replace(`${file} is `, '')}; ${fix}`, file);
+    return new ClipDecoderError(
+      'CHECKPOINT_CORRUPT',
+      `${file} is corrupt (its SHA-256 differs from the one in config.json): ${(e as Error).message.replace(`${file} is `, '')}; ${fix}`,
+      file,
+    );
   }
   if (decoded.metadata.stamp !== stamp) return otherSave(file, decoded.metadata.stamp, stamp);
   const damaged = [...decoded.tensors].filter(([n, t]) => digests.tensors[n] !== sha256(bytesOf(t.data))).map(([n]) => n);
-  const what = damaged.length === 0 ? 'its header changed (every tensor matches its digest)' : `tensor${damaged.length > 1 ? 's' : ''} ${damaged.slice(0, 5).join(', ')}${damaged.length > 5 ? ` and ${damaged.length - 5} more` : ''} ${damaged.length > 1 ? 'differ' : 'differs'} from the SHA-256 recorded in config.json`;
+  const what =
+    damaged.length === 0
+      ? 'its header changed (every tensor matches its digest)'
+      : `tensor${damaged.length > 1 ? 's' : ''} ${damaged.slice(0, 5).join(', ')}${damaged.length > 5 ? ` and ${damaged.length - 5} more` : ''} ${damaged.length > 1 ? 'differ' : 'differs'} from the SHA-256 recorded in config.json`;
   return new ClipDecoderError('CHECKPOINT_CORRUPT', `${file} is corrupt: ${what}; ${fix}`, file);
 }
 
 function otherSave(file: string, found: string | undefined, stamp: string): ClipDecoderError {
-  return new ClipDecoderError('CHECKPOINT_INVALID', `${file} belongs to another save (stamp '${found}', config.json expects '${stamp}'); do not mix files of different checkpoints`, file);
+  return new ClipDecoderError(
+    'CHECKPOINT_INVALID',
+    `${file} belongs to another save (stamp '${found}', config.json expects '${stamp}'); do not mix files of different checkpoints`,
+    file,
+  );
 }
 
 /** Removes `name` from `m` and returns its data after checking dtype, shape and finiteness. */
@@ -350,11 +391,16 @@ function takeTensor(m: Map<string, StTensor>, name: string, shape: readonly numb
   m.delete(name);
   if (t.dtype !== 'F32') throw new ClipDecoderError('CHECKPOINT_INVALID', `${file}: tensor ${name} is ${t.dtype}, F32 expected`, file);
   if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-    throw new ClipDecoderError('CHECKPOINT_INVALID', `${file}: tensor ${name} has shape [${t.shape}], the architecture in config.json needs [${shape}]`, file);
+    throw new ClipDecoderError(
+      'CHECKPOINT_INVALID',
+      `${file}: tensor ${name} has shape [${t.shape}], the architecture in config.json needs [${shape}]`,
+      file,
+    );
   }
   const data = t.data as Float32Array;
   for (let i = 0; i < data.length; i++) {
-    if (!Number.isFinite(data[i])) throw new ClipDecoderError('CHECKPOINT_INVALID', `${file}: tensor ${name} contains a non-finite value at index ${i}`, file);
+    if (!Number.isFinite(data[i]))
+      throw new ClipDecoderError('CHECKPOINT_INVALID', `${file}: tensor ${name} contains a non-finite value at index ${i}`, file);
   }
   return data;
 }

@@ -25,18 +25,22 @@ export class Ema {
 
   /** Updates the averages of every tracked parameter not named in `skip` (Adam fuses the rest). */
   updateExcept(skip: ReadonlySet<string>): void {
-    const d = this.decay, c = 1 - d;
+    const d = this.decay,
+      c = 1 - d;
     this.params.forEach((p, k) => {
       if (skip.has(p.name)) return;
-      const s = this.shadow[k], w = p.data;
+      const s = this.shadow[k],
+        w = p.data;
       for (let i = 0; i < s.length; i++) s[i] = d * s[i] + c * w[i];
     });
   }
 
   update(params: readonly Param[]): void {
-    const d = this.decay, c = 1 - d;
+    const d = this.decay,
+      c = 1 - d;
     for (let k = 0; k < params.length; k++) {
-      const s = this.shadow[k], w = params[k].data;
+      const s = this.shadow[k],
+        w = params[k].data;
       for (let i = 0; i < s.length; i++) s[i] = d * s[i] + c * w[i];
     }
   }

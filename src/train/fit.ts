@@ -11,7 +11,7 @@ import type { ClipDecoderHead } from '../head/head.ts';
 import { defaultHeadConfig, type HeadConfig } from '../head/config.ts';
 import type { MatmulBackend } from '../nn/matmul.ts';
 import { createRng, shuffleInPlace } from '../data/random.ts';
-import { FeatureCache } from '../features/cache.ts';
+import type { FeatureCache } from '../features/cache.ts';
 import { viewKey } from '../features/extract.ts';
 import { evaluateProtocol, type ProtocolResult } from '../eval/protocol.ts';
 import { writeFileAtomic } from '../util/fs.ts';
@@ -144,7 +144,14 @@ export function selectionScore(r: ProtocolResult): number {
 }
 
 /** Scores [N, L] of images from the cache for a label set (EMA or live head). */
-export function scoreFromCache(head: ClipDecoderHead, cache: FeatureCache, ids: readonly string[], labels: readonly string[], queries: Float32Array, batchSize = 64): Float32Array {
+export function scoreFromCache(
+  head: ClipDecoderHead,
+  cache: FeatureCache,
+  ids: readonly string[],
+  labels: readonly string[],
+  queries: Float32Array,
+  batchSize = 64,
+): Float32Array {
   const { numTokens: T, tokenDim: C } = cache.meta;
   const L = labels.length;
   const prepared = head.prepareLabels(labels, queries);
@@ -169,17 +176,25 @@ export function evaluateHead(head: ClipDecoderHead, cache: FeatureCache, data: F
 function checkNoLeak(train: FitTrainData, val: FitEvalData | null): void {
   const held = new Set(val?.unseen ?? []);
   const leak = train.labels.find((l) => held.has(l));
-  if (leak) throw new ClipDecoderError('DATASET_INVALID', `label "${leak}" is a training target but is held out as unseen for validation`, leak);
+  if (leak)
+    throw new ClipDecoderError('DATASET_INVALID', `label "${leak}" is a training target but is held out as unseen for validation`, leak);
 }
 
 /**
  * Trains (or resumes) a head; returns the per-epoch log and where the best and last checkpoints are. Without
  * validation data (a final run on all training images) the last epoch counts as the best.
  */
-export async function fitHead(cache: FeatureCache, train: FitTrainData, val: FitEvalData | null, backend: MatmulBackend, fitOpts: FitOptions): Promise<FitResult> {
+export async function fitHead(
+  cache: FeatureCache,
+  train: FitTrainData,
+  val: FitEvalData | null,
+  backend: MatmulBackend,
+  fitOpts: FitOptions,
+): Promise<FitResult> {
   const opts: FitOptions = { ...fitOpts, trainer: given(fitOpts.trainer), head: given(fitOpts.head) };
   checkNoLeak(train, val);
-  const N = train.ids.length, L = train.labels.length;
+  const N = train.ids.length,
+    L = train.labels.length;
   const { numTokens: T, tokenDim: C, embedDim: E } = cache.meta;
   if (N === 0) throw new ClipDecoderError('DATASET_INVALID', 'no training images', 'train');
   if (L === 0 || train.queries.length % L !== 0) {
@@ -187,7 +202,8 @@ export async function fitHead(cache: FeatureCache, train: FitTrainData, val: Fit
   }
   const queryDim = train.queries.length / L;
   for (const id of [...train.ids, ...(val?.ids ?? [])]) {
-    if (!cache.has(id)) throw new ClipDecoderError('CACHE_MISMATCH', `${cache.dir}: no features for image "${id}"; run \`clip-decoder extract\` first`, id);
+    if (!cache.has(id))
+      throw new ClipDecoderError('CACHE_MISMATCH', `${cache.dir}: no features for image "${id}"; run \`clip-decoder extract\` first`, id);
   }
   const lastDir = join(opts.outDir, 'last');
   const bestDir = join(opts.outDir, 'best');
@@ -206,26 +222,39 @@ export async function fitHead(cache: FeatureCache, train: FitTrainData, val: Fit
     // Options given must equal the run's: a changed schedule or architecture would silently be another run.
     const diffs: string[] = [];
     const check = (key: string, given: unknown, saved: unknown) => {
-      if (given !== undefined && !same(given, saved)) diffs.push(`${flag(key)} ${JSON.stringify(given)} (the run has ${JSON.stringify(saved)})`);
+      if (given !== undefined && !same(given, saved))
+        diffs.push(`${flag(key)} ${JSON.stringify(given)} (the run has ${JSON.stringify(saved)})`);
     };
     check('epochs', opts.epochs, hp.epochs);
     check('batchSize', opts.batchSize, hp.batchSize);
     check('seed', opts.seed, trainer.opts.seed);
     check('extraViews', train.extraViews, hp.extraViews ?? 0);
-    for (const [k, v] of Object.entries(opts.trainer ?? {})) check(`trainer.${k}`, v, (trainer.opts as unknown as Record<string, unknown>)[k]);
-    for (const [k, v] of Object.entries(opts.head ?? {})) check(`head.${k}`, v, (trainer.head.config as unknown as Record<string, unknown>)[k]);
+    for (const [k, v] of Object.entries(opts.trainer ?? {}))
+      check(`trainer.${k}`, v, (trainer.opts as unknown as Record<string, unknown>)[k]);
+    for (const [k, v] of Object.entries(opts.head ?? {}))
+      check(`head.${k}`, v, (trainer.head.config as unknown as Record<string, unknown>)[k]);
     if (diffs.length) {
-      throw new ClipDecoderError('RESUME_MISMATCH', `resume: ${lastDir} is a run with other settings: ${diffs.join(', ')}; drop these to continue it, or train into a new output folder`, diffs[0]!.split(' ')[0]);
+      throw new ClipDecoderError(
+        'RESUME_MISMATCH',
+        `resume: ${lastDir} is a run with other settings: ${diffs.join(', ')}; drop these to continue it, or train into a new output folder`,
+        diffs[0]!.split(' ')[0],
+      );
     }
     epochs = typeof hp.epochs === 'number' ? hp.epochs : FIT_DEFAULTS.epochs;
     batchSize = typeof hp.batchSize === 'number' ? hp.batchSize : FIT_DEFAULTS.batchSize;
     seed = trainer.opts.seed;
     if (!same(meta.labels, train.labels)) {
-      throw new ClipDecoderError('RESUME_MISMATCH', `resume: ${lastDir} was trained on other labels (${meta.labels.length}, now ${L}: did the dataset, its split, --final or --train-on-unseen change?); train into a new output folder`, 'labels');
+      throw new ClipDecoderError(
+        'RESUME_MISMATCH',
+        `resume: ${lastDir} was trained on other labels (${meta.labels.length}, now ${L}: did the dataset, its split, --final or --train-on-unseen change?); train into a new output folder`,
+        'labels',
+      );
     }
     const saved = (meta.extra as { progress?: RunProgress } | undefined)?.progress;
     progress = saved ?? (await progressFromLog(opts.outDir, lastDir, trainer.step));
-    log(`resuming at step ${trainer.step} (epoch ${progress.epochs.length}${trainer.step > (progress.epochs.at(-1)?.step ?? 0) ? ', mid-epoch' : ''})`);
+    log(
+      `resuming at step ${trainer.step} (epoch ${progress.epochs.length}${trainer.step > (progress.epochs.at(-1)?.step ?? 0) ? ', mid-epoch' : ''})`,
+    );
   } else {
     epochs = opts.epochs ?? FIT_DEFAULTS.epochs;
     batchSize = opts.batchSize ?? FIT_DEFAULTS.batchSize;
@@ -235,14 +264,30 @@ export async function fitHead(cache: FeatureCache, train: FitTrainData, val: Fit
   const stepsPerEpoch = Math.floor(N / B); // drop the last partial batch, as the official loader does
   const totalSteps = stepsPerEpoch * epochs;
   if (resuming && trainer!.opts.totalSteps !== totalSteps) {
-    throw new ClipDecoderError('RESUME_MISMATCH', `resume: ${lastDir} is a run of ${trainer!.opts.totalSteps} steps, but ${N} training images in batches of ${B} for ${epochs} epochs make ${totalSteps}: the training set changed; train into a new output folder`, 'dataset');
+    throw new ClipDecoderError(
+      'RESUME_MISMATCH',
+      `resume: ${lastDir} is a run of ${trainer!.opts.totalSteps} steps, but ${N} training images in batches of ${B} for ${epochs} epochs make ${totalSteps}: the training set changed; train into a new output folder`,
+      'dataset',
+    );
   }
   const alpha = resuming ? trainer!.opts.alpha : (opts.trainer?.alpha ?? 1);
-  if (alpha > 0 && !train.captions) throw new ClipDecoderError('INPUT_INVALID', 'alpha > 0 needs caption embeddings for the CLIP loss', 'captions');
+  if (alpha > 0 && !train.captions)
+    throw new ClipDecoderError('INPUT_INVALID', 'alpha > 0 needs caption embeddings for the CLIP loss', 'captions');
   if (!resuming) {
-    const config = defaultHeadConfig({ inputDim: C, queryDim, captionDim: E, clipProjDim: alpha > 0 ? (opts.head?.clipProjDim ?? E) : 0, ...opts.head });
+    const config = defaultHeadConfig({
+      inputDim: C,
+      queryDim,
+      captionDim: E,
+      clipProjDim: alpha > 0 ? (opts.head?.clipProjDim ?? E) : 0,
+      ...opts.head,
+    });
     // Without an explicit EMA decay, scale it to the run: 0.9997 over 95 steps would keep the initial weights.
-    trainer = Trainer.create(config, backend, { ...opts.trainer, emaDecay: opts.trainer?.emaDecay ?? autoEmaDecay(totalSteps), seed, totalSteps });
+    trainer = Trainer.create(config, backend, {
+      ...opts.trainer,
+      emaDecay: opts.trainer?.emaDecay ?? autoEmaDecay(totalSteps),
+      seed,
+      totalSteps,
+    });
   }
   trainer!.head.trainedLabels = train.labels;
   const tr = trainer!;
@@ -272,7 +317,10 @@ export async function fitHead(cache: FeatureCache, train: FitTrainData, val: Fit
     const t0 = performance.now();
     // The order and the view of each image depend only on (seed, epoch): a resumed run sees the same batches.
     const rng = createRng(seed * 1_000_003 + epoch);
-    const order = shuffleInPlace(train.ids.map((_, i) => i), rng);
+    const order = shuffleInPlace(
+      train.ids.map((_, i) => i),
+      rng,
+    );
     // Resuming mid-epoch: replay the view draws of the batches already done, so the rest match.
     const firstStep = tr.step - epoch * stepsPerEpoch;
     if (train.extraViews > 0) for (let k = 0; k < firstStep * B; k++) rng.int(train.extraViews + 1);
@@ -348,7 +396,11 @@ async function progressFromLog(outDir: string, lastDir: string, step: number): P
     if (!Array.isArray(prior.epochs) || typeof prior.best?.epoch !== 'number') throw new Error('no epochs or best epoch');
   } catch (e) {
     const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'is missing' : `is unreadable (${(e as Error).message})`;
-    throw new ClipDecoderError('CHECKPOINT_INVALID', `resume: ${path} ${why}, and ${lastDir} was saved by an older clip-decoder that kept the run's progress only there; train into a new output folder`, path);
+    throw new ClipDecoderError(
+      'CHECKPOINT_INVALID',
+      `resume: ${path} ${why}, and ${lastDir} was saved by an older clip-decoder that kept the run's progress only there; train into a new output folder`,
+      path,
+    );
   }
   return { epochs: prior.epochs.filter((e) => e.step <= step), best: prior.best, epochSums: { loss: 0, asl: 0, clip: 0 } };
 }
@@ -356,7 +408,14 @@ async function progressFromLog(outDir: string, lastDir: string, step: number): P
 function curvesSvg(epochs: readonly EpochLog[]): string {
   return lineChartSvg(
     [
-      { title: 'training loss (per batch)', series: [{ name: 'total', points: epochs.map((e) => [e.epoch, e.loss]) }, { name: 'ASL', points: epochs.map((e) => [e.epoch, e.asl]) }, { name: 'CLIP', points: epochs.map((e) => [e.epoch, e.clip]) }] },
+      {
+        title: 'training loss (per batch)',
+        series: [
+          { name: 'total', points: epochs.map((e) => [e.epoch, e.loss]) },
+          { name: 'ASL', points: epochs.map((e) => [e.epoch, e.asl]) },
+          { name: 'CLIP', points: epochs.map((e) => [e.epoch, e.clip]) },
+        ],
+      },
       {
         title: 'validation mAP (%)',
         series: [

@@ -7,7 +7,16 @@ import { ClipModel } from '../clip/model.ts';
 import { embedLabels, l2normalizeRows } from '../clip/prompts.ts';
 import { ClipDecoderError } from '../errors.ts';
 import { loadDataset } from '../data/load.ts';
-import { evaluationSet, imagePath, splitItems, targetMatrix, trainingSet, type Dataset, type EvaluationSet, type TrainingSet } from '../data/types.ts';
+import {
+  evaluationSet,
+  imagePath,
+  splitItems,
+  targetMatrix,
+  trainingSet,
+  type Dataset,
+  type EvaluationSet,
+  type TrainingSet,
+} from '../data/types.ts';
 import { evaluateAndWriteReport, type EvalReport } from '../eval/report.ts';
 import type { ScoreTable } from '../eval/scores.ts';
 import { FeatureCache } from '../features/cache.ts';
@@ -94,19 +103,45 @@ export function trainingCaptions(set: TrainingSet): string[] {
 }
 
 /** Ensures every image of the dataset has features in the cache (train images with extra views). */
-export async function ensureFeatures(model: ClipModel, dataset: Dataset, cacheDir: string, extraViews: number, onProgress?: (d: number, t: number) => void, onError?: (m: string) => void): Promise<ExtractSummary> {
+export async function ensureFeatures(
+  model: ClipModel,
+  dataset: Dataset,
+  cacheDir: string,
+  extraViews: number,
+  onProgress?: (d: number, t: number) => void,
+  onError?: (m: string) => void,
+): Promise<ExtractSummary> {
   const items = [
-    ...[...splitItems(dataset, 'train'), ...splitItems(dataset, 'val')].map((it) => ({ id: it.id, path: imagePath(dataset, it), extraViews })),
+    ...[...splitItems(dataset, 'train'), ...splitItems(dataset, 'val')].map((it) => ({
+      id: it.id,
+      path: imagePath(dataset, it),
+      extraViews,
+    })),
     ...splitItems(dataset, 'test').map((it) => ({ id: it.id, path: imagePath(dataset, it) })),
   ];
-  const summary = await extractFeatures(model, items, { cacheDir, datasetFingerprint: datasetFingerprint(dataset.items), seed: 0, onProgress, onError: (e) => onError?.(e.message) });
+  const summary = await extractFeatures(model, items, {
+    cacheDir,
+    datasetFingerprint: datasetFingerprint(dataset.items),
+    seed: 0,
+    onProgress,
+    onError: (e) => onError?.(e.message),
+  });
   if (summary.failed > 0) {
-    throw new ClipDecoderError('DATASET_INVALID', `${summary.failed} image(s) of ${dataset.name} could not be read (named above); fix or remove them and rerun`, dataset.name);
+    throw new ClipDecoderError(
+      'DATASET_INVALID',
+      `${summary.failed} image(s) of ${dataset.name} could not be read (named above); fix or remove them and rerun`,
+      dataset.name,
+    );
   }
   return summary;
 }
 
-async function queryEmbeddings(model: ClipModel, labels: readonly string[], opts: TrainRunOptions, wordvec: ReturnType<typeof trainWordVectors> | undefined): Promise<Float32Array> {
+async function queryEmbeddings(
+  model: ClipModel,
+  labels: readonly string[],
+  opts: TrainRunOptions,
+  wordvec: ReturnType<typeof trainWordVectors> | undefined,
+): Promise<Float32Array> {
   if (wordvec) return l2normalizeRows(labelVectors(wordvec, labels).vectors, wordvec.dim);
   return embedLabels(model, labels, { templates: opts.templates });
 }
@@ -131,7 +166,13 @@ export function clipZeroShotScores(cache: FeatureCache, ids: readonly string[], 
 }
 
 /** Plain CLIP zero-shot on the test split (baseline (a)): no training. */
-export async function evaluateClipZeroShot(opts: { dataset: string | Dataset; model: string | ClipModel; cacheDir: string; outDir: string; templates?: string[] }): Promise<EvalReport> {
+export async function evaluateClipZeroShot(opts: {
+  dataset: string | Dataset;
+  model: string | ClipModel;
+  cacheDir: string;
+  outDir: string;
+  templates?: string[];
+}): Promise<EvalReport> {
   const dataset = typeof opts.dataset === 'string' ? loadDataset(opts.dataset) : opts.dataset;
   const model = typeof opts.model === 'string' ? await ClipModel.load(opts.model) : opts.model;
   await ensureFeatures(model, dataset, opts.cacheDir, 0);
@@ -175,17 +216,37 @@ export async function trainOnDataset(opts: TrainRunOptions): Promise<TrainRunRes
       const emb = l2normalizeRows(await model.encodeTexts(unique), model.embedDim);
       const row = new Map(unique.map((c, i) => [c, i]));
       captionEmbeds = new Float32Array(captions.length * model.embedDim);
-      captions.forEach((c, i) => captionEmbeds!.set(emb.subarray(row.get(c)! * model.embedDim, (row.get(c)! + 1) * model.embedDim), i * model.embedDim));
+      captions.forEach((c, i) =>
+        captionEmbeds!.set(emb.subarray(row.get(c)! * model.embedDim, (row.get(c)! + 1) * model.embedDim), i * model.embedDim),
+      );
     }
-    const wordvec = opts.queries === 'wordvec' ? trainWordVectors(opts.wordvecCorpus ?? captions, { dim: opts.wordvecDim ?? 64, seed: opts.seed, epochs: 3 }) : undefined;
+    const wordvec =
+      opts.queries === 'wordvec'
+        ? trainWordVectors(opts.wordvecCorpus ?? captions, { dim: opts.wordvecDim ?? 64, seed: opts.seed, epochs: 3 })
+        : undefined;
     if (wordvec) {
       const oov = labelVectors(wordvec, [...test.labels]).outOfVocabulary;
-      log(`word vectors: ${wordvec.vocab.size} words, ${oov.length} of ${test.labels.length} labels outside the vocabulary (trigram fallback)`);
+      log(
+        `word vectors: ${wordvec.vocab.size} words, ${oov.length} of ${test.labels.length} labels outside the vocabulary (trigram fallback)`,
+      );
     }
     const fit = await fitHead(
       cache,
-      { ids: train.ids, extraViews, labels, targets, queries: await queryEmbeddings(model, labels, opts, wordvec), captions: captionEmbeds },
-      val && { ids: val.ids, seen: val.seen, unseen: val.unseen, targets: val.targets, queries: await queryEmbeddings(model, [...val.seen, ...val.unseen], opts, wordvec) },
+      {
+        ids: train.ids,
+        extraViews,
+        labels,
+        targets,
+        queries: await queryEmbeddings(model, labels, opts, wordvec),
+        captions: captionEmbeds,
+      },
+      val && {
+        ids: val.ids,
+        seen: val.seen,
+        unseen: val.unseen,
+        targets: val.targets,
+        queries: await queryEmbeddings(model, [...val.seen, ...val.unseen], opts, wordvec),
+      },
       new OrtMatmul(),
       {
         outDir: opts.outDir,
@@ -210,7 +271,11 @@ export async function trainOnDataset(opts: TrainRunOptions): Promise<TrainRunRes
       },
     );
     if (fit.bestEpoch < 0) throw new ClipDecoderError('INPUT_INVALID', 'no epoch was trained; raise --epochs', '--epochs');
-    log(opts.final ? `trained ${fit.bestEpoch} epochs; scoring the test split` : `best epoch ${fit.bestEpoch} (validation ${(fit.bestScore * 100).toFixed(2)} mAP); scoring the test split`);
+    log(
+      opts.final
+        ? `trained ${fit.bestEpoch} epochs; scoring the test split`
+        : `best epoch ${fit.bestEpoch} (validation ${(fit.bestScore * 100).toFixed(2)} mAP); scoring the test split`,
+    );
     const best = await loadCheckpoint(fit.bestDir, new OrtMatmul());
     const scores = scoreFromCache(best.head, cache, test.ids, test.labels, await queryEmbeddings(model, test.labels, opts, wordvec));
     const reportDir = join(opts.outDir, 'test-report');

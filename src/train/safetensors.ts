@@ -22,7 +22,10 @@ function dtypeOf(data: StData): StDtype {
 }
 
 /** Serialises tensors (in the given order) and string metadata. */
-export function encodeSafetensors(tensors: Iterable<[string, { shape: readonly number[]; data: StData }]>, metadata?: Record<string, string>): Uint8Array {
+export function encodeSafetensors(
+  tensors: Iterable<[string, { shape: readonly number[]; data: StData }]>,
+  metadata?: Record<string, string>,
+): Uint8Array {
   const header: Record<string, unknown> = {};
   const parts: Uint8Array[] = [];
   let off = 0;
@@ -37,7 +40,7 @@ export function encodeSafetensors(tensors: Iterable<[string, { shape: readonly n
   }
   if (metadata) header.__metadata__ = metadata;
   let json = JSON.stringify(header);
-  while ((Buffer.byteLength(json) % 8) !== 0) json += ' ';
+  while (Buffer.byteLength(json) % 8 !== 0) json += ' ';
   const hbytes = new TextEncoder().encode(json);
   const out = new Uint8Array(8 + hbytes.length + off);
   new DataView(out.buffer).setBigUint64(0, BigInt(hbytes.length), true);
@@ -81,11 +84,13 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): { tensors:
     if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) bad(`tensor ${name} has an invalid shape`);
     const shape = e.shape as number[];
     const offs = e.data_offsets;
-    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((d) => Number.isInteger(d) && d >= 0)) bad(`tensor ${name} has invalid data_offsets`);
+    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((d) => Number.isInteger(d) && d >= 0))
+      bad(`tensor ${name} has invalid data_offsets`);
     const [b0, b1] = offs as number[];
     const n = shape.reduce((a, b) => a * b, 1);
     if (b1 < b0 || b1 > dataLen) bad(`tensor ${name} data [${b0}, ${b1}) lies outside the ${dataLen}-byte data section (truncated file?)`);
-    if (b1 - b0 !== n * BYTES[dtype]) bad(`tensor ${name} holds ${b1 - b0} bytes but shape [${shape}] of ${dtype} needs ${n * BYTES[dtype]}`);
+    if (b1 - b0 !== n * BYTES[dtype])
+      bad(`tensor ${name} holds ${b1 - b0} bytes but shape [${shape}] of ${dtype} needs ${n * BYTES[dtype]}`);
     const raw = new Uint8Array(bytes.subarray(dataStart + b0, dataStart + b1)); // a copy: aligned, and not a view of the file (Buffer.slice would be)
     const data = dtype === 'F32' ? new Float32Array(raw.buffer) : dtype === 'F64' ? new Float64Array(raw.buffer) : raw;
     tensors.set(name, { dtype, shape, data });

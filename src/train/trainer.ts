@@ -74,7 +74,11 @@ export class Trainer {
     const { lr, beta1 } = this.schedule.at(step);
     const losses = this.head.forwardBackward(batch, { alpha: this.opts.alpha, beta: this.opts.beta, rng: this.rng, asl: this.opts.asl });
     if (!Number.isFinite(losses.loss)) {
-      throw new ClipDecoderError('INPUT_INVALID', `loss became ${losses.loss} at step ${step}; lower the learning rate or check the inputs`, 'loss');
+      throw new ClipDecoderError(
+        'INPUT_INVALID',
+        `loss became ${losses.loss} at step ${step}; lower the learning rate or check the inputs`,
+        'loss',
+      );
     }
     this.adam.update(lr, beta1, this.ema); // Adam and the EMA in one pass over the weights
     this.head.version++;

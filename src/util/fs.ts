@@ -51,7 +51,8 @@ export async function readRegularFile(path: string, maxBytes: number = DEFAULT_M
   const fh = await open(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
   try {
     const st = await fh.stat();
-    if (!st.isFile()) throw new ClipDecoderError('FILE_NOT_REGULAR', `${path}: ${fileKind(st)}, not a regular file: only regular files are read`, path);
+    if (!st.isFile())
+      throw new ClipDecoderError('FILE_NOT_REGULAR', `${path}: ${fileKind(st)}, not a regular file: only regular files are read`, path);
     if (st.size > maxBytes) throw tooLarge(path, `${st.size} bytes`, maxBytes);
     // One byte more than fstat said, so a file that grew is noticed; grown again up to the limit if it did.
     let buf = Buffer.alloc(Math.min(st.size, maxBytes) + 1);
@@ -74,5 +75,9 @@ export async function readRegularFile(path: string, maxBytes: number = DEFAULT_M
 }
 
 function tooLarge(path: string, size: string, maxBytes: number): ClipDecoderError {
-  return new ClipDecoderError('FILE_TOO_LARGE', `${path}: ${size} exceeds the file-size limit of ${maxBytes} bytes (raise it with --max-file-bytes or maxFileBytes)`, path);
+  return new ClipDecoderError(
+    'FILE_TOO_LARGE',
+    `${path}: ${size} exceeds the file-size limit of ${maxBytes} bytes (raise it with --max-file-bytes or maxFileBytes)`,
+    path,
+  );
 }

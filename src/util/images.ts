@@ -64,7 +64,10 @@ export function expandImageInputs(paths: readonly string[]): ExpandedInputs {
       const p = join(dir, name);
       if (!isUtf8(e.name)) {
         if (e.isDirectory() || IMAGE_EXTENSIONS.has(extname(e.name.toString('latin1')).toLowerCase())) {
-          missing.push({ path: join(dir, showBytes(e.name)), reason: 'the name is not valid UTF-8, so it cannot be opened by name: rename it (for example with convmv)' });
+          missing.push({
+            path: join(dir, showBytes(e.name)),
+            reason: 'the name is not valid UTF-8, so it cannot be opened by name: rename it (for example with convmv)',
+          });
         }
         continue;
       }
@@ -76,12 +79,14 @@ export function expandImageInputs(paths: readonly string[]): ExpandedInputs {
       try {
         st = e.isSymbolicLink() ? statSync(p) : lstatSync(p); // lstat: file systems that report no type
       } catch (err) {
-        if (IMAGE_EXTENSIONS.has(extname(name).toLowerCase())) missing.push({ path: p, reason: `cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})` });
+        if (IMAGE_EXTENSIONS.has(extname(name).toLowerCase()))
+          missing.push({ path: p, reason: `cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})` });
         continue;
       }
       if (st.isFile()) consider(p, name, st, walk);
       // Links to folders are not followed: a link to an ancestor would walk forever.
-      else if (st.isDirectory()) skipped.push({ path: p, reason: e.isSymbolicLink() ? 'a symbolic link to a folder: not followed' : 'a folder' });
+      else if (st.isDirectory())
+        skipped.push({ path: p, reason: e.isSymbolicLink() ? 'a symbolic link to a folder: not followed' : 'a folder' });
       else skipped.push({ path: p, reason: `${fileKind(st)}, not a regular file: skipped` });
     }
   };
@@ -108,7 +113,8 @@ export function expandImageInputs(paths: readonly string[]): ExpandedInputs {
       walk(p);
       if (files.length === before && missing.length + skipped.length === problems) {
         const n = [...others.values()].reduce((a, b) => a + b, 0);
-        const what = n === 0 ? 'the folder holds no files' : `${n} file${n === 1 ? '' : 's'} of other types (${[...others.keys()].sort().join(', ')})`;
+        const what =
+          n === 0 ? 'the folder holds no files' : `${n} file${n === 1 ? '' : 's'} of other types (${[...others.keys()].sort().join(', ')})`;
         missing.push({ path: p, reason: `no images to tag: ${what}; supported: ${SUPPORTED}` });
       } else if (files.length === before) {
         missing.push({ path: p, reason: 'no images to tag (see the messages above)' });

@@ -5,7 +5,8 @@ import { crc32, deflateSync } from 'node:zlib';
 
 /** `circles` blurred circles: a small file that librsvg takes ~12 ms per circle to render. */
 export function svgWorkBomb(circles: number): Buffer {
-  let s = '<svg xmlns="http://www.w3.org/2000/svg" width="224" height="224"><defs><filter id="b"><feGaussianBlur stdDeviation="20"/></filter></defs>';
+  let s =
+    '<svg xmlns="http://www.w3.org/2000/svg" width="224" height="224"><defs><filter id="b"><feGaussianBlur stdDeviation="20"/></filter></defs>';
   for (let i = 0; i < circles; i++) s += `<circle cx="${i % 224}" cy="${(i * 7) % 224}" r="90" filter="url(#b)"/>`;
   return Buffer.from(`${s}</svg>`);
 }
@@ -26,18 +27,29 @@ export function pngBomb(width: number, height: number): Buffer {
   ihdr.writeUInt32BE(height, 4);
   ihdr.set([8, 0, 0, 0, 0], 8); // 8-bit greyscale, deflate, no filter, no interlace
   const rows = Buffer.alloc((width + 1) * height); // filter byte 0 + zero pixels, row after row
-  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(rows, { level: 9 })), chunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([
+    Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(rows, { level: 9 })),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 export const BOUNDARY = '----clipdecoderabuse';
 
 /** A multipart/form-data body from fields and files (in order). */
-export function multipartBody(parts: ({ name: string; value: string } | { name: string; filename: string; data: Buffer; type?: string })[]): { body: Buffer; contentType: string } {
+export function multipartBody(
+  parts: ({ name: string; value: string } | { name: string; filename: string; data: Buffer; type?: string })[],
+): { body: Buffer; contentType: string } {
   const out: Buffer[] = [];
   for (const p of parts) {
     if ('value' in p) out.push(Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="${p.name}"\r\n\r\n${p.value}\r\n`));
     else {
-      out.push(Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="${p.name}"; filename="${p.filename}"\r\nContent-Type: ${p.type ?? 'image/png'}\r\n\r\n`));
+      out.push(
+        Buffer.from(
+          `--${BOUNDARY}\r\nContent-Disposition: form-data; name="${p.name}"; filename="${p.filename}"\r\nContent-Type: ${p.type ?? 'image/png'}\r\n\r\n`,
+        ),
+      );
       out.push(p.data, Buffer.from('\r\n'));
     }
   }
@@ -59,7 +71,12 @@ export interface RawResponse {
  * whole body at once when 0). Resolves with the response (status 0 if none came) when the server closes the
  * connection or `giveUpMs` passes.
  */
-export function rawRequest(url: string, head: string, body: Buffer, opts: { bytesPerTick?: number; tickMs?: number; giveUpMs?: number } = {}): Promise<RawResponse> {
+export function rawRequest(
+  url: string,
+  head: string,
+  body: Buffer,
+  opts: { bytesPerTick?: number; tickMs?: number; giveUpMs?: number } = {},
+): Promise<RawResponse> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve) => {
     const t0 = performance.now();
@@ -72,7 +89,13 @@ export function rawRequest(url: string, head: string, body: Buffer, opts: { byte
       socket.destroy();
       const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(data)?.[1] ?? 0);
       const split = data.indexOf('\r\n\r\n');
-      resolve({ status, headers: split >= 0 ? data.slice(0, split) : data, body: split >= 0 ? data.slice(split + 4) : '', ms: performance.now() - t0, closed });
+      resolve({
+        status,
+        headers: split >= 0 ? data.slice(0, split) : data,
+        body: split >= 0 ? data.slice(split + 4) : '',
+        ms: performance.now() - t0,
+        closed,
+      });
     };
     const giveUp = setTimeout(() => finish(false), opts.giveUpMs ?? 10_000);
     socket.setEncoding('utf8');

@@ -15,17 +15,24 @@ export interface CloseOptions {
 export function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, o: CloseOptions = {}): void {
   const { atol = 0, rtol = 0, what = 'values' } = o;
   assert.equal(got.length, want.length, `${what}: length ${got.length}, ${want.length} expected`);
-  let worst = -1, worstExcess = 0, bad = 0;
+  let worst = -1,
+    worstExcess = 0,
+    bad = 0;
   for (let i = 0; i < want.length; i++) {
-    const diff = Math.abs(got[i] - want[i]), bound = atol + rtol * Math.abs(want[i]);
-    if (!(diff <= bound)) { // NaN fails too
+    const diff = Math.abs(got[i] - want[i]),
+      bound = atol + rtol * Math.abs(want[i]);
+    if (!(diff <= bound)) {
+      // NaN fails too
       bad++;
       const excess = Number.isNaN(diff) ? Infinity : diff - bound;
       if (worst < 0 || excess > worstExcess) [worst, worstExcess] = [i, excess];
     }
   }
   if (bad === 0) return;
-  const i = worst, diff = Math.abs(got[i] - want[i]);
-  assert.fail(`${what}: ${bad} of ${want.length} differ; worst at [${i}]: ${got[i]} vs ${want[i]} (|diff| ${diff.toExponential(2)}` +
-    ` > ${(atol + rtol * Math.abs(want[i])).toExponential(2)} = atol ${atol} + rtol ${rtol}·|want|)`);
+  const i = worst,
+    diff = Math.abs(got[i] - want[i]);
+  assert.fail(
+    `${what}: ${bad} of ${want.length} differ; worst at [${i}]: ${got[i]} vs ${want[i]} (|diff| ${diff.toExponential(2)}` +
+      ` > ${(atol + rtol * Math.abs(want[i])).toExponential(2)} = atol ${atol} + rtol ${rtol}·|want|)`,
+  );
 }

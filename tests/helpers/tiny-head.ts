@@ -33,20 +33,28 @@ export async function trainTinyHead(steps = 300, modelPath = TINY_CLIP): Promise
     return { file, labels };
   });
   const model = await ClipModel.load(modelPath, { threads: 1 });
-  const B = images.length, T = model.numTokens, C = model.tokenDim, E = model.embedDim, N = TINY_LABELS.length;
+  const B = images.length,
+    T = model.numTokens,
+    C = model.tokenDim,
+    E = model.embedDim,
+    N = TINY_LABELS.length;
   const features = new Float32Array(B * T * C);
   for await (const r of model.encodeImages(images.map((i) => i.file))) {
     if (r.error) throw r.error;
     features.set(r.tokens, r.index * T * C);
   }
   const queries = await embedLabels(model, TINY_LABELS);
-  const captions = await embedLabels(model, images.map((i) => i.labels.join(' and ')), { templates: ['a photo of {label}'] });
+  const captions = await embedLabels(
+    model,
+    images.map((i) => i.labels.join(' and ')),
+    { templates: ['a photo of {label}'] },
+  );
   const targets = new Float32Array(B * N);
   images.forEach((img, b) => img.labels.forEach((l) => (targets[b * N + TINY_LABELS.indexOf(l)] = 1)));
   const config = defaultHeadConfig({ inputDim: C, queryDim: E, dModel: 32, heads: 4, ffnDim: 64, clipProjDim: 16, captionDim: E });
   const trainer = Trainer.create(config, new TsMatmul(), { totalSteps: steps, maxLr: 3e-3, emaDecay: 0, seed: 1, alpha: 0.1 });
   for (let s = 0; s < steps; s++) trainer.trainStep({ features, B, T, queries, targets, captions });
-  await trainer.save(dir + '/head', { labels: TINY_LABELS, clipModel: modelPath, promptTemplates: ['a photo of {label}'] });
+  await trainer.save(`${dir}/head`, { labels: TINY_LABELS, clipModel: modelPath, promptTemplates: ['a photo of {label}'] });
   await model.dispose();
   return { dir: join(dir, 'head'), images };
 }

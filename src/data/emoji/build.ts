@@ -86,7 +86,11 @@ export function resolveStyles(styles: readonly string[] | undefined, flag = '--s
   const out: EmojiStyleName[] = [];
   for (const s of styles) {
     if (s.startsWith('fluent')) {
-      throw new ClipDecoderError('INPUT_INVALID', `${flag} ${s}: the Fluent emoji sets are reserved for independent evaluation and never used by EmojiTags`, flag);
+      throw new ClipDecoderError(
+        'INPUT_INVALID',
+        `${flag} ${s}: the Fluent emoji sets are reserved for independent evaluation and never used by EmojiTags`,
+        flag,
+      );
     }
     if (!(EMOJI_STYLES as readonly string[]).includes(s)) {
       throw new ClipDecoderError('INPUT_INVALID', `${flag}: unknown style "${s}"; choose from ${EMOJI_STYLES.join(', ')}`, flag);
@@ -119,8 +123,14 @@ export function planEmojiTags(opts: Omit<EmojiTagsOptions, 'out'> = {}): EmojiTa
     minTestPositives: opts.minTestPositives ?? 2,
     ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
   };
-  if (!Number.isInteger(options.size) || options.size < 8 || options.size > 4096) throw new ClipDecoderError('INPUT_INVALID', `--size must be an integer in 8..4096, got ${options.size}`, '--size');
-  if (!Number.isInteger(options.minPositives) || options.minPositives < 1) throw new ClipDecoderError('INPUT_INVALID', `--min-positives must be a positive integer, got ${options.minPositives}`, '--min-positives');
+  if (!Number.isInteger(options.size) || options.size < 8 || options.size > 4096)
+    throw new ClipDecoderError('INPUT_INVALID', `--size must be an integer in 8..4096, got ${options.size}`, '--size');
+  if (!Number.isInteger(options.minPositives) || options.minPositives < 1)
+    throw new ClipDecoderError(
+      'INPUT_INVALID',
+      `--min-positives must be a positive integer, got ${options.minPositives}`,
+      '--min-positives',
+    );
 
   const data = loadEmojiData();
   // Core styles are always loaded: they decide which emoji are in the benchmark, whatever is rendered.
@@ -196,7 +206,13 @@ export function emojiTagsStats(plan: EmojiTagsPlan): EmojiTagsStats {
   const sources: Record<string, string> = { ...plan.data.versions, '@resvg/resvg-js': packageVersion('@resvg/resvg-js') };
   for (const s of plan.styles) sources[s.pkg] = s.version;
   return {
-    options: { size: options.size, minPositives: options.minPositives, seed: options.seed, styles: [...options.styles], limit: options.limit ?? null },
+    options: {
+      size: options.size,
+      minPositives: options.minPositives,
+      seed: options.seed,
+      styles: [...options.styles],
+      limit: options.limit ?? null,
+    },
     emoji: {
       total: plan.pool.length,
       train: split.train.length,
@@ -231,7 +247,7 @@ export function emojiTagsStats(plan: EmojiTagsPlan): EmojiTagsStats {
 export function emojiTagsNotice(plan: EmojiTagsPlan): string {
   const lines = [
     'EmojiTags: a zero-shot multi-label benchmark built by clip-decoder from npm packages.',
-    'Every image is a render of a third-party drawing and keeps that drawing\'s licence (below). Keep this NOTICE',
+    "Every image is a render of a third-party drawing and keeps that drawing's licence (below). Keep this NOTICE",
     'with the images. Styles under CC BY-SA 4.0 are share-alike: renders of them may only be shared under the same',
     'licence, with attribution. Do not commit the renders to a repository under another licence.',
     '',
@@ -240,7 +256,9 @@ export function emojiTagsNotice(plan: EmojiTagsPlan): string {
   for (const s of plan.styles) {
     const author = s.info.author ? `${s.info.author.name}${s.info.author.url ? ` (${s.info.author.url})` : ''}` : 'unknown author';
     const lic = s.info.license;
-    lines.push(`- ${s.name}: "${s.info.name}" by ${author}; npm ${s.pkg}@${s.version}; licence ${lic.title}${lic.spdx ? ` (${lic.spdx})` : ''}${lic.url ? `, ${lic.url}` : ''}`);
+    lines.push(
+      `- ${s.name}: "${s.info.name}" by ${author}; npm ${s.pkg}@${s.version}; licence ${lic.title}${lic.spdx ? ` (${lic.spdx})` : ''}${lic.url ? `, ${lic.url}` : ''}`,
+    );
   }
   lines.push(
     '',
@@ -252,7 +270,7 @@ export function emojiTagsNotice(plan: EmojiTagsPlan): string {
     '',
     `Rendered with @resvg/resvg-js@${packageVersion('@resvg/resvg-js')} (MPL-2.0).`,
   );
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 export interface EmojiTagsResult {
@@ -271,7 +289,11 @@ export async function buildEmojiTags(opts: EmojiTagsOptions): Promise<EmojiTagsR
   const imagesDir = join(dir, 'images');
   const styleVersions: Record<string, string> = {};
   for (const s of plan.styles) styleVersions[s.name] = `${s.pkg}@${s.version}`;
-  await prepareRenderDir(imagesDir, { size: plan.options.size, renderer: `@resvg/resvg-js@${packageVersion('@resvg/resvg-js')}`, styles: styleVersions });
+  await prepareRenderDir(imagesDir, {
+    size: plan.options.size,
+    renderer: `@resvg/resvg-js@${packageVersion('@resvg/resvg-js')}`,
+    styles: styleVersions,
+  });
 
   const styleByName = new Map(plan.styles.map((s) => [s.name as string, s]));
   const entryByHex = new Map(plan.pool.map((e) => [e.hexcode, e]));
@@ -284,7 +306,11 @@ export async function buildEmojiTags(opts: EmojiTagsOptions): Promise<EmojiTagsR
   const bar = showProgress ? startProgress('EmojiTags', jobs.length) : undefined;
   let counts: { rendered: number; reused: number };
   try {
-    counts = await renderAll(jobs, { size: plan.options.size, concurrency: opts.concurrency, onProgress: bar ? (d) => bar.update(d) : undefined });
+    counts = await renderAll(jobs, {
+      size: plan.options.size,
+      concurrency: opts.concurrency,
+      onProgress: bar ? (d) => bar.update(d) : undefined,
+    });
   } finally {
     bar?.stop();
   }
@@ -293,6 +319,6 @@ export async function buildEmojiTags(opts: EmojiTagsOptions): Promise<EmojiTagsR
   await writeManifest(dir, plan.items);
   await writeSplit(dir, plan.datasetSplit);
   await writeFileAtomic(join(dir, 'NOTICE'), emojiTagsNotice(plan));
-  await writeFileAtomic(join(dir, 'stats.json'), JSON.stringify(stats, null, 2) + '\n');
+  await writeFileAtomic(join(dir, 'stats.json'), `${JSON.stringify(stats, null, 2)}\n`);
   return { dir, stats, ...counts, seconds: (performance.now() - t0) / 1000 };
 }

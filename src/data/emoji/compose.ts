@@ -130,7 +130,8 @@ export function drawBackground(bg: Background, S: number): Uint8Array {
   const out = new Uint8Array(S * S * 3);
   // t in [0, 1] picks a colour between the two: 256 levels, looked up.
   const lut = new Uint8Array(256 * 3);
-  for (let q = 0; q < 256; q++) for (let c = 0; c < 3; c++) lut[q * 3 + c] = Math.round(mix(bg.colors[0], bg.colors[1] ?? bg.colors[0], q / 255, c));
+  for (let q = 0; q < 256; q++)
+    for (let c = 0; c < 3; c++) lut[q * 3 + c] = Math.round(mix(bg.colors[0], bg.colors[1] ?? bg.colors[0], q / 255, c));
   const put = (i: number, t: number) => {
     const q = (t <= 0 ? 0 : t >= 1 ? 255 : (t * 255 + 0.5) | 0) * 3;
     out[i * 3] = lut[q]!;
@@ -143,12 +144,15 @@ export function drawBackground(bg: Background, S: number): Uint8Array {
       for (let i = 0; i < S * S; i++) put(i, 0);
       break;
     case 'gradient': {
+      // biome-ignore lint/suspicious/noApproximativeNumericConstant: the built scenes' pixels depend on these exact values
       const cx = Math.cos(bg.angle) / 1.4142;
+      // biome-ignore lint/suspicious/noApproximativeNumericConstant: as above
       const cy = Math.sin(bg.angle) / 1.4142;
       for (let y = 0; y < S; y++) {
         for (let x = 0; x < S; x++) {
           const u = coord[x]! - 0.5;
           const v = coord[y]! - 0.5;
+          // biome-ignore lint/suspicious/noApproximativeNumericConstant: as above
           put(y * S + x, bg.radial ? Math.sqrt(u * u + v * v) / 0.7071 : 0.5 + u * cx + v * cy);
         }
       }

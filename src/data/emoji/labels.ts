@@ -52,7 +52,11 @@ export function emojiKeywordWords(e: EmojiEntry): Set<string> {
  * word means all of their members. Several groups may name the same word ("hands", "with hands"): the word
  * then covers all of them.
  */
-export function groupLabelWords(emoji: readonly EmojiEntry[], groups: readonly GroupInfo[], subgroups: readonly GroupInfo[]): Map<string, GroupWord> {
+export function groupLabelWords(
+  emoji: readonly EmojiEntry[],
+  groups: readonly GroupInfo[],
+  subgroups: readonly GroupInfo[],
+): Map<string, GroupWord> {
   const out = new Map<string, GroupWord>();
   const add = (info: GroupInfo, kind: 'subgroup' | 'group') => {
     const word = normalizeLabelWord(info.message);

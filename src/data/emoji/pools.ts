@@ -14,11 +14,21 @@ import type { EmojiEntry, EmojiStyle } from './sources.ts';
 /** Words that only say who is drawn: "man bowing", "woman bowing" and "person bowing" are one concept. */
 const GENDER_WORDS = new Set(['man', 'woman', 'person', 'men', 'women', 'people', 'boy', 'girl', 'child', 'male', 'female']);
 /** Codepoints of gendered people, mapped to their neutral form (man, woman → person; boy, girl → child; ...). */
-const NEUTRAL_CODEPOINT: Record<string, string> = { '1f468': '1f9d1', '1f469': '1f9d1', '1f466': '1f9d2', '1f467': '1f9d2', '1f474': '1f9d3', '1f475': '1f9d3' };
+const NEUTRAL_CODEPOINT: Record<string, string> = {
+  '1f468': '1f9d1',
+  '1f469': '1f9d1',
+  '1f466': '1f9d2',
+  '1f467': '1f9d2',
+  '1f474': '1f9d3',
+  '1f475': '1f9d3',
+};
 
 /** The gender-free form of an emoji: its codepoints without ZWJ gender signs, people made neutral. */
 function neutralKey(e: EmojiEntry): string {
-  const parts = e.key.split('-').filter((p) => p !== 'fe0f').map((p) => NEUTRAL_CODEPOINT[p] ?? p);
+  const parts = e.key
+    .split('-')
+    .filter((p) => p !== 'fe0f')
+    .map((p) => NEUTRAL_CODEPOINT[p] ?? p);
   const out: string[] = [];
   for (let i = 0; i < parts.length; i++) {
     if (parts[i] === '200d' && (parts[i + 1] === '2640' || parts[i + 1] === '2642')) i++;
@@ -28,7 +38,12 @@ function neutralKey(e: EmojiEntry): string {
 }
 
 function neutralName(e: EmojiEntry): string {
-  return e.name.toLowerCase().replace(/[^a-z]+/g, ' ').split(' ').filter((w) => w && !GENDER_WORDS.has(w)).join(' ');
+  return e.name
+    .toLowerCase()
+    .replace(/[^a-z]+/g, ' ')
+    .split(' ')
+    .filter((w) => w && !GENDER_WORDS.has(w))
+    .join(' ');
 }
 
 export interface Families {
@@ -87,7 +102,12 @@ export function splitRng(rng: Rng): { next(): number; int(n: number): number } {
 }
 
 /** A labeling whose items are families: a family carries every label of its members. */
-export function familyLabeling(labeling: EmojiLabeling, families: Families, keep: ReadonlySet<string>, vocabulary: readonly string[]): EmojiLabeling {
+export function familyLabeling(
+  labeling: EmojiLabeling,
+  families: Families,
+  keep: ReadonlySet<string>,
+  vocabulary: readonly string[],
+): EmojiLabeling {
   const vocab = new Set(vocabulary);
   const emojiLabels = new Map<string, string[]>();
   const positives = new Map<string, Set<string>>(vocabulary.map((l) => [l, new Set()]));
@@ -132,7 +152,13 @@ export interface Pools {
  * captions the pretraining corpus makes of a P emoji (one per pretraining style that draws it): a label word is
  * taught by P when those captions carry it `minTeach` times, and only taught words may be unseen.
  */
-export function splitPools(emoji: readonly EmojiEntry[], labeling: EmojiLabeling, families: Families, captionsPerEmoji: (key: string) => number, o: PoolOptions): Pools {
+export function splitPools(
+  emoji: readonly EmojiEntry[],
+  labeling: EmojiLabeling,
+  families: Families,
+  captionsPerEmoji: (key: string) => number,
+  o: PoolOptions,
+): Pools {
   const rng = new Rng(o.seed * 7919 + 17); // pools and split: one stream, independent of scene counts
   const famLabels = (f: string) => [...new Set(families.members.get(f)!.flatMap((k) => labeling.emojiLabels.get(k) ?? []))];
   const famIds = [...families.members.keys()];
@@ -163,7 +189,8 @@ export function splitPools(emoji: readonly EmojiEntry[], labeling: EmojiLabeling
   for (const w of [...fl.groupWords.keys()]) if (!taught(w)) fl.groupWords.delete(w);
   const split = splitEmoji(labelled, fl, { ...o, seed: rng.nextU32(), conceptWords: o.conceptWords.filter(taught) });
   for (const u of split.unseen) {
-    if (!taught(u.label)) throw new ClipDecoderError('DATASET_INVALID', `EmojiScenes: unseen label "${u.label}" is not taught by P`, '--min-teach');
+    if (!taught(u.label))
+      throw new ClipDecoderError('DATASET_INVALID', `EmojiScenes: unseen label "${u.label}" is not taught by P`, '--min-teach');
   }
   return { families, pretrain, benchmark, vocabulary, split, teach };
 }

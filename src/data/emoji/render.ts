@@ -33,7 +33,11 @@ const RESVG_OPTIONS = { font: { loadSystemFonts: false }, logLevel: 'off' } as c
  * Noto drawings carry as leftovers. So when the drawing's bounding box leaves the view box, the canvas is grown to
  * hold everything and the caller crops the square back out (at padL, padT).
  */
-function renderPadded(s: SquareSvg, size: number, background: string | undefined): { image: ReturnType<Resvg['render']>; padL: number; padT: number } {
+function renderPadded(
+  s: SquareSvg,
+  size: number,
+  background: string | undefined,
+): { image: ReturnType<Resvg['render']>; padL: number; padT: number } {
   const options = { ...RESVG_OPTIONS, background };
   const scale = size / s.side; // pixels per user unit
   const doc = new Resvg(svgDocument(s), { ...options, fitTo: { mode: 'width', value: size } });
@@ -69,7 +73,8 @@ export function renderSvgRgba(s: SquareSvg, size: number): Uint8Array {
   const px = image.pixels;
   if (image.width === size && image.height === size) return px;
   const out = new Uint8Array(size * size * 4); // [size, size, 4]
-  for (let y = 0; y < size; y++) out.set(px.subarray(((padT + y) * image.width + padL) * 4, ((padT + y) * image.width + padL + size) * 4), y * size * 4);
+  for (let y = 0; y < size; y++)
+    out.set(px.subarray(((padT + y) * image.width + padL) * 4, ((padT + y) * image.width + padL + size) * 4), y * size * 4);
   return out;
 }
 
@@ -80,7 +85,10 @@ export interface FileJob {
 }
 
 /** Makes the jobs whose file is missing, writing each atomically; returns how many were made and reused. */
-export async function writeMissingFiles(jobs: readonly FileJob[], options: Omit<RenderOptions, 'size'>): Promise<{ rendered: number; reused: number }> {
+export async function writeMissingFiles(
+  jobs: readonly FileJob[],
+  options: Omit<RenderOptions, 'size'>,
+): Promise<{ rendered: number; reused: number }> {
   const todo = jobs.filter((j) => !(existsSync(j.out) && statSync(j.out).size > 0));
   const reused = jobs.length - todo.length;
   for (const d of new Set(todo.map((j) => dirname(j.out)))) await mkdir(d, { recursive: true });
@@ -140,5 +148,5 @@ export async function prepareRenderDir(imagesDir: string, stamp: RenderStamp): P
     if (stale && style in stamp.styles) await rm(join(imagesDir, style), { recursive: true, force: true });
     if (!sameBase && !(style in stamp.styles)) await rm(join(imagesDir, style), { recursive: true, force: true });
   }
-  await writeFileAtomic(stampPath, JSON.stringify(merged, null, 2) + '\n');
+  await writeFileAtomic(stampPath, `${JSON.stringify(merged, null, 2)}\n`);
 }

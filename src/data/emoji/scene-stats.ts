@@ -27,7 +27,12 @@ export function emojiScenesStats(plan: EmojiScenesPlan) {
     for (const s of xs) h[s.members.length] = (h[s.members.length] ?? 0) + 1;
     return h;
   };
-  const describe = (xs: PlannedScene[]) => ({ scenes: xs.length, objectsPerScene: mean(xs.map((s) => s.members.length)), objects: hist(xs), labelsPerImage: mean(xs.map((s) => s.labels.length)) });
+  const describe = (xs: PlannedScene[]) => ({
+    scenes: xs.length,
+    objectsPerScene: mean(xs.map((s) => s.members.length)),
+    objects: hist(xs),
+    labelsPerImage: mean(xs.map((s) => s.labels.length)),
+  });
   const backgrounds: Record<string, number> = {};
   for (const s of scenes) backgrounds[s.spec.background.kind] = (backgrounds[s.spec.background.kind] ?? 0) + 1;
   const memberStyles: Record<string, number> = {};
@@ -106,6 +111,7 @@ export function poolsRecord(plan: EmojiScenesPlan) {
 /** Versions of every package the build reads, known without planning. */
 export function sourcesOf(): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const pkg of ['emojibase-data', 'emojilib', 'openmoji', '@resvg/resvg-js', ...EMOJI_STYLES.map((s) => `@iconify-json/${s}`)]) out[pkg] = packageVersion(pkg);
+  for (const pkg of ['emojibase-data', 'emojilib', 'openmoji', '@resvg/resvg-js', ...EMOJI_STYLES.map((s) => `@iconify-json/${s}`)])
+    out[pkg] = packageVersion(pkg);
   return out;
 }

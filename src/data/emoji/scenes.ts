@@ -75,10 +75,22 @@ export { SCENES_DEFAULTS };
 export const OBJECT_WEIGHTS = [0.1, 0.3, 0.3, 0.3] as const;
 
 const FLAG: Record<keyof Resolved, string> = {
-  size: '--size', seed: '--seed', trainScenes: '--train-scenes', valScenes: '--val-scenes', testScenes: '--test-scenes',
-  styleScenes: '--style-scenes', pretrainScenes: '--pretrain-scenes', testStyle: '--test-style', singleStyles: '--single-styles',
-  benchmarkFraction: '--benchmark-fraction', minTeach: '--min-teach', minPositives: '--min-positives', minUnseen: '--min-unseen',
-  testFraction: '--test-fraction', valFraction: '--val-fraction', maxOverlap: '--max-overlap',
+  size: '--size',
+  seed: '--seed',
+  trainScenes: '--train-scenes',
+  valScenes: '--val-scenes',
+  testScenes: '--test-scenes',
+  styleScenes: '--style-scenes',
+  pretrainScenes: '--pretrain-scenes',
+  testStyle: '--test-style',
+  singleStyles: '--single-styles',
+  benchmarkFraction: '--benchmark-fraction',
+  minTeach: '--min-teach',
+  minPositives: '--min-positives',
+  minUnseen: '--min-unseen',
+  testFraction: '--test-fraction',
+  valFraction: '--val-fraction',
+  maxOverlap: '--max-overlap',
 };
 
 /** Options with defaults, each checked; the error names the flag. */
@@ -112,7 +124,12 @@ export function resolveScenesOptions(o: Omit<EmojiScenesOptions, 'out'>): Resolv
   frac('valFraction', 0, 1);
   frac('maxOverlap', -1e-9, 1);
   const style = String(r.testStyle);
-  if (style.startsWith('fluent')) throw new ClipDecoderError('INPUT_INVALID', `--test-style ${style}: the Fluent emoji sets are reserved for independent evaluation and never used`, '--test-style');
+  if (style.startsWith('fluent'))
+    throw new ClipDecoderError(
+      'INPUT_INVALID',
+      `--test-style ${style}: the Fluent emoji sets are reserved for independent evaluation and never used`,
+      '--test-style',
+    );
   if (!(EMOJI_STYLES as readonly string[]).includes(style)) bad('testStyle', `one of ${EMOJI_STYLES.join(', ')}`);
   r.singleStyles = resolveStyles(r.singleStyles as string[], '--single-styles');
   return r as Resolved;
@@ -187,10 +204,24 @@ function planScenes(
       used.add(fam);
       const styles = stylesOf(k);
       const e = ctx.entry.get(k)!;
-      members.push({ key: k, style: styles[rng.int(styles.length)]!, box: boxes[members.length]!, hexcode: e.hexcode, emoji: e.emoji, name: e.name });
+      members.push({
+        key: k,
+        style: styles[rng.int(styles.length)]!,
+        box: boxes[members.length]!,
+        hexcode: e.hexcode,
+        emoji: e.emoji,
+        name: e.name,
+      });
     }
     const labels = [...new Set(members.flatMap((m) => ctx.labelsOf(m.key)))].sort();
-    out.push(make(i, { background: randomBackground(rng), members: members.map((m) => ({ key: m.key, style: m.style, box: m.box })) }, members, labels));
+    out.push(
+      make(
+        i,
+        { background: randomBackground(rng), members: members.map((m) => ({ key: m.key, style: m.style, box: m.box })) },
+        members,
+        labels,
+      ),
+    );
   }
   return out;
 }
@@ -207,7 +238,13 @@ export function planEmojiScenes(opts: Omit<EmojiScenesOptions, 'out'> = {}): Emo
   // fewer scenes is a prefix of a bigger one.
   const master = new Rng(options.seed);
   const poolSeed = master.nextU32();
-  const streams = { train: master.nextU32(), val: master.nextU32(), test: master.nextU32(), style: master.nextU32(), pretrain: master.nextU32() };
+  const streams = {
+    train: master.nextU32(),
+    val: master.nextU32(),
+    test: master.nextU32(),
+    style: master.nextU32(),
+    pretrain: master.nextU32(),
+  };
 
   const families = emojiFamilies(emojiPlan.pool, styles);
   const pools = splitPools(emojiPlan.pool, emojiPlan.labeling, families, (k) => drawnIn(k, trainStyles).length, {
@@ -219,32 +256,68 @@ export function planEmojiScenes(opts: Omit<EmojiScenesOptions, 'out'> = {}): Emo
   });
   const vocab = new Set(pools.vocabulary);
   const benchLabels = (k: string) => (emojiPlan.labeling.emojiLabels.get(k) ?? []).filter((l) => vocab.has(l));
-  const parts = { train: emojiOfPart(pools, pools.split.train), val: emojiOfPart(pools, pools.split.val), test: emojiOfPart(pools, pools.split.test) };
+  const parts = {
+    train: emojiOfPart(pools, pools.split.train),
+    val: emojiOfPart(pools, pools.split.val),
+    test: emojiOfPart(pools, pools.split.test),
+  };
   const entry = new Map(emojiPlan.pool.map((e) => [e.key, e]));
   const ctx = { familyOf: families.familyOf, entry, labelsOf: benchLabels, maxOverlap: options.maxOverlap };
 
-  const scene = (part: 'train' | 'val' | 'test', subset: 'scene' | 'style-transfer', prefix: string) =>
+  const scene =
+    (part: 'train' | 'val' | 'test', subset: 'scene' | 'style-transfer', prefix: string) =>
     (i: number, spec: SceneSpec, members: SceneMemberInfo[], labels: string[]): PlannedScene => {
       const n = String(i).padStart(6, '0');
       return { id: `${prefix}-${n}`, file: `images/${prefix}/${n}.png`, part, subset, spec, members, labels };
     };
   const scenes: PlannedScene[] = [
-    ...planScenes(options.trainScenes, parts.train, (k) => drawnIn(k, trainStyles), new Rng(streams.train), ctx, scene('train', 'scene', 'train')),
+    ...planScenes(
+      options.trainScenes,
+      parts.train,
+      (k) => drawnIn(k, trainStyles),
+      new Rng(streams.train),
+      ctx,
+      scene('train', 'scene', 'train'),
+    ),
     ...planScenes(options.valScenes, parts.val, (k) => drawnIn(k, trainStyles), new Rng(streams.val), ctx, scene('val', 'scene', 'val')),
-    ...planScenes(options.testScenes, parts.test, (k) => drawnIn(k, trainStyles), new Rng(streams.test), ctx, scene('test', 'scene', 'test')),
+    ...planScenes(
+      options.testScenes,
+      parts.test,
+      (k) => drawnIn(k, trainStyles),
+      new Rng(streams.test),
+      ctx,
+      scene('test', 'scene', 'test'),
+    ),
   ];
   const styleKeys = parts.test.filter((k) => styleByName.get(options.testStyle)!.iconOf.has(k));
   if (options.styleScenes > 0) {
-    if (styleKeys.length === 0) throw new ClipDecoderError('INPUT_INVALID', `--test-style ${options.testStyle} draws no test emoji`, '--test-style');
-    scenes.push(...planScenes(options.styleScenes, styleKeys, () => [options.testStyle], new Rng(streams.style), ctx, scene('test', 'style-transfer', 'style')));
+    if (styleKeys.length === 0)
+      throw new ClipDecoderError('INPUT_INVALID', `--test-style ${options.testStyle} draws no test emoji`, '--test-style');
+    scenes.push(
+      ...planScenes(
+        options.styleScenes,
+        styleKeys,
+        () => [options.testStyle],
+        new Rng(streams.style),
+        ctx,
+        scene('test', 'style-transfer', 'style'),
+      ),
+    );
   }
 
   // P scenes carry every label word of their members (P may teach any word, the benchmark's unseen ones included).
   const pretrainKeys = pools.pretrain.filter((k) => drawnIn(k, trainStyles).length > 0);
-  const pretrain = planScenes(options.pretrainScenes, pretrainKeys, (k) => drawnIn(k, trainStyles), new Rng(streams.pretrain), { ...ctx, labelsOf: (k) => emojiPlan.labeling.emojiLabels.get(k) ?? [] }, (i, spec, members, labels) => {
-    const n = String(i).padStart(6, '0');
-    return { id: `pretrain-${n}`, file: `pretrain/${n}.png`, part: 'pretrain', subset: 'pretrain', spec, members, labels };
-  });
+  const pretrain = planScenes(
+    options.pretrainScenes,
+    pretrainKeys,
+    (k) => drawnIn(k, trainStyles),
+    new Rng(streams.pretrain),
+    { ...ctx, labelsOf: (k) => emojiPlan.labeling.emojiLabels.get(k) ?? [] },
+    (i, spec, members, labels) => {
+      const n = String(i).padStart(6, '0');
+      return { id: `pretrain-${n}`, file: `pretrain/${n}.png`, part: 'pretrain', subset: 'pretrain', spec, members, labels };
+    },
+  );
 
   // Single-emoji images of B: the test style only for test emoji, as in the scenes.
   const singles: DatasetItem[] = [];
@@ -254,7 +327,18 @@ export function planEmojiScenes(opts: Omit<EmojiScenesOptions, 'out'> = {}): Emo
       const e = entry.get(k)!;
       for (const s of drawnIn(k, part === 'test' ? options.singleStyles : options.singleStyles.filter((x) => x !== options.testStyle))) {
         const id = imageId(e, s);
-        singles.push({ id, file: `images/${s}/${k}.png`, labels: benchLabels(k), meta: { style: s, emoji: e.emoji, hexcode: e.hexcode, name: e.name, subset: s === options.testStyle ? 'style-transfer' : 'single' } });
+        singles.push({
+          id,
+          file: `images/${s}/${k}.png`,
+          labels: benchLabels(k),
+          meta: {
+            style: s,
+            emoji: e.emoji,
+            hexcode: e.hexcode,
+            name: e.name,
+            subset: s === options.testStyle ? 'style-transfer' : 'single',
+          },
+        });
         singleIds[part].push(id);
       }
     }
@@ -277,7 +361,12 @@ function sceneRecord(s: PlannedScene, S: number): DatasetItem & { extra: Record<
     id: s.id,
     file: s.file,
     labels: s.labels,
-    meta: { style: memberStyles.length === 1 ? memberStyles[0]! : 'mixed', subset: s.subset, objects: s.members.length, background: s.spec.background.kind },
+    meta: {
+      style: memberStyles.length === 1 ? memberStyles[0]! : 'mixed',
+      subset: s.subset,
+      objects: s.members.length,
+      background: s.spec.background.kind,
+    },
     extra: {
       members: s.members.map((m) => {
         const [x, y, side] = pixelBox(m.box, S);
@@ -293,7 +382,18 @@ function buildStamp(options: Resolved) {
 }
 
 const BUILD_FILE = 'build.json';
-const OUTPUTS = [BUILD_FILE, MANIFEST_FILE, SPLIT_FILE, 'pools.json', 'stats.json', 'pretrain-scenes.jsonl', 'NOTICE', 'images', 'pretrain', 'single'];
+const OUTPUTS = [
+  BUILD_FILE,
+  MANIFEST_FILE,
+  SPLIT_FILE,
+  'pools.json',
+  'stats.json',
+  'pretrain-scenes.jsonl',
+  'NOTICE',
+  'images',
+  'pretrain',
+  'single',
+];
 
 /** Refuses a folder that holds anything but this same build (unless force: then our outputs are removed). */
 async function claimFolder(dir: string, stamp: unknown, force: boolean): Promise<void> {
@@ -310,15 +410,22 @@ async function claimFolder(dir: string, stamp: unknown, force: boolean): Promise
       }
       if (old !== text) {
         if (!force) {
-          const what = old === undefined ? 'files that are not an EmojiScenes build' : 'a different EmojiScenes build (other options or package versions)';
-          throw new ClipDecoderError('INPUT_INVALID', `--out ${dir} holds ${what}: choose another folder, or pass --force to replace it`, '--force');
+          const what =
+            old === undefined
+              ? 'files that are not an EmojiScenes build'
+              : 'a different EmojiScenes build (other options or package versions)';
+          throw new ClipDecoderError(
+            'INPUT_INVALID',
+            `--out ${dir} holds ${what}: choose another folder, or pass --force to replace it`,
+            '--force',
+          );
         }
         for (const f of OUTPUTS) await rm(join(dir, f), { recursive: true, force: true });
       }
     }
   }
   await mkdir(dir, { recursive: true });
-  await writeFileAtomic(join(dir, BUILD_FILE), JSON.stringify(stamp, null, 2) + '\n');
+  await writeFileAtomic(join(dir, BUILD_FILE), `${JSON.stringify(stamp, null, 2)}\n`);
 }
 
 export interface EmojiScenesResult {
@@ -330,7 +437,10 @@ export interface EmojiScenesResult {
 }
 
 /** A PNG of raw RGB pixels [S, S, 3]. */
-const encodePng = (rgb: Uint8Array, S: number) => sharp(rgb, { raw: { width: S, height: S, channels: 3 } }).png({ compressionLevel: 6 }).toBuffer();
+const encodePng = (rgb: Uint8Array, S: number) =>
+  sharp(rgb, { raw: { width: S, height: S, channels: 3 } })
+    .png({ compressionLevel: 6 })
+    .toBuffer();
 
 export async function buildEmojiScenes(opts: EmojiScenesOptions): Promise<EmojiScenesResult> {
   const t0 = performance.now();
@@ -376,17 +486,21 @@ export async function buildEmojiScenes(opts: EmojiScenesOptions): Promise<EmojiS
       file: s.file,
       caption: sceneCaption(s.members),
       words: s.labels,
-      members: (r.extra.members as Record<string, unknown>[]).map((m, i) => ({ ...m, key: s.members[i]!.key, words: labelsOf.get(s.members[i]!.key) ?? [] })),
+      members: (r.extra.members as Record<string, unknown>[]).map((m, i) => ({
+        ...m,
+        key: s.members[i]!.key,
+        words: labelsOf.get(s.members[i]!.key) ?? [],
+      })),
       spec: s.spec,
     });
   });
   await writeFileAtomic(join(dir, 'pretrain-scenes.jsonl'), pretrainLines.join('\n') + (pretrainLines.length > 0 ? '\n' : ''));
-  await writeFileAtomic(join(dir, 'pools.json'), JSON.stringify(poolsRecord(plan), null, 1) + '\n');
+  await writeFileAtomic(join(dir, 'pools.json'), `${JSON.stringify(poolsRecord(plan), null, 1)}\n`);
   const notice = emojiTagsNotice(plan.emojiPlan)
     .replace('EmojiTags: a zero-shot multi-label benchmark', 'EmojiScenes: a zero-shot multi-label benchmark of emoji scenes')
     .replace('Drawings (images/<style>/):', 'Drawings (composed into images/ and pretrain/; alone in single/images/<style>/):');
   await writeFileAtomic(join(dir, 'NOTICE'), notice);
-  await writeFileAtomic(join(dir, 'stats.json'), JSON.stringify(stats, null, 2) + '\n');
+  await writeFileAtomic(join(dir, 'stats.json'), `${JSON.stringify(stats, null, 2)}\n`);
   await writeSplit(dir, plan.split);
   await writeManifest(dir, records, (it) => (it as ReturnType<typeof sceneRecord>).extra);
   return { dir, stats, ...counts, seconds: (performance.now() - t0) / 1000 };

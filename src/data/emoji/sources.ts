@@ -88,11 +88,20 @@ export function packageLicense(pkg: string): string {
   return readJson<{ license?: string }>(`${pkg}/package.json`).license ?? 'see the package';
 }
 
-const stripVs = (hex: string) => hex.toLowerCase().split('-').filter((p) => p !== 'fe0f').join('-');
+const stripVs = (hex: string) =>
+  hex
+    .toLowerCase()
+    .split('-')
+    .filter((p) => p !== 'fe0f')
+    .join('-');
 
 /** Lowercase alphanumerics only: "Woman’s Hat" and "womans-hat" both become "womanshat". */
 export function nameKey(name: string): string {
-  return name.normalize('NFKD').replace(/[\u0300-\u036f]/g, '').toLowerCase().replace(/[^a-z0-9]/g, '');
+  return name
+    .normalize('NFKD')
+    .replace(/[\u0300-\u036f]/g, '')
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, '');
 }
 
 /**
@@ -118,7 +127,11 @@ export function loadEmojiData(): EmojiData {
 
   const openmojiByHex = new Map<string, OpenmojiEntry>();
   for (const o of openmoji) openmojiByHex.set(stripVs(o.hexcode), o);
-  const splitTags = (s: string | undefined) => (s ?? '').split(',').map((t) => t.trim()).filter((t) => t.length > 0);
+  const splitTags = (s: string | undefined) =>
+    (s ?? '')
+      .split(',')
+      .map((t) => t.trim())
+      .filter((t) => t.length > 0);
 
   const emoji: EmojiEntry[] = [];
   const usedGroups = new Set<string>();
@@ -205,7 +218,10 @@ export interface SquareSvg {
 }
 
 /** A standalone SVG document of `s`, showing the user-space box (x, y, w, h) (default: its own view box). */
-export function svgDocument(s: SquareSvg, box: { x: number; y: number; w: number; h: number } = { x: s.x, y: s.y, w: s.side, h: s.side }): string {
+export function svgDocument(
+  s: SquareSvg,
+  box: { x: number; y: number; w: number; h: number } = { x: s.x, y: s.y, w: s.side, h: s.side },
+): string {
   return `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" viewBox="${box.x} ${box.y} ${box.w} ${box.h}" width="${box.w}" height="${box.h}">${s.body}</svg>`;
 }
 

@@ -103,8 +103,8 @@ export function stratifiedBisect(
   return inB;
 }
 
-/** Moves items carrying `label` from A to B until B holds `min` of them (fewest-label items first, then by key). */
-function topUp(label: string, min: number, a: Set<string>, b: Set<string>, positives: ReadonlySet<string>, labelsOf: (item: string) => readonly string[]) {
+/** Moves items of `positives` from A to B until B holds `min` of them (fewest-label items first, then by key). */
+function topUp(min: number, a: Set<string>, b: Set<string>, positives: ReadonlySet<string>, labelsOf: (item: string) => readonly string[]) {
   let have = 0;
   for (const k of positives) if (b.has(k)) have++;
   const movable = [...positives].filter((k) => a.has(k)).sort((x, y) => labelsOf(x).length - labelsOf(y).length || (x < y ? -1 : 1));
@@ -154,7 +154,7 @@ export function splitEmoji(emojiKeys: readonly string[], labeling: EmojiLabeling
   const trainSet = new Set(emojiKeys.filter((k) => !testSet.has(k)));
   for (const u of unseen) {
     if (!eligible(u.label)) continue;
-    topUp(u.label, options.minTestPositives, trainSet, testSet, positives.get(u.label)!, labelsOf);
+    topUp(options.minTestPositives, trainSet, testSet, positives.get(u.label)!, labelsOf);
   }
 
   // Pseudo-unseen: seen labels picked at random among those with enough training emoji to give validation its share.
@@ -165,7 +165,9 @@ export function splitEmoji(emojiKeys: readonly string[], labeling: EmojiLabeling
     return n;
   };
   const candidates = seen.filter((l) => countIn(l, trainSet) >= 2 * options.minTestPositives);
-  const pseudo = shuffleInPlace([...candidates], rng).slice(0, Math.min(unseen.length, candidates.length)).sort();
+  const pseudo = shuffleInPlace([...candidates], rng)
+    .slice(0, Math.min(unseen.length, candidates.length))
+    .sort();
 
   // Validation out of train, stratified the same way; pseudo-unseen labels ask for their minimum in validation.
   const trainKeys = emojiKeys.filter((k) => trainSet.has(k));
@@ -173,7 +175,7 @@ export function splitEmoji(emojiKeys: readonly string[], labeling: EmojiLabeling
   for (const l of pseudo) minVal.set(l, options.minTestPositives);
   const valSet = stratifiedBisect(trainKeys, labelsOf, options.valFraction, rng, minVal);
   const fitSet = new Set(trainKeys.filter((k) => !valSet.has(k)));
-  for (const l of pseudo) topUp(l, options.minTestPositives, fitSet, valSet, positives.get(l)!, labelsOf);
+  for (const l of pseudo) topUp(options.minTestPositives, fitSet, valSet, positives.get(l)!, labelsOf);
 
   return {
     train: emojiKeys.filter((k) => fitSet.has(k)),
