@@ -30,7 +30,7 @@ const KILLS = Number(values.kills),
 const rng = new Rng(Number(values.seed));
 const root = mkdtempSync(join(tmpdir(), 'bench-kill9-'));
 const data = join(root, 'emojitags');
-await buildEmojiTags({ out: data, size: 32, styles: ['noto', 'twemoji'], limit: Number(values.images), progress: false });
+await buildEmojiTags({ out: data, size: 32, styles: ['noto', 'twemoji'], limit: Number(values.images) });
 const runOpts = (name: string) => ({
   dataset: data,
   model: 'tests/fixtures/tiny-clip',

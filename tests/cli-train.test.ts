@@ -11,7 +11,7 @@ import { startStepProgress } from '../src/cli/progress.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'cli-train-'));
 const data = join(root, 'emojitags');
-await buildEmojiTags({ out: data, size: 32, styles: ['noto'], limit: 30, progress: false });
+await buildEmojiTags({ out: data, size: 32, styles: ['noto'], limit: 30 });
 const base = ['bin/clip-decoder.js', 'train', '--dataset', data, '--cache', join(root, 'cache'), '--model', 'tests/fixtures/tiny-clip'];
 const small = ['--d-model', '32', '--heads', '4', '--ffn', '64', '--batch-size', '8', '--lr', '1e-3'];
 const cli = (args: string[]) => spawnSync(process.execPath, [...base, ...args], { encoding: 'utf8', timeout: 120_000 });

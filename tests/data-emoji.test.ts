@@ -141,7 +141,7 @@ test('resvg render of a drawing with off-canvas opacity groups (Noto "package") 
 
 test('small EmojiTags build: files, manifest that loads, NOTICE, stats; a rerun reuses renders; a new size re-renders', async () => {
   const out = mkdtempSync(join(tmpdir(), 'cd-emojitags-'));
-  const first = await buildEmojiTags({ out, size: 24, styles: ['noto', 'fxemoji'], limit: 12, progress: false });
+  const first = await buildEmojiTags({ out, size: 24, styles: ['noto', 'fxemoji'], limit: 12 });
   assert.ok(first.rendered >= 12 && first.reused === 0, `rendered ${first.rendered}`);
   const d = loadDataset(out);
   assert.equal(d.format, 'manifest');
@@ -158,11 +158,11 @@ test('small EmojiTags build: files, manifest that loads, NOTICE, stats; a rerun 
   assert.equal(stats.labels.unseen, d.split.unseen.length);
   assert.ok(stats.labels.unseenWithMinTestPositives >= 50); // counted on the full benchmark, whatever the limit
 
-  const second = await buildEmojiTags({ out, size: 24, styles: ['noto', 'fxemoji'], limit: 12, progress: false });
+  const second = await buildEmojiTags({ out, size: 24, styles: ['noto', 'fxemoji'], limit: 12 });
   assert.equal(second.rendered, 0);
   assert.equal(second.reused, first.rendered);
 
-  const third = await buildEmojiTags({ out, size: 16, styles: ['noto'], limit: 12, progress: false });
+  const third = await buildEmojiTags({ out, size: 16, styles: ['noto'], limit: 12 });
   assert.equal(third.reused, 0);
   const n = loadDataset(out);
   assert.deepEqual(pngSize(readFileSync(join(out, n.items[0]!.file))), [16, 16]);

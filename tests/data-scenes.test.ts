@@ -203,7 +203,6 @@ const TINY = {
   styleScenes: 3,
   pretrainScenes: 3,
   singleStyles: ['noto', 'fxemoji'],
-  progress: false,
 };
 
 test('a small build loads as a dataset (scenes and single subset), with member boxes; another build is refused unless --force', async () => {

@@ -21,7 +21,7 @@ import {
 
 const root = mkdtempSync(join(tmpdir(), 'pipeline-'));
 const dataDir = join(root, 'emojitags');
-await buildEmojiTags({ out: dataDir, size: 32, styles: ['noto', 'twemoji'], limit: 40, progress: false });
+await buildEmojiTags({ out: dataDir, size: 32, styles: ['noto', 'twemoji'], limit: 40 });
 const dataset = loadDataset(dataDir);
 const model = await ClipModel.load('tests/fixtures/tiny-clip', { threads: 1 });
 const small = { dModel: 32, heads: 4, ffnDim: 64, dropout: 0.1 };

@@ -6,6 +6,7 @@ import { SCENES_DEFAULTS } from '../data/emoji/scene-defaults.ts';
 import type { EmojiScenesStats } from '../data/emoji/scenes.ts';
 import type { DatasetKind } from '../data/load.ts';
 import { numberFlag, optionalNumberFlag, positiveIntFlag } from './options.ts';
+import { lazyProgress } from './progress.ts';
 
 /** The summary `data scenes` prints: sizes, then per unseen label its P captions and test positives. */
 export function scenesSummary(s: EmojiScenesStats, seconds: number, rendered: number, reused: number, dir: string): string {
@@ -64,7 +65,9 @@ export function registerDataCommands(program: Command): void {
     .option('--limit <n>', 'only this many emoji (spread over train/val/test), for a quick build')
     .action(async (opts: { out: string; size: string; minPositives: string; seed: string; styles?: string; limit?: string }) => {
       const { buildEmojiTags } = await import('../data/emoji/build.ts');
+      const bar = lazyProgress('EmojiTags');
       const result = await buildEmojiTags({
+        onProgress: bar.update,
         out: opts.out,
         size: positiveIntFlag(opts.size, '--size'),
         minPositives: positiveIntFlag(opts.minPositives, '--min-positives'),
@@ -74,7 +77,7 @@ export function registerDataCommands(program: Command): void {
           .map((s) => s.trim())
           .filter(Boolean),
         ...(opts.limit !== undefined ? { limit: positiveIntFlag(opts.limit, '--limit') } : {}),
-      });
+      }).finally(bar.stop);
       const s = result.stats;
       const lines = [
         `EmojiTags in ${result.dir} (${result.seconds.toFixed(1)} s; ${result.rendered} rendered, ${result.reused} reused)`,
@@ -115,7 +118,9 @@ export function registerDataCommands(program: Command): void {
       // Ranges are checked by the builder, which names the flag too.
       const n = (k: string, flag: string) => optionalNumberFlag(o[k] as string | undefined, flag);
       const { buildEmojiScenes } = await import('../data/emoji/scenes.ts');
+      const bar = lazyProgress('EmojiScenes');
       const result = await buildEmojiScenes({
+        onProgress: bar.update,
         out: String(o.out),
         size: n('size', '--size'),
         seed: n('seed', '--seed'),
@@ -138,7 +143,7 @@ export function registerDataCommands(program: Command): void {
                 .filter(Boolean)
             : undefined,
         force: Boolean(o.force),
-      });
+      }).finally(bar.stop);
       process.stdout.write(`${scenesSummary(result.stats, result.seconds, result.rendered, result.reused, result.dir)}\n`);
     });
 

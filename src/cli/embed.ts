@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { expandImageInputs } from '../util/images.ts';
 import { modelOrDefault, positiveIntFlag, reportInputs } from './options.ts';
 import { startProgress } from './progress.ts';
+import { DEFAULT_TEMPLATES } from '../clip/prompts.ts';
 
 function preview(v: Float32Array): string {
   let norm = 0;
@@ -18,7 +19,10 @@ export function registerEmbedCommands(program: Command): void {
     .argument('<texts...>', 'texts (or labels with --labels)')
     .option('-m, --model <path|id>', 'CLIP model folder (default: the bundled model)')
     .option('--labels', 'treat the arguments as labels: fill prompt templates, ensemble, L2-normalise')
-    .option('-t, --template <template...>', 'prompt template(s) with {label} (default: "a photo of {label}")')
+    .option(
+      '-t, --template <template...>',
+      `prompt template(s) with {label} (default: ${DEFAULT_TEMPLATES.map((t) => `"${t}"`).join(' ')})`,
+    )
     .option('--no-normalize', 'with --labels: do not L2-normalise')
     .option('--json', 'write JSON lines {text, embedding} to stdout')
     .action(

@@ -56,6 +56,21 @@ export function startProgress(label: string, total: number, stream: NodeJS.Write
   };
 }
 
+/** A bar for work whose total is known only once it starts: drawn from the first update on. */
+export function lazyProgress(
+  label: string,
+  stream: NodeJS.WriteStream = process.stderr,
+): { update(done: number, total: number): void; stop(): void } {
+  let bar: Progress | undefined;
+  return {
+    update: (done, total) => {
+      bar ??= startProgress(label, total, stream);
+      bar.update(done, total);
+    },
+    stop: () => bar?.stop(),
+  };
+}
+
 /** A training bar: steps, loss, rate and ETA; `log` prints a line above it without breaking it. */
 export interface StepProgress {
   update(p: { step: number; totalSteps: number; startStep: number; loss: number }): void;

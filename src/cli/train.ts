@@ -7,6 +7,7 @@ import { defaultHeadConfig } from '../head/config.ts';
 import { readFileSync } from 'node:fs';
 import { modelOrDefault, numberFlag, positiveIntFlag } from './options.ts';
 import { startProgress, startStepProgress } from './progress.ts';
+import { DEFAULT_TEMPLATES } from '../clip/prompts.ts';
 
 // Flags the user did not give stay undefined: the library holds the defaults (shown in --help from its
 // constants), and --resume takes the run's own values for them.
@@ -115,7 +116,7 @@ export function registerTrainCommands(program: Command): void {
     .option('--views <n>', `augmented views per training image ${dflt(0)}`)
     .option('--queries <clip|wordvec>', 'label queries: CLIP text embeddings or text-only word vectors', 'clip')
     .option('--wordvec-corpus <file>', 'with --queries wordvec: text file (one caption a line) to learn word vectors from')
-    .option('-t, --template <template...>', 'prompt template(s) with {label}', ['a photo of {label}'])
+    .option('-t, --template <template...>', 'prompt template(s) with {label}', [...DEFAULT_TEMPLATES])
     .option('--d-model <n>', `decoder width D ${dflt(hDef.dModel)}`)
     .option('--heads <n>', `attention heads ${dflt(hDef.heads)}`)
     .option('--ffn <n>', `feed-forward width ${dflt(hDef.ffnDim)}`)
@@ -193,18 +194,15 @@ export function registerTrainCommands(program: Command): void {
         progress.stop();
         bar.stop();
       });
-      const row = (name: string, m: typeof r.test.gzsl | null) =>
-        m
-          ? `| ${name} | ${m.mAP.toFixed(2)} | ${m.f1['3']?.toFixed(2)} | ${m.f1['5']?.toFixed(2)} | ${m.precision['3']?.toFixed(2)} | ${m.recall['3']?.toFixed(2)} | ${m.precision['5']?.toFixed(2)} | ${m.recall['5']?.toFixed(2)} |`
-          : `| ${name} | – | | | | | | |`;
+      const { metricsTable } = await import('../eval/report.ts');
       process.stdout.write(
         [
           `test split of ${dataset.name}: ${o.final ? 'final run,' : 'best epoch'} ${r.fit.bestEpoch}${o.final ? ' epochs' : ''}, ${r.fit.secondsPerEpoch.toFixed(1)} s/epoch, ${r.seconds.toFixed(0)} s in all`,
           '',
-          '| protocol | mAP | F1@3 | F1@5 | P@3 | R@3 | P@5 | R@5 |',
-          '|---|---|---|---|---|---|---|---|',
-          row('ZSL', r.test.zsl),
-          row('GZSL', r.test.gzsl),
+          metricsTable([
+            ['ZSL', r.test.zsl],
+            ['GZSL', r.test.gzsl],
+          ]),
           '',
           `checkpoint: ${r.fit.bestDir}   report: ${r.reportDir}`,
           '',

@@ -153,18 +153,29 @@ export function evaluateScores(table: ScoreTable, dataset: Dataset, options: Eva
   };
 }
 
-function mainTable(r: EvalReport): string {
-  const rows = [
+/** The one metric table (Markdown): a row per protocol, every metric ×100; the report and `train` print it. */
+export function metricsTable(rows: readonly (readonly [string, ReportMetrics | null])[]): string {
+  const out = [
     '| protocol | labels | mAP | F1@3 | F1@5 | P@3 | R@3 | P@5 | R@5 | mAP (labels with positives) |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
-  const row = (name: string, m: ReportMetrics | null) => {
-    if (!m) return `| ${name} | 0 | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |`;
-    const f = (v: number | undefined) => (v === undefined ? 'n/a' : v.toFixed(2));
-    return `| ${name} | ${m.labels} | ${f(m.mAP)} | ${f(m.f1['3'])} | ${f(m.f1['5'])} | ${f(m.precision['3'])} | ${f(m.recall['3'])} | ${f(m.precision['5'])} | ${f(m.recall['5'])} | ${f(m.mAPWithPositives)} (${m.labelsWithPositives}) |`;
-  };
-  rows.push(row('ZSL (unseen labels)', r.zsl), row('GZSL (seen + unseen)', r.gzsl));
-  return rows.join('\n');
+  const f = (v: number | undefined) => (v === undefined ? 'n/a' : v.toFixed(2));
+  for (const [name, m] of rows) {
+    if (!m) out.push(`| ${name} | 0 | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |`);
+    else {
+      out.push(
+        `| ${name} | ${m.labels} | ${f(m.mAP)} | ${f(m.f1['3'])} | ${f(m.f1['5'])} | ${f(m.precision['3'])} | ${f(m.recall['3'])} | ${f(m.precision['5'])} | ${f(m.recall['5'])} | ${f(m.mAPWithPositives)} (${m.labelsWithPositives}) |`,
+      );
+    }
+  }
+  return out.join('\n');
+}
+
+function mainTable(r: EvalReport): string {
+  return metricsTable([
+    ['ZSL (unseen labels)', r.zsl],
+    ['GZSL (seen + unseen)', r.gzsl],
+  ]);
 }
 
 export function reportMarkdown(r: EvalReport): string {

@@ -155,8 +155,8 @@ export class Tagger {
   }
 
   /** The prompt templates the head was trained with. */
-  get templates(): string[] {
-    return this.meta.promptTemplates.length ? this.meta.promptTemplates : ['a photo of {label}'];
+  get templates(): readonly string[] {
+    return this.meta.promptTemplates.length ? this.meta.promptTemplates : DEFAULT_TEMPLATES;
   }
 
   /** Encodes a label set once (text model + head's image-independent part); cached by content. */

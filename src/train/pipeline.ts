@@ -4,7 +4,7 @@
 // experiments both call this; plain CLIP zero-shot scoring (no head) lives here too, as the baseline.
 import { join } from 'node:path';
 import { ClipModel } from '../clip/model.ts';
-import { embedLabels, l2normalizeRows } from '../clip/prompts.ts';
+import { DEFAULT_TEMPLATES, embedLabels, l2normalizeRows } from '../clip/prompts.ts';
 import { ClipDecoderError } from '../errors.ts';
 import { loadDataset } from '../data/load.ts';
 import {
@@ -91,7 +91,7 @@ export interface TrainRunResult {
 export { autoEmaDecay, FIT_DEFAULTS } from './fit.ts';
 
 /** "a photo of dog, pet and animal" from an image's training labels. */
-export function captionOf(labels: readonly string[], template = 'a photo of {label}'): string {
+export function captionOf(labels: readonly string[], template = DEFAULT_TEMPLATES[0]!): string {
   const words = labels.length <= 1 ? labels.join('') : `${labels.slice(0, -1).join(', ')} and ${labels[labels.length - 1]}`;
   return template.replace('{label}', words);
 }
@@ -265,7 +265,7 @@ export async function trainOnDataset(opts: TrainRunOptions): Promise<TrainRunRes
         onProgress: opts.onProgress,
         meta: {
           clipModel: model.id,
-          promptTemplates: opts.templates ?? ['a photo of {label}'],
+          promptTemplates: opts.templates ?? [...DEFAULT_TEMPLATES],
           extra: { queries: opts.queries ?? 'clip', keepCls: false, trainOnUnseen: Boolean(opts.trainOnUnseen), dataset: dataset.name },
         },
       },

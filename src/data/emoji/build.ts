@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ClipDecoderError } from '../../errors.ts';
 import { writeFileAtomic } from '../../util/fs.ts';
-import { startProgress } from '../../cli/progress.ts';
 import { normalizeLabelWord } from '../text.ts';
 import { writeManifest, writeSplit } from '../manifest.ts';
 import type { DatasetItem, DatasetSplit } from '../types.ts';
@@ -41,8 +40,8 @@ export interface EmojiTagsOptions {
   minTestPositives?: number;
   /** Renders in flight. Default: min(4, cores). */
   concurrency?: number;
-  /** Progress bar on stderr; default: when stderr is a terminal. */
-  progress?: boolean;
+  /** Called as images are rendered (the CLI draws a bar from it). */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface EmojiTagsPlan {
@@ -57,7 +56,7 @@ export interface EmojiTagsPlan {
   /** Dataset items (one per emoji × rendered style) and their split, after `limit`. */
   items: DatasetItem[];
   datasetSplit: DatasetSplit;
-  options: Required<Omit<EmojiTagsOptions, 'out' | 'limit' | 'concurrency' | 'progress'>> & { limit?: number };
+  options: Required<Omit<EmojiTagsOptions, 'out' | 'limit' | 'concurrency' | 'onProgress'>> & { limit?: number };
 }
 
 export interface EmojiTagsStats {
@@ -302,18 +301,7 @@ export async function buildEmojiTags(opts: EmojiTagsOptions): Promise<EmojiTagsR
     const entry = entryByHex.get(String(it.meta!.hexcode))!;
     return { out: join(dir, it.file), svg: () => style.svg(style.iconOf.get(entry.key)!) };
   });
-  const showProgress = opts.progress ?? Boolean(process.stderr.isTTY);
-  const bar = showProgress ? startProgress('EmojiTags', jobs.length) : undefined;
-  let counts: { rendered: number; reused: number };
-  try {
-    counts = await renderAll(jobs, {
-      size: plan.options.size,
-      concurrency: opts.concurrency,
-      onProgress: bar ? (d) => bar.update(d) : undefined,
-    });
-  } finally {
-    bar?.stop();
-  }
+  const counts = await renderAll(jobs, { size: plan.options.size, concurrency: opts.concurrency, onProgress: opts.onProgress });
 
   const stats = emojiTagsStats(plan);
   await writeManifest(dir, plan.items);

@@ -11,7 +11,6 @@ import sharp from 'sharp';
 import { ClipDecoderError } from '../../errors.ts';
 import { Rng } from '../../nn/rng.ts';
 import { writeFileAtomic } from '../../util/fs.ts';
-import { startProgress } from '../../cli/progress.ts';
 import { MANIFEST_FILE, SPLIT_FILE, writeManifest, writeSplit } from '../manifest.ts';
 import { shuffleInPlace } from '../random.ts';
 import type { DatasetItem, DatasetSplit } from '../types.ts';
@@ -61,10 +60,11 @@ export interface EmojiScenesOptions {
   /** Replace a different build in `out`. */
   force?: boolean;
   concurrency?: number;
-  progress?: boolean;
+  /** Called as images are drawn (the CLI draws a bar from it). */
+  onProgress?: (done: number, total: number) => void;
 }
 
-type Resolved = Required<Omit<EmojiScenesOptions, 'out' | 'force' | 'concurrency' | 'progress' | 'testStyle' | 'singleStyles'>> & {
+type Resolved = Required<Omit<EmojiScenesOptions, 'out' | 'force' | 'concurrency' | 'onProgress' | 'testStyle' | 'singleStyles'>> & {
   testStyle: EmojiStyleName;
   singleStyles: EmojiStyleName[];
 };
@@ -462,14 +462,7 @@ export async function buildEmojiScenes(opts: EmojiScenesOptions): Promise<EmojiS
     const key = entryByHex.get(String(it.meta!.hexcode))!.key;
     jobs.push({ out: join(dir, 'single', it.file), render: () => renderSvgPng(s.svg(s.iconOf.get(key)!), S) });
   }
-  const showProgress = opts.progress ?? Boolean(process.stderr.isTTY);
-  const bar = showProgress ? startProgress('EmojiScenes', jobs.length) : undefined;
-  let counts: { rendered: number; reused: number };
-  try {
-    counts = await writeMissingFiles(jobs, { concurrency: opts.concurrency, onProgress: bar ? (d) => bar.update(d) : undefined });
-  } finally {
-    bar?.stop();
-  }
+  const counts = await writeMissingFiles(jobs, { concurrency: opts.concurrency, onProgress: opts.onProgress });
 
   // Everything that describes the images is written after them, each file atomically: a killed build leaves
   // no manifest, and a rerun with the same options reuses the images already there.
