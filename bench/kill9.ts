@@ -124,10 +124,11 @@ let finished: Attempt | undefined;
 const t0 = performance.now();
 while (!finished) {
   attempts++;
-  // Uniform over [0, 2·remaining/(kills left + 1)) after the first line of work: each kill is expected to use
-  // 1/(k+1) of the work left, so the KILLS kills spread over the whole run and the last attempt completes it.
+  // Uniform over [0, remaining/(kills left + 1)) after the first line of work: each kill is expected to use
+  // half of 1/(k+1) of the work left, so the KILLS kills spread over the run with room for a machine slower
+  // or faster than during the reference run, and the last attempt completes it.
   const remaining = workMs * (1 - extractShare * (committedRecords / records) - (1 - extractShare) * (committedSteps / totalSteps));
-  const delay = kills >= KILLS ? null : rng.uniform() * ((2 * remaining) / (KILLS - kills + 1));
+  const delay = kills >= KILLS ? null : rng.uniform() * (remaining / (KILLS - kills + 1));
   const a = await attempt('killed', delay);
   const resumedAt = a.lines.find((l) => l.startsWith('log resuming at step '));
   const from = resumedAt ? Number(/step (\d+)/.exec(resumedAt)![1]) : 0;

@@ -11,7 +11,7 @@ export type ErrorCode =
   | 'IMAGE_INVALID' // an image file is corrupt, empty, truncated or not an image
   | 'IMAGE_TOO_LARGE' // an image exceeds the pixel limit
   | 'INPUT_INVALID' // bad arguments: NaN in features, shape mismatch
-  | 'BAD_PARAMETER' // a numeric flag or parameter is not a plain decimal number in its range
+  | 'BAD_PARAMETER' // a flag or parameter with a bad value: not a number in its range, not one of its choices
   | 'NO_LABELS' // a label list is empty
   | 'TOO_MANY_LABELS' // a label list is longer than its limit
   | 'LABEL_TOO_LONG' // a label is longer than its limit
@@ -20,6 +20,8 @@ export type ErrorCode =
   | 'FILE_TOO_LARGE' // an input file exceeds the byte limit
   | 'OUTPUT_UNWRITABLE' // an output folder or file cannot be created or written
   | 'CHECKPOINT_INVALID' // a head checkpoint fails validation
+  | 'HEAD_MODEL_MISMATCH' // a head trained on another CLIP's features (token width or text-embedding width differ)
+  | 'TRAINING_DIVERGED' // the training loss became NaN or infinite
   | 'CHECKPOINT_CORRUPT' // a checkpoint tensor's bytes differ from the SHA-256 digest recorded at save time
   | 'RESUME_MISMATCH' // --resume with options that differ from the run being resumed
   | 'DATASET_INVALID' // a dataset file fails validation
@@ -56,6 +58,8 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   FILE_TOO_LARGE: 413,
   OUTPUT_UNWRITABLE: 500,
   CHECKPOINT_INVALID: 500,
+  HEAD_MODEL_MISMATCH: 500,
+  TRAINING_DIVERGED: 500,
   CHECKPOINT_CORRUPT: 500,
   RESUME_MISMATCH: 400,
   DATASET_INVALID: 500,

@@ -2,7 +2,7 @@
 
 // Tagging: a CLIP model + a CLIP-Decoder head → an independent probability per label per image.
 export { Tagger, DEFAULT_MODEL, DEFAULT_HEAD, NO_HEAD } from './tagger/tagger.ts';
-export type { TaggerOptions, TagOptions, TagResult, LabelProbability } from './tagger/tagger.ts';
+export type { TaggerOptions, TagOptions, TagResult, LabelProbability, LabelSet } from './tagger/tagger.ts';
 export { attentionOverlayPng } from './tagger/overlay.ts';
 
 // Parsing what people type: label lists and numbers, with errors that name the label or flag.
@@ -25,11 +25,24 @@ export { loadDataset } from './data/load.ts';
 export { trainingSet, evaluationSet } from './data/types.ts';
 export type { Dataset, DatasetItem, DatasetSplit } from './data/types.ts';
 export { buildEmojiTags, planEmojiTags } from './data/emoji/build.ts';
+export type { EmojiTagsOptions, EmojiTagsPlan, EmojiTagsResult, EmojiTagsStats } from './data/emoji/build.ts';
+export { buildEmojiScenes } from './data/emoji/scenes.ts';
+export type { EmojiScenesOptions, EmojiScenesResult, EmojiScenesStats, UnseenStats } from './data/emoji/scenes.ts';
+export { SCENES_DEFAULTS } from './data/emoji/scene-defaults.ts';
 export { extractFeatures } from './features/extract.ts';
+export type { ExtractItem, ExtractOptions, ExtractSummary } from './features/extract.ts';
 export { FeatureCache } from './features/cache.ts';
 export { trainOnDataset, evaluateClipZeroShot } from './train/pipeline.ts';
-export type { TrainRunOptions, TrainRunResult } from './train/pipeline.ts';
-export { evaluateScores, evaluateAndWriteReport } from './eval/report.ts';
+export type { QuerySource, TrainRunOptions, TrainRunResult } from './train/pipeline.ts';
+export type { EpochLog, FitResult, TrainProgress } from './train/fit.ts';
+export { FIT_DEFAULTS, autoEmaDecay, defaultTrainerOptions } from './train/defaults.ts';
+export type { TrainerOptions } from './train/trainer.ts';
+export { defaultHeadConfig } from './head/config.ts';
+export type { HeadConfig, HeadMode } from './head/config.ts';
+export type { CheckpointMeta } from './train/checkpoint.ts';
+export type { PreparedLabels } from './head/head.ts';
+export { evaluateScores, evaluateAndWriteReport, metricsTable } from './eval/report.ts';
+export type { EvalOptions, EvalReport, ReportMetrics, WrittenReport } from './eval/report.ts';
 export { readScoresFile, writeScoresFile } from './eval/scores.ts';
 export { buildServer } from './serve/server.ts';
 export type { ServerOptions } from './serve/server.ts';

@@ -185,7 +185,7 @@ test('builder options are validated: a one-line error naming the flag', () => {
     assert.throws(
       () => resolveScenesOptions(opts),
       (e: unknown) => {
-        assert.ok(e instanceof ClipDecoderError && e.code === 'INPUT_INVALID', String(e));
+        assert.ok(e instanceof ClipDecoderError && e.code === 'BAD_PARAMETER', String(e));
         assert.ok(e.message.startsWith(flag) && !e.message.includes('\n'), e.message);
         return true;
       },

@@ -36,7 +36,7 @@ const FORMATS: DatasetKind[] = ['auto', 'manifest', 'csv', 'jsonl', 'coco', 'nus
 export function formatFlag(value: string | undefined): DatasetKind {
   const v = (value ?? 'auto') as DatasetKind;
   if (!FORMATS.includes(v))
-    throw new ClipDecoderError('INPUT_INVALID', `--format must be one of ${FORMATS.join(', ')}, got "${value}"`, '--format');
+    throw new ClipDecoderError('BAD_PARAMETER', `--format must be one of ${FORMATS.join(', ')}, got "${value}"`, '--format');
   return v;
 }
 

@@ -34,7 +34,7 @@ export function registerEvalCommand(program: Command): void {
         dropImagesWithoutUnseen?: boolean;
       }) => {
         if (opts.stage !== 'final' && opts.stage !== 'select') {
-          throw new ClipDecoderError('INPUT_INVALID', `--stage must be "final" or "select", got "${opts.stage}"`, '--stage');
+          throw new ClipDecoderError('BAD_PARAMETER', `--stage must be "final" or "select", got "${opts.stage}"`, '--stage');
         }
         const [{ loadDataset }, { readScoresFile }, { evaluateAndWriteReport }] = await Promise.all([
           import('../data/load.ts'),

@@ -32,21 +32,21 @@ function listenError(e: unknown, host: string, port: number): unknown {
   const code = (e as NodeJS.ErrnoException).code;
   if (code === 'EADDRINUSE')
     return new ClipDecoderError(
-      'INPUT_INVALID',
+      'BAD_PARAMETER',
       `--port ${port}: the address ${host}:${port} is already in use; pick another port (0 for any)`,
       '--port',
       { cause: e },
     );
   if (code === 'EACCES')
     return new ClipDecoderError(
-      'INPUT_INVALID',
+      'BAD_PARAMETER',
       `--port ${port}: not allowed to bind ${host}:${port} (ports below 1024 need privileges)`,
       '--port',
       { cause: e },
     );
   if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_FAIL' || code === 'EINVAL') {
     return new ClipDecoderError(
-      'INPUT_INVALID',
+      'BAD_PARAMETER',
       `--host ${host}: not an address of this machine (${code}); use 127.0.0.1, 0.0.0.0 or a local interface`,
       '--host',
       { cause: e },

@@ -70,7 +70,7 @@ export function registerTagCommand(program: Command): void {
       const threshold = optionalNumberFlag(flags.threshold, '--threshold', 'probability');
       const format = flags.format ?? (process.stdout.isTTY ? 'table' : 'jsonl');
       if (!['table', 'jsonl', 'csv'].includes(format))
-        throw new ClipDecoderError('INPUT_INVALID', `--format must be table, jsonl or csv, got "${format}"`, '--format');
+        throw new ClipDecoderError('BAD_PARAMETER', `--format must be table, jsonl or csv, got "${format}"`, '--format');
       const batchSize = numberFlag(flags.batchSize, '--batch-size', 'positive-integer');
       const maxFileBytes = numberFlag(flags.maxFileBytes, '--max-file-bytes', 'positive-integer');
       if (flags.explain !== undefined) prepareExplainDir(flags.explain);

@@ -135,7 +135,7 @@ export function registerTrainCommands(program: Command): void {
     .action(async (o: TrainFlags) => {
       const queries = o.queries as QuerySource;
       if (queries !== 'clip' && queries !== 'wordvec')
-        throw new ClipDecoderError('INPUT_INVALID', `--queries must be clip or wordvec, got "${o.queries}"`, '--queries');
+        throw new ClipDecoderError('BAD_PARAMETER', `--queries must be clip or wordvec, got "${o.queries}"`, '--queries');
       const [{ loadDataset }, { trainOnDataset }] = await Promise.all([import('../data/load.ts'), import('../train/pipeline.ts')]);
       const dataset = loadDataset(o.dataset);
       const emaDecay = o.ema === undefined || o.ema === 'auto' ? undefined : numberFlag(o.ema, '--ema', 'fraction');
@@ -145,7 +145,7 @@ export function registerTrainCommands(program: Command): void {
           corpus = readFileSync(o.wordvecCorpus, 'utf8').split('\n').filter(Boolean);
         } catch (e) {
           throw new ClipDecoderError(
-            'INPUT_INVALID',
+            'BAD_PARAMETER',
             `--wordvec-corpus ${o.wordvecCorpus}: cannot read (${(e as NodeJS.ErrnoException).code ?? e})`,
             o.wordvecCorpus,
           );

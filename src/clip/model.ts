@@ -71,9 +71,9 @@ export class ClipModel {
   private textSession?: Promise<Session>;
   private readonly tokenizer: TextTokenizer;
   private logitParamsP?: Promise<LogitParams>;
-  /** Patch tokens per image (T) and their width (C); known from the config, checked on the first run. */
-  numTokens: number;
-  tokenDim: number;
+  /** Patch tokens per image (T) and their width (C), from the config; every run checks the graph agrees. */
+  readonly numTokens: number;
+  readonly tokenDim: number;
   readonly embedDim: number;
 
   private constructor(folder: ClipFolder, options: ClipModelOptions) {
@@ -203,9 +203,13 @@ export class ClipModel {
       throw new ClipDecoderError('MODEL_INVALID', `${path}: patch-token output has shape [${d}], expected [B, T, C] or [B, C, H, W]`, path);
     }
     if (T !== this.numTokens || C !== this.tokenDim) {
-      // The config's patch grid or width disagrees with the graph: trust the graph, which is what runs.
-      this.numTokens = T;
-      this.tokenDim = C;
+      // A config that disagrees with its graph would size heads and caches wrongly: refuse it by name.
+      throw new ClipDecoderError(
+        'MODEL_INVALID',
+        `${path}: the vision model gives ${T} patch tokens of width ${C}, but config.json says ${this.numTokens} of width ${this.tokenDim} ` +
+          '(image_size / patch_size squared, hidden_size): fix the config or re-export the model',
+        path,
+      );
     }
     return out;
   }

@@ -70,7 +70,8 @@ export interface TagResult {
   error?: ClipDecoderError;
 }
 
-interface LabelSet {
+/** A label set prepared once (text embeddings and the head's image-independent part), reused for every image. */
+export interface LabelSet {
   labels: string[];
   /** The head's image-independent part (null without a head). */
   prepared: PreparedLabels | null;
@@ -145,7 +146,7 @@ export class Tagger {
     }
     if (cfg.inputDim !== model.tokenDim || cfg.queryDim !== model.embedDim) {
       throw new ClipDecoderError(
-        'INPUT_INVALID',
+        'HEAD_MODEL_MISMATCH',
         `${headDir} expects ${cfg.inputDim}-wide image tokens and ${cfg.queryDim}-wide text embeddings (trained with ${ck.meta.clipModel}), ` +
           `but ${model.folder.dir} gives ${model.tokenDim} and ${model.embedDim}: pass the matching --model`,
         headDir,

@@ -75,7 +75,7 @@ export class Trainer {
     const losses = this.head.forwardBackward(batch, { alpha: this.opts.alpha, beta: this.opts.beta, rng: this.rng, asl: this.opts.asl });
     if (!Number.isFinite(losses.loss)) {
       throw new ClipDecoderError(
-        'INPUT_INVALID',
+        'TRAINING_DIVERGED',
         `loss became ${losses.loss} at step ${step}; lower the learning rate or check the inputs`,
         'loss',
       );

@@ -86,13 +86,13 @@ export function resolveStyles(styles: readonly string[] | undefined, flag = '--s
   for (const s of styles) {
     if (s.startsWith('fluent')) {
       throw new ClipDecoderError(
-        'INPUT_INVALID',
+        'BAD_PARAMETER',
         `${flag} ${s}: the Fluent emoji sets are reserved for independent evaluation and never used by EmojiTags`,
         flag,
       );
     }
     if (!(EMOJI_STYLES as readonly string[]).includes(s)) {
-      throw new ClipDecoderError('INPUT_INVALID', `${flag}: unknown style "${s}"; choose from ${EMOJI_STYLES.join(', ')}`, flag);
+      throw new ClipDecoderError('BAD_PARAMETER', `${flag}: unknown style "${s}"; choose from ${EMOJI_STYLES.join(', ')}`, flag);
     }
     if (!out.includes(s as EmojiStyleName)) out.push(s as EmojiStyleName);
   }
@@ -123,10 +123,10 @@ export function planEmojiTags(opts: Omit<EmojiTagsOptions, 'out'> = {}): EmojiTa
     ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
   };
   if (!Number.isInteger(options.size) || options.size < 8 || options.size > 4096)
-    throw new ClipDecoderError('INPUT_INVALID', `--size must be an integer in 8..4096, got ${options.size}`, '--size');
+    throw new ClipDecoderError('BAD_PARAMETER', `--size must be an integer in 8..4096, got ${options.size}`, '--size');
   if (!Number.isInteger(options.minPositives) || options.minPositives < 1)
     throw new ClipDecoderError(
-      'INPUT_INVALID',
+      'BAD_PARAMETER',
       `--min-positives must be a positive integer, got ${options.minPositives}`,
       '--min-positives',
     );

@@ -99,7 +99,7 @@ export function resolveScenesOptions(o: Omit<EmojiScenesOptions, 'out'>): Resolv
   const r: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(SCENES_DEFAULTS)) r[k] = given[k] ?? v; // only the options that shape the build
   const bad = (k: keyof Resolved, want: string) => {
-    throw new ClipDecoderError('INPUT_INVALID', `${FLAG[k]} must be ${want}, got ${JSON.stringify(r[k])}`, FLAG[k]);
+    throw new ClipDecoderError('BAD_PARAMETER', `${FLAG[k]} must be ${want}, got ${JSON.stringify(r[k])}`, FLAG[k]);
   };
   const int = (k: keyof Resolved, min: number, max: number) => {
     const v = r[k];
@@ -126,7 +126,7 @@ export function resolveScenesOptions(o: Omit<EmojiScenesOptions, 'out'>): Resolv
   const style = String(r.testStyle);
   if (style.startsWith('fluent'))
     throw new ClipDecoderError(
-      'INPUT_INVALID',
+      'BAD_PARAMETER',
       `--test-style ${style}: the Fluent emoji sets are reserved for independent evaluation and never used`,
       '--test-style',
     );
@@ -292,7 +292,7 @@ export function planEmojiScenes(opts: Omit<EmojiScenesOptions, 'out'> = {}): Emo
   const styleKeys = parts.test.filter((k) => styleByName.get(options.testStyle)!.iconOf.has(k));
   if (options.styleScenes > 0) {
     if (styleKeys.length === 0)
-      throw new ClipDecoderError('INPUT_INVALID', `--test-style ${options.testStyle} draws no test emoji`, '--test-style');
+      throw new ClipDecoderError('BAD_PARAMETER', `--test-style ${options.testStyle} draws no test emoji`, '--test-style');
     scenes.push(
       ...planScenes(
         options.styleScenes,
