@@ -7,6 +7,7 @@ import { ClipModel, type ImageResult } from '../src/clip/model.ts';
 import { embedLabels, validateLabels } from '../src/clip/prompts.ts';
 import { ClipDecoderError } from '../src/errors.ts';
 import { makeTestImages } from './helpers/images.ts';
+import { maxAbsDiff } from './helpers/assert-close.ts';
 
 const FIXTURE = 'tests/fixtures/tiny-clip';
 type T = { shape: number[]; data: number[] };
@@ -14,13 +15,6 @@ const ref = JSON.parse(readFileSync('tests/fixtures/tiny-clip-reference.json', '
   vision: { pixel_values: T; image_embeds: T; last_hidden_state: T };
   text: { texts: string[]; input_ids: T; text_embeds: T };
 };
-
-function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
 
 const model = await ClipModel.load(FIXTURE, { threads: 1 });
 
@@ -30,17 +24,17 @@ test('patch tokens and image embeddings match PyTorch (≤ 1e-4), CLS dropped by
   const out = await model.encodePixels(Float32Array.from(pixel_values.data), B);
   assert.equal(model.numTokens, 16);
   assert.equal(model.tokenDim, 32);
-  assert.ok(maxAbs(out.imageEmbeds, image_embeds.data) <= 1e-4);
+  assert.ok(maxAbsDiff(out.imageEmbeds, image_embeds.data) <= 1e-4);
   // Reference [B, 17, 32] with CLS first → ours [B, 16, 32].
   const [, T1, C] = last_hidden_state.shape as [number, number, number];
   const noCls: number[] = [];
   for (let b = 0; b < B; b++) noCls.push(...last_hidden_state.data.slice((b * T1 + 1) * C, (b + 1) * T1 * C));
-  assert.ok(maxAbs(out.tokens, noCls) <= 1e-4);
+  assert.ok(maxAbsDiff(out.tokens, noCls) <= 1e-4);
 
   const withCls = await ClipModel.load(FIXTURE, { keepCls: true, threads: 1 });
   const out2 = await withCls.encodePixels(Float32Array.from(pixel_values.data), B);
   assert.equal(withCls.numTokens, 17);
-  assert.ok(maxAbs(out2.tokens, last_hidden_state.data) <= 1e-4);
+  assert.ok(maxAbsDiff(out2.tokens, last_hidden_state.data) <= 1e-4);
   await withCls.dispose();
 });
 
@@ -49,10 +43,10 @@ test('text embeddings and token ids match PyTorch (≤ 1e-4)', async () => {
   const tok = model.tokenize(texts);
   assert.deepEqual(Array.from(tok.ids, Number), input_ids.data);
   const emb = await model.encodeTexts(texts);
-  assert.ok(maxAbs(emb, text_embeds.data) <= 1e-4, `max diff ${maxAbs(emb, text_embeds.data)}`);
+  assert.ok(maxAbsDiff(emb, text_embeds.data) <= 1e-4, `max diff ${maxAbsDiff(emb, text_embeds.data)}`);
   // Batching does not change results.
   const one = await model.encodeTexts([texts[1]!]);
-  assert.ok(maxAbs(one, text_embeds.data.slice(16, 32)) <= 1e-4);
+  assert.ok(maxAbsDiff(one, text_embeds.data.slice(16, 32)) <= 1e-4);
 });
 
 test('prompt templates: default template, ensembling, L2-normalisation', async () => {
@@ -62,7 +56,7 @@ test('prompt templates: default template, ensembling, L2-normalisation', async (
     const v = manual.subarray(i * 16, (i + 1) * 16);
     const n = Math.hypot(...v);
     assert.ok(
-      maxAbs(
+      maxAbsDiff(
         single.subarray(i * 16, (i + 1) * 16),
         Array.from(v, (x) => x / n),
       ) < 1e-6,
@@ -78,14 +72,14 @@ test('prompt templates: default template, ensembling, L2-normalisation', async (
   const avg = Array.from(a, (x, j) => x / na + b[j]! / nb);
   const navg = Math.hypot(...avg);
   assert.ok(
-    maxAbs(
+    maxAbsDiff(
       ens,
       avg.map((x) => x / navg),
     ) < 1e-6,
   );
   const raw = await embedLabels(model, ['dog'], { templates, normalize: false });
   assert.ok(
-    maxAbs(
+    maxAbsDiff(
       raw,
       Array.from(a, (x, j) => (x + b[j]!) / 2),
     ) < 1e-6,
@@ -120,8 +114,8 @@ test('a batch with bad files encodes the good ones, in order, and names the bad 
     let solo: ImageResult | undefined;
     for await (const s of model.encodeImages([files[i]!])) solo = s;
     assert.ok(solo && !solo.error);
-    assert.ok(maxAbs(r.tokens, solo.tokens) < 1e-5);
-    assert.ok(maxAbs(r.imageEmbed, solo.imageEmbed) < 1e-5);
+    assert.ok(maxAbsDiff(r.tokens, solo.tokens) < 1e-5);
+    assert.ok(maxAbsDiff(r.imageEmbed, solo.imageEmbed) < 1e-5);
     assert.equal(r.tokens.length, 16 * 32);
   }
 });

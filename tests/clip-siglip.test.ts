@@ -14,6 +14,7 @@ import { encodeSafetensors } from '../src/train/safetensors.ts';
 import { Tagger } from '../src/tagger/tagger.ts';
 import { trainTinyHead } from './helpers/tiny-head.ts';
 import { notoSvg, renderPng } from './helpers/images.ts';
+import { maxAbsDiff } from './helpers/assert-close.ts';
 
 const DIR = 'tests/fixtures/tiny-siglip';
 interface Flat {
@@ -30,12 +31,6 @@ const ref = JSON.parse(readFileSync('tests/fixtures/tiny-siglip-reference.json',
   probabilities: Flat;
 };
 
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
 const rejectsWith = (code: string, message: RegExp) => (e: unknown) =>
   e instanceof ClipDecoderError && e.code === code && message.test(e.message);
 
@@ -82,8 +77,8 @@ test('vision tower: every patch token and the MAP-pooled embedding match PyTorch
   const px = Float32Array.from(ref.vision.pixel_values.data);
   const { tokens, imageEmbeds } = await model.encodePixels(px, 2);
   assert.equal(model.numTokens, 16); // all 16 patches: nothing dropped as a [CLS]
-  const dt = maxDiff(tokens, ref.vision.last_hidden_state.data);
-  const de = maxDiff(imageEmbeds, ref.vision.pooler_output.data);
+  const dt = maxAbsDiff(tokens, ref.vision.last_hidden_state.data);
+  const de = maxAbsDiff(imageEmbeds, ref.vision.pooler_output.data);
   assert.ok(dt <= 1e-4 && de <= 1e-4, `tokens ${dt}, embeds ${de}`);
   t.diagnostic(`vision max |Δ|: patch tokens ${dt.toExponential(2)}, pooled embeds ${de.toExponential(2)}`);
   await model.dispose();
@@ -92,7 +87,7 @@ test('vision tower: every patch token and the MAP-pooled embedding match PyTorch
 test('text tower (last position → head) matches PyTorch to 1e-4', async (t) => {
   const model = await ClipModel.load(DIR, { threads: 1 });
   const emb = await model.encodeTexts(ref.text.texts);
-  const d = maxDiff(emb, ref.text.pooler_output.data);
+  const d = maxAbsDiff(emb, ref.text.pooler_output.data);
   assert.ok(d <= 1e-4, `text embeds ${d}`);
   t.diagnostic(`text max |Δ|: pooled embeds ${d.toExponential(2)}`);
   await model.dispose();
@@ -104,10 +99,10 @@ test("plain scoring uses the checkpoint's own logit scale and bias (from onnx/mo
   assert.equal(p.source, 'onnx/model.onnx');
   assert.ok(Math.abs(p.scale - ref.logit_scale) <= 1e-4 && Math.abs(p.bias - ref.logit_bias) <= 1e-4, JSON.stringify(p));
   const logits = await model.plainLogits(Float32Array.from(ref.vision.pooler_output.data), Float32Array.from(ref.text.pooler_output.data));
-  const dl = maxDiff(logits, ref.logits_per_image.data);
+  const dl = maxAbsDiff(logits, ref.logits_per_image.data);
   assert.ok(dl <= 1e-4, `logits ${dl}`);
   const probs = Array.from(logits, (x) => 1 / (1 + Math.exp(-x)));
-  const dp = maxDiff(probs, ref.probabilities.data);
+  const dp = maxAbsDiff(probs, ref.probabilities.data);
   assert.ok(dp <= 1e-5, `probabilities ${dp}`);
   t.diagnostic(
     `scale ${p.scale.toFixed(6)} (ref ${ref.logit_scale.toFixed(6)}), bias ${p.bias.toFixed(6)} (ref ${ref.logit_bias.toFixed(6)}); max |Δ| logits ${dl.toExponential(2)}, probabilities ${dp.toExponential(2)}`,
@@ -151,11 +146,11 @@ test('--dtype picks the _fp16 (float16 inputs/outputs) and _quantized variants; 
     const model = await ClipModel.load(DIR, { threads: 1, dtype });
     assert.match(model.folder.visionModelPath, dtype === 'fp16' ? /vision_model_fp16\.onnx$/ : /vision_model_quantized\.onnx$/);
     const { imageEmbeds } = await model.encodePixels(px, 2);
-    const d = maxDiff(imageEmbeds, ref.vision.pooler_output.data);
+    const d = maxAbsDiff(imageEmbeds, ref.vision.pooler_output.data);
     assert.ok(d > 0 && d <= tol, `${dtype}: max |Δ| ${d} vs fp32 PyTorch (tolerance ${tol})`);
     assert.notDeepEqual(Array.from(imageEmbeds), Array.from(base.imageEmbeds), `${dtype} ran the fp32 file`);
     const txt = await model.encodeTexts(ref.text.texts);
-    const dtText = maxDiff(txt, ref.text.pooler_output.data);
+    const dtText = maxAbsDiff(txt, ref.text.pooler_output.data);
     assert.ok(dtText <= tol, `${dtype} text: ${dtText}`);
     t.diagnostic(`${dtype}: max |Δ| vs PyTorch fp32: image embeds ${d.toExponential(2)}, text embeds ${dtText.toExponential(2)}`);
     await model.dispose();

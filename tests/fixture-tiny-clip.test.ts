@@ -7,6 +7,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { AutoTokenizer, CLIPTokenizer, env } from '@huggingface/transformers';
+import { maxAbsDiff } from './helpers/assert-close.ts';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures');
 const DIR = join(FIXTURES, 'tiny-clip');
@@ -25,13 +26,6 @@ interface Reference {
 }
 
 const ref = JSON.parse(readFileSync(join(FIXTURES, 'tiny-clip-reference.json'), 'utf8')) as Reference;
-
-function maxAbsDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  assert.equal(got.length, want.length, 'length');
-  let m = 0;
-  for (let i = 0; i < got.length; i++) m = Math.max(m, Math.abs(got[i] - want[i]));
-  return m;
-}
 
 function int64(flat: Flat): ort.Tensor {
   return new ort.Tensor(

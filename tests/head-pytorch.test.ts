@@ -11,6 +11,7 @@ import { OrtMatmul } from '../src/nn/ort-matmul.ts';
 import { Adam } from '../src/train/adam.ts';
 import { OneCycle } from '../src/train/schedule.ts';
 import { Ema } from '../src/train/ema.ts';
+import { scaledMaxDiff } from './helpers/assert-close.ts';
 
 const FIX = new URL('./fixtures/', import.meta.url);
 
@@ -46,18 +47,6 @@ const f32 = (fx: Fixture, k: string): Float32Array => {
   assert.ok(v, `fixture lacks ${k}`);
   return v.data as Float32Array;
 };
-
-/** max |a − b| relative to max |b| (the tensor's scale). */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let err = 0,
-    scale = 0;
-  for (let i = 0; i < b.length; i++) {
-    err = Math.max(err, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return err / Math.max(scale, 1e-12);
-}
 
 const TOL = 1e-4;
 
@@ -98,14 +87,17 @@ for (const name of ['head-zsl', 'head-zsl-dropout', 'head-closed', 'head-closed-
       try {
         const { head, batch, masks } = build(fx, be);
         const r = head.forwardBackward(batch, { alpha: fx.meta.alpha, beta: fx.meta.beta, masks });
-        assert.ok(relErr(head.lastLogits, f32(fx, 'out.logits')) < TOL, `logits rel err ${relErr(head.lastLogits, f32(fx, 'out.logits'))}`);
-        assert.ok(relErr(head.lastAttention(), f32(fx, 'out.attention')) < TOL, 'attention maps');
+        assert.ok(
+          scaledMaxDiff(head.lastLogits, f32(fx, 'out.logits')) < TOL,
+          `logits rel err ${scaledMaxDiff(head.lastLogits, f32(fx, 'out.logits'))}`,
+        );
+        assert.ok(scaledMaxDiff(head.lastAttention(), f32(fx, 'out.attention')) < TOL, 'attention maps');
         assert.ok(Math.abs(r.asl - fx.meta.asl) <= TOL * Math.abs(fx.meta.asl), `asl ${r.asl} vs ${fx.meta.asl}`);
         assert.ok(Math.abs(r.clip - fx.meta.clip) <= TOL * Math.abs(fx.meta.clip), `clip ${r.clip} vs ${fx.meta.clip}`);
         assert.ok(Math.abs(r.loss - fx.meta.loss) <= TOL * Math.abs(fx.meta.loss), `loss ${r.loss} vs ${fx.meta.loss}`);
         let checked = 0;
         for (const p of head.params.trainable) {
-          const e = relErr(p.grad!, f32(fx, `grad.${p.name}`));
+          const e = scaledMaxDiff(p.grad!, f32(fx, `grad.${p.name}`));
           assert.ok(e < TOL, `grad ${p.name}: rel err ${e}`);
           checked++;
         }
@@ -145,9 +137,9 @@ for (const name of ['head-zsl', 'head-closed']) {
       const without = (a: Float32Array, name: string) =>
         name === 'attn.in_proj_bias' ? Float32Array.from([...a.subarray(0, D), ...a.subarray(2 * D)]) : a;
       for (const [k, p] of head.params.list.entries()) {
-        const e = relErr(without(p.data, p.name), without(f32(fx, `step${tr.steps}.${p.name}`), p.name));
+        const e = scaledMaxDiff(without(p.data, p.name), without(f32(fx, `step${tr.steps}.${p.name}`), p.name));
         assert.ok(e < TOL, `param ${p.name} after ${tr.steps} steps: rel err ${e}`);
-        const ee = relErr(without(ema.shadow[k], p.name), without(f32(fx, `ema${tr.steps}.${p.name}`), p.name));
+        const ee = scaledMaxDiff(without(ema.shadow[k], p.name), without(f32(fx, `ema${tr.steps}.${p.name}`), p.name));
         assert.ok(ee < TOL, `EMA ${p.name}: rel err ${ee}`);
       }
     } finally {
@@ -167,8 +159,11 @@ for (const name of ['head-zsl', 'head-closed']) {
       const prepared = head.prepareLabels(labels, batch.queries);
       // maxRows 4 forces several label chunks in zero-shot mode
       const out = head.predict(batch.features, batch.B, batch.T, prepared, { attention: true, maxRows: 4 });
-      assert.ok(relErr(out.logits, f32(fx, 'out.logits')) < TOL, `logits rel err ${relErr(out.logits, f32(fx, 'out.logits'))}`);
-      assert.ok(relErr(out.attention!, f32(fx, 'out.attention')) < TOL, 'attention');
+      assert.ok(
+        scaledMaxDiff(out.logits, f32(fx, 'out.logits')) < TOL,
+        `logits rel err ${scaledMaxDiff(out.logits, f32(fx, 'out.logits'))}`,
+      );
+      assert.ok(scaledMaxDiff(out.attention!, f32(fx, 'out.attention')) < TOL, 'attention');
     } finally {
       be.dispose();
     }

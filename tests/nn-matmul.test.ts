@@ -4,6 +4,7 @@ import { TsMatmul, planMatmul } from '../src/nn/matmul.ts';
 import { OrtMatmul } from '../src/nn/ort-matmul.ts';
 import { encodeModel } from '../src/nn/onnx.ts';
 import { Rng } from '../src/nn/rng.ts';
+import { scaledMaxDiff } from './helpers/assert-close.ts';
 
 const rng = new Rng(7);
 const rand = (n: number): Float32Array => Float32Array.from({ length: n }, () => rng.range(-1, 1));
@@ -37,14 +38,6 @@ function naive(
   return out;
 }
 
-function maxRelErr(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  let scale = 0,
-    err = 0;
-  for (let i = 0; i < y.length; i++) scale = Math.max(scale, Math.abs(y[i]));
-  for (let i = 0; i < y.length; i++) err = Math.max(err, Math.abs(x[i] - y[i]));
-  return err / Math.max(scale, 1e-30);
-}
-
 const cases: Array<{ a: number[]; b: number[]; tA: boolean; tB: boolean; alpha?: number; bias?: boolean }> = [
   { a: [37, 53], b: [53, 29], tA: false, tB: false },
   { a: [37, 53], b: [29, 53], tA: false, tB: true, bias: true },
@@ -69,7 +62,7 @@ for (const backendName of ['ts', 'ort'] as const) {
         const out = new Float32Array(p.batchCount * p.m * p.n).fill(NaN);
         be.matmul(out, a, c.a, b, c.b, { transA: c.tA, transB: c.tB, alpha: c.alpha, bias });
         const ref = naive(a, c.a, b, c.b, c.tA, c.tB, c.alpha ?? 1, bias);
-        assert.ok(maxRelErr(out, ref) < 1e-5, `[${c.a}]·[${c.b}] tA=${c.tA} tB=${c.tB}: rel err ${maxRelErr(out, ref)}`);
+        assert.ok(scaledMaxDiff(out, ref) < 1e-5, `[${c.a}]·[${c.b}] tA=${c.tA} tB=${c.tB}: rel err ${scaledMaxDiff(out, ref)}`);
       }
     } finally {
       be.dispose();
@@ -92,7 +85,7 @@ test('ORT and TS backends agree on a layer-sized product and ORT caches one sess
         o2 = new Float32Array(m * n);
       ort.matmul(o1, a, [m, k], b, [n, k], { transB: true, bias });
       ts.matmul(o2, a, [m, k], b, [n, k], { transB: true, bias });
-      assert.ok(maxRelErr(o1, o2) < 1e-5);
+      assert.ok(scaledMaxDiff(o1, o2) < 1e-5);
     }
     assert.equal(ort.sessionCount, 1); // both sizes ran through the same dynamic-dim session
   } finally {
@@ -108,7 +101,7 @@ test('ORT backend writes into a sub-view of a larger output buffer and leaves th
     const out = new Float32Array(8 * 6 + 10).fill(7);
     ort.matmul(out, a, [8, 5], b, [5, 6]);
     const ref = naive(a, [8, 5], b, [5, 6], false, false, 1);
-    assert.ok(maxRelErr(out.subarray(0, 48), ref) < 1e-5);
+    assert.ok(scaledMaxDiff(out.subarray(0, 48), ref) < 1e-5);
     assert.deepEqual([...out.subarray(48)], Array(10).fill(7));
   } finally {
     ort.dispose();

@@ -36,3 +36,18 @@ export function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, o: 
       ` > ${(atol + rtol * Math.abs(want[i])).toExponential(2)} = atol ${atol} + rtol ${rtol}·|want|)`,
   );
 }
+
+/** max |got − want| over the elements (the lengths must agree). */
+export function maxAbsDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  assert.equal(got.length, want.length, `length ${got.length}, ${want.length} expected`);
+  let m = 0;
+  for (let i = 0; i < want.length; i++) m = Math.max(m, Math.abs(got[i]! - want[i]!));
+  return m;
+}
+
+/** max |got − want| relative to max |want|: the error at the tensor's own scale. */
+export function scaledMaxDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let scale = 0;
+  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]!));
+  return maxAbsDiff(got, want) / Math.max(scale, 1e-30);
+}
