@@ -55,8 +55,9 @@ test('train: features cached, best and last checkpoints, log, curves, and a ZSL/
   const out = join(root, 'run');
   const r = await run(out);
   assert.equal(r.fit.epochs.length, 3);
-  assert.ok(r.fit.bestEpoch >= 1 && r.fit.bestEpoch <= 3);
-  assert.ok(r.extract.computed > 0);
+  // Golden values of this seeded run (seed 7, tiny CLIP fixture, 40 emoji in 2 styles, 1 extra view of each training image).
+  assert.equal(r.fit.bestEpoch, 1);
+  assert.equal(r.extract.computed, 136);
   for (const f of [
     'best/config.json',
     'last/config.json',
@@ -67,7 +68,9 @@ test('train: features cached, best and last checkpoints, log, curves, and a ZSL/
   ]) {
     assert.ok(existsSync(join(out, f)), f);
   }
-  assert.ok(r.test.zsl && r.test.zsl.mAP >= 0 && r.test.zsl.mAP <= 100);
+  // mAP ×100 of the same run; the tolerance covers float rounding of other CPUs' GEMM kernels, not a change.
+  assert.ok(r.test.zsl && Math.abs(r.test.zsl.mAP - 0.47) <= 0.1, `ZSL mAP ${r.test.zsl?.mAP}`);
+  assert.ok(Math.abs(r.test.gzsl.mAP - 2.48) <= 0.1, `GZSL mAP ${r.test.gzsl.mAP}`);
   assert.ok(r.test.gzsl.labels === dataset.split.seen.length + dataset.split.unseen.length);
   // The best checkpoint was trained on seen labels only, minus the pseudo-unseen ones held out for selection.
   const best = await loadCheckpoint(join(out, 'best'), new TsMatmul());
