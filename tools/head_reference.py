@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch reference of the CLIP-Decoder head and its losses (reference/clip-decoder.md §1-4).
+"""PyTorch reference of the CLIP-Decoder head and its losses (docs/method.md §1-4).
 
 Two jobs:
   fixtures (default)  write tests/fixtures/head-*.safetensors + head-*.json: fixed weights, inputs, targets and

@@ -6,7 +6,7 @@ including -0.0 against 0.0) and targets (with labels and images that have no pos
 per-label AP, mAP (all labels, and labels with positives), and micro P/R/F1 at K = 3 and 5, for ZSL (unseen
 labels only) and GZSL (all labels), plus ZSL restricted to images with an unseen positive.
 
-Definitions (reference/clip-decoder.md section 5): AP sorts images by descending score, ties by ascending image
+Definitions (docs/method.md section 5): AP sorts images by descending score, ties by ascending image
 index (numpy's stable argsort of the negated scores); strict top-K takes exactly K labels per image, ties by
 ascending label index.
 

@@ -1,4 +1,4 @@
-// Architecture of an ML-Decoder / CLIP-Decoder head (reference/clip-decoder.md §1).
+// Architecture of an ML-Decoder / CLIP-Decoder head (docs/method.md §1).
 import { ClipDecoderError } from '../errors.ts';
 
 export type HeadMode = 'zero-shot' | 'closed-set';

@@ -1,4 +1,4 @@
-// The ML-Decoder / CLIP-Decoder head (reference/clip-decoder.md §1–2) in one file: parameters, the training
+// The ML-Decoder / CLIP-Decoder head (docs/method.md §1–2) in one file: parameters, the training
 // step as a forward and a backward that mirror each other (llm.c style: one line per layer, shapes spelled out;
 // read them against the shape table of docs/engine.md), the decoder layer that training and predict share, and
 // inference with a prepared label set.

@@ -1,4 +1,4 @@
-// The two losses of CLIP-Decoder (reference/clip-decoder.md §2–3).
+// The two losses of CLIP-Decoder (docs/method.md §2–3).
 import type { Buf } from '../nn/tensor.ts';
 
 export interface AslOptions {

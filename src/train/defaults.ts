@@ -5,7 +5,7 @@ import { ADAM_DEFAULTS } from './adam.ts';
 import { ONE_CYCLE_DEFAULTS } from './schedule.ts';
 import type { TrainerOptions } from './trainer.ts';
 
-/** Defaults of a run (reference/clip-decoder.md §4: 40 epochs, batch 56). */
+/** Defaults of a run (docs/method.md §4: 40 epochs, batch 56). */
 export const FIT_DEFAULTS = { epochs: 40, batchSize: 56, seed: 0, checkpointEveryMinutes: 5 } as const;
 
 /** EMA decay for a run of `steps` steps: the paper's 0.9997, or a memory of about steps/10 for short runs. */
