@@ -180,38 +180,49 @@ function checkNoLeak(train: FitTrainData, val: FitEvalData | null): void {
     throw new ClipDecoderError('DATASET_INVALID', `label "${leak}" is a training target but is held out as unseen for validation`, leak);
 }
 
-/**
- * Trains (or resumes) a head; returns the per-epoch log and where the best and last checkpoints are. Without
- * validation data (a final run on all training images) the last epoch counts as the best.
- */
-export async function fitHead(
-  cache: FeatureCache,
-  train: FitTrainData,
-  val: FitEvalData | null,
-  backend: MatmulBackend,
-  fitOpts: FitOptions,
-): Promise<FitResult> {
-  const opts: FitOptions = { ...fitOpts, trainer: given(fitOpts.trainer), head: given(fitOpts.head) };
+/** Checks what fitHead trains on: no leak, images and queries present, every image in the cache. */
+function checkFitInputs(cache: FeatureCache, train: FitTrainData, val: FitEvalData | null): void {
   checkNoLeak(train, val);
-  const N = train.ids.length,
-    L = train.labels.length;
-  const { numTokens: T, tokenDim: C, embedDim: E } = cache.meta;
-  if (N === 0) throw new ClipDecoderError('DATASET_INVALID', 'no training images', 'train');
+  const L = train.labels.length;
+  if (train.ids.length === 0) throw new ClipDecoderError('DATASET_INVALID', 'no training images', 'train');
   if (L === 0 || train.queries.length % L !== 0) {
     throw new ClipDecoderError('INPUT_INVALID', `query embeddings hold ${train.queries.length} values for ${L} labels`, 'queries');
   }
-  const queryDim = train.queries.length / L;
   for (const id of [...train.ids, ...(val?.ids ?? [])]) {
     if (!cache.has(id))
       throw new ClipDecoderError('CACHE_MISMATCH', `${cache.dir}: no features for image "${id}"; run \`clip-decoder extract\` first`, id);
   }
-  const lastDir = join(opts.outDir, 'last');
-  const bestDir = join(opts.outDir, 'best');
-  const log = (s: string) => opts.onLog?.(s);
+}
+
+/** A run opened for training: a new one, or the one in OUT/last resumed (its settings checked), and its schedule. */
+interface OpenRun {
+  trainer: Trainer;
+  progress: RunProgress;
+  epochs: number;
+  /** The batch size asked for, and the one used (at most the number of training images). */
+  batchSize: number;
+  B: number;
+  stepsPerEpoch: number;
+  totalSteps: number;
+  seed: number;
+  alpha: number;
+}
+
+async function openRun(
+  cache: FeatureCache,
+  train: FitTrainData,
+  backend: MatmulBackend,
+  opts: FitOptions,
+  lastDir: string,
+  log: (s: string) => void,
+): Promise<OpenRun> {
+  const N = train.ids.length,
+    L = train.labels.length;
+  const { tokenDim: C, embedDim: E } = cache.meta;
+  const queryDim = train.queries.length / L;
   const flag = (k: string) => opts.optionNames?.[k] ?? k;
   const resuming = Boolean(opts.resume) && existsSync(join(lastDir, 'config.json'));
   if (opts.resume && !resuming) log(`resume: nothing to resume in ${lastDir} (no checkpoint yet); starting a new run`);
-
   let trainer: Trainer;
   let progress: RunProgress = { epochs: [], best: { epoch: -1, score: null }, epochSums: { loss: 0, asl: 0, clip: 0 } };
   let epochs: number, batchSize: number, seed: number;
@@ -290,7 +301,30 @@ export async function fitHead(
     });
   }
   trainer!.head.trainedLabels = train.labels;
-  const tr = trainer!;
+  return { trainer: trainer!, progress, epochs, batchSize, B, stepsPerEpoch, totalSteps, seed, alpha };
+}
+
+/**
+ * Trains (or resumes) a head; returns the per-epoch log and where the best and last checkpoints are. Without
+ * validation data (a final run on all training images) the last epoch counts as the best.
+ */
+export async function fitHead(
+  cache: FeatureCache,
+  train: FitTrainData,
+  val: FitEvalData | null,
+  backend: MatmulBackend,
+  fitOpts: FitOptions,
+): Promise<FitResult> {
+  const opts: FitOptions = { ...fitOpts, trainer: given(fitOpts.trainer), head: given(fitOpts.head) };
+  checkFitInputs(cache, train, val);
+  const L = train.labels.length;
+  const { numTokens: T, tokenDim: C, embedDim: E } = cache.meta;
+  const lastDir = join(opts.outDir, 'last');
+  const bestDir = join(opts.outDir, 'best');
+  const log = (s: string) => opts.onLog?.(s);
+  const run = await openRun(cache, train, backend, opts, lastDir, log);
+  const { trainer: tr, epochs, batchSize, B, stepsPerEpoch, totalSteps, seed, alpha } = run;
+  let progress = run.progress;
 
   const features = new Float32Array(B * T * C);
   const embed = new Float32Array(E);
