@@ -8,12 +8,12 @@
 // the bound: 600 MB by default = the idle process (~325 MB here) + 2 × --max-buffered (bodies and their copies,
 // 160 MB) + ~100 MB of decode and ONNX working memory. Bounded: no new requests after --seconds, no retries
 // after --seconds + 20 s, each request given up after 45 s; exit 1 on a miss.
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { multipartBody, pngBomb, rawRequest, svgWorkBomb, type RawResponse } from '../tests/helpers/abuse.ts';
 import { notoSvg, renderPng } from '../tests/helpers/images.ts';
+import { startServe } from '../tests/helpers/serve-process.ts';
 import { DEFAULT_LIMITS, labelsFieldBytes } from '../src/serve/limits.ts';
 
 const { values } = parseArgs({
@@ -158,21 +158,7 @@ const pct = (xs: number[], p: number) =>
 const mb = (kb: number) => (kb / 1024).toFixed(0);
 
 // --- the server -----------------------------------------------------------------------------------------------
-const server = spawn(process.execPath, ['bin/clip-decoder.js', 'serve', '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
-let serverErr = '';
-server.stderr!.setEncoding('utf8');
-const url = await new Promise<string>((resolve, reject) => {
-  const timer = setTimeout(() => reject(new Error(`serve printed no address in 60 s: ${serverErr}`)), 60_000);
-  server.stderr!.on('data', (c: string) => {
-    serverErr += c;
-    const m = /serving on (http:\/\/\S+)/.exec(serverErr);
-    if (m) {
-      clearTimeout(timer);
-      resolve(m[1]!);
-    }
-  });
-  server.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${serverErr}`)));
-});
+const { child: server, url } = await startServe();
 let serverExited = false;
 server.once('exit', () => (serverExited = true));
 const pid = server.pid!;

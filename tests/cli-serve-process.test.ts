@@ -2,29 +2,9 @@
 // It must stay up until signalled, answer /healthz and /v1/tag, and exit 0 on SIGTERM.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { notoSvg, renderPng } from './helpers/images.ts';
-
-/** Starts `clip-decoder serve --port 0` and resolves with the address it prints. */
-async function startServe(): Promise<{ child: ReturnType<typeof spawn>; url: string; stderr: () => string }> {
-  const child = spawn(process.execPath, ['bin/clip-decoder.js', 'serve', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr!.setEncoding('utf8');
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`serve printed no address in 60 s: ${err}`)), 60_000);
-    child.stderr!.on('data', (chunk: string) => {
-      err += chunk;
-      const m = /serving on (http:\/\/\S+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`serve exited with ${code} before listening: ${err}`)));
-  });
-  return { child, url, stderr: () => err };
-}
+import { startServe } from './helpers/serve-process.ts';
 
 test('the real `serve` process stays up, tags over HTTP, and stops cleanly on SIGTERM', async () => {
   const { child, url, stderr } = await startServe();

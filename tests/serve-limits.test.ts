@@ -10,6 +10,7 @@ import { HTTP_STATUS, type ErrorCode } from '../src/errors.ts';
 import { Tagger } from '../src/tagger/tagger.ts';
 import { buildServer, type ServerOptions } from '../src/serve/server.ts';
 import { DEFAULT_LIMITS, labelsFieldBytes } from '../src/serve/limits.ts';
+import { startServe } from './helpers/serve-process.ts';
 import { trainTinyHead, TINY_CLIP } from './helpers/tiny-head.ts';
 import { multipartBody, rawRequest, svgWorkBomb } from './helpers/abuse.ts';
 import { notoSvg } from './helpers/images.ts';
@@ -299,22 +300,7 @@ test('item 11: `serve` on a busy port or a bad --host prints one line naming the
 });
 
 test('`serve` flags reach the server: --body-timeout and --max-labels of the real process', async () => {
-  const child = spawn(process.execPath, ['bin/clip-decoder.js', 'serve', '--port', '0', '--body-timeout', '500', '--max-labels', '3'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.setEncoding('utf8');
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`serve printed no address in 60 s: ${stderr}`)), 60_000);
-    child.stderr!.on('data', (c: string) => {
-      stderr += c;
-      const m = /serving on (http:\/\/\S+)/.exec(stderr);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-  });
+  const { child, url } = await startServe(['--body-timeout', '500', '--max-labels', '3']);
   try {
     const slow = await rawRequest(
       url,
@@ -337,20 +323,7 @@ test('`serve` flags reach the server: --body-timeout and --max-labels of the rea
 });
 
 test('item 5: 100 parallel 10 MB uploads to the real process: its peak RSS grows by less than 300 MB (was 870 MB)', async (t) => {
-  const child = spawn(process.execPath, ['bin/clip-decoder.js', 'serve', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr!.setEncoding('utf8');
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`serve printed no address in 60 s: ${stderr}`)), 60_000);
-    child.stderr!.on('data', (c: string) => {
-      stderr += c;
-      const m = /serving on (http:\/\/\S+)/.exec(stderr);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-  });
+  const { child, url } = await startServe([]);
   const hwm = () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) / 1024;
   try {
     await fetch(`${url}/v1/tag?labels=dog`, { method: 'POST', body: new Uint8Array(dog), headers: { 'content-type': 'image/png' } });
