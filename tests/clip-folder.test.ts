@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openClipFolder } from '../src/clip/folder.ts';
+import { openClipFolder, REQUIRED_FILES } from '../src/clip/folder.ts';
 import { resolveModelPath } from '../src/clip/hub.ts';
 import { ClipDecoderError } from '../src/errors.ts';
 
@@ -82,14 +82,7 @@ test('a hub id found in the cache resolves to the cached folder', async () => {
   const src = fakeFolder();
   const target = join(cacheDir, 'someone/tiny-clip');
   mkdirSync(join(target, 'onnx'), { recursive: true });
-  for (const f of [
-    'config.json',
-    'preprocessor_config.json',
-    'tokenizer.json',
-    'tokenizer_config.json',
-    'onnx/vision_model.onnx',
-    'onnx/text_model.onnx',
-  ]) {
+  for (const f of REQUIRED_FILES) {
     writeFileSync(join(target, f), '{}');
   }
   assert.equal(await resolveModelPath('someone/tiny-clip', { cacheDir, allowRemote: false }), target);

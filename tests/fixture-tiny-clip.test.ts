@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { AutoTokenizer, CLIPTokenizer, env } from '@huggingface/transformers';
 import { maxAbsDiff } from './helpers/assert-close.ts';
+import { REQUIRED_FILES } from '../src/clip/folder.ts';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures');
 const DIR = join(FIXTURES, 'tiny-clip');
@@ -46,14 +47,7 @@ function folderBytes(dir: string): number {
 }
 
 test('tiny-clip folder holds the Hugging Face CLIP files and stays under 2 MB', () => {
-  for (const f of [
-    'config.json',
-    'preprocessor_config.json',
-    'tokenizer.json',
-    'tokenizer_config.json',
-    'onnx/vision_model.onnx',
-    'onnx/text_model.onnx',
-  ]) {
+  for (const f of REQUIRED_FILES) {
     assert.ok(statSync(join(DIR, f)).isFile(), f);
   }
   const bytes = folderBytes(DIR);

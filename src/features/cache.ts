@@ -84,6 +84,19 @@ const isEntry = (r: unknown): r is CacheEntry & { key: string } => {
   );
 };
 
+/** A cache's meta.json; unreadable is CACHE_CORRUPT naming it. */
+function readCacheMeta(metaPath: string): CacheMeta {
+  try {
+    return JSON.parse(readFileSync(metaPath, 'utf8')) as CacheMeta;
+  } catch (e) {
+    throw new ClipDecoderError(
+      'CACHE_CORRUPT',
+      `${metaPath}: unreadable (${(e as Error).message}); delete the cache folder to rebuild it`,
+      metaPath,
+    );
+  }
+}
+
 export class FeatureCache {
   readonly dir: string;
   readonly meta: CacheMeta;
@@ -127,16 +140,7 @@ export class FeatureCache {
     mkdirSync(dir, { recursive: true });
     const metaPath = join(dir, 'meta.json');
     if (existsSync(metaPath)) {
-      let old: CacheMeta;
-      try {
-        old = JSON.parse(readFileSync(metaPath, 'utf8')) as CacheMeta;
-      } catch (e) {
-        throw new ClipDecoderError(
-          'CACHE_MISMATCH',
-          `${metaPath}: unreadable (${(e as Error).message}); delete the cache folder to rebuild it`,
-          metaPath,
-        );
-      }
+      const old = readCacheMeta(metaPath);
       const problems: string[] = [];
       if (old.format !== CACHE_FORMAT_VERSION) problems.push(`format ${old.format} (this version reads ${CACHE_FORMAT_VERSION})`);
       if (old.modelFingerprint !== meta.modelFingerprint)
@@ -169,16 +173,7 @@ export class FeatureCache {
     const metaPath = join(dir, 'meta.json');
     if (!existsSync(metaPath))
       throw new ClipDecoderError('CACHE_MISMATCH', `${dir}: not a feature cache (no meta.json); run \`clip-decoder extract\` first`, dir);
-    let meta: CacheMeta;
-    try {
-      meta = JSON.parse(readFileSync(metaPath, 'utf8')) as CacheMeta;
-    } catch (e) {
-      throw new ClipDecoderError(
-        'CACHE_CORRUPT',
-        `${metaPath}: unreadable (${(e as Error).message}); delete the cache folder to rebuild it`,
-        metaPath,
-      );
-    }
+    const meta = readCacheMeta(metaPath);
     return FeatureCache.open(dir, {
       ...meta,
       modelFingerprint: expect.modelFingerprint ?? meta.modelFingerprint,
