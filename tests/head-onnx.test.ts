@@ -125,6 +125,7 @@ test('a closed-set head is refused, the reason named', () => {
   const head = new ClipDecoderHead(cfg, new TsMatmul());
   assert.throws(
     () => headToOnnx(head),
-    (e: Error & { code?: string }) => e.code === 'EXPORT_UNSUPPORTED' && /closed-set head/.test(e.message) && /label_embeds/.test(e.message),
+    (e: Error & { code?: string }) =>
+      e.code === 'EXPORT_UNSUPPORTED' && /closed-set head/.test(e.message) && /label_embeds/.test(e.message),
   );
 });

@@ -92,7 +92,9 @@ export function headToOnnx(head: ClipDecoderHead, opts: HeadOnnxOptions = {}): U
 
   // memory: m = ReLU(x W_eᵀ + b_e)                           [B, T, C] → [B, T, D]
   const x = HEAD_ONNX.inputs.tokens;
-  const m = g.op('Relu', [g.op('Add', [g.op('MatMul', [x, wT(head.embed.weight, 'embed.weight_t', D, C)]), w(head.embed.bias, 'embed.bias')])]);
+  const m = g.op('Relu', [
+    g.op('Add', [g.op('MatMul', [x, wT(head.embed.weight, 'embed.weight_t', D, C)]), w(head.embed.bias, 'embed.bias')]),
+  ]);
   // keys and values by head                                 [B, T, D] → [B, H, hd, T] (kᵀ), [B, H, T, hd]
   const kv = (i: 1 | 2, name: string) => {
     const proj = g.op('Add', [
@@ -106,7 +108,9 @@ export function headToOnnx(head: ClipDecoderHead, opts: HeadOnnxOptions = {}): U
 
   // queries (image-independent): tq = ReLU(q W_qᵀ + b_q), t1 = LN1(tq + tq)   [N, E] → [N, D]
   const qp = head.queryProj!;
-  const tq = g.op('Relu', [g.op('Gemm', [HEAD_ONNX.inputs.queries, w(qp.weight, 'query_proj.weight'), w(qp.bias, 'query_proj.bias')], { transB: 1 })]);
+  const tq = g.op('Relu', [
+    g.op('Gemm', [HEAD_ONNX.inputs.queries, w(qp.weight, 'query_proj.weight'), w(qp.bias, 'query_proj.bias')], { transB: 1 }),
+  ]);
   const t1 = ln(g.op('Add', [tq, tq]), head.norm1, 'norm1');
   // attention queries by head                               [N, D] → [H, N, hd]
   const qFlat = g.op(
@@ -120,12 +124,20 @@ export function headToOnnx(head: ClipDecoderHead, opts: HeadOnnxOptions = {}): U
   const scores = g.op('Mul', [g.op('MatMul', [q, kT]), g.constant('attn.scale', [], Float32Array.of(1 / Math.sqrt(hd)))]);
   const p = g.op('Softmax', [scores], { axis: -1 });
   // a = concat_heads(p v) W_oᵀ + b_o                        [B, H, N, hd] → [B, N, D]
-  const ctx = g.op('Reshape', [g.op('Transpose', [g.op('MatMul', [p, v])], { perm: [0, 2, 1, 3] }), g.shape('shape.concat_heads', [0, 0, D])]);
-  const a = g.op('Add', [g.op('MatMul', [ctx, wT(head.attn.outProjWeight, 'attn.out_proj.weight_t', D, D)]), w(head.attn.outProjBias, 'attn.out_proj.bias')]);
+  const ctx = g.op('Reshape', [
+    g.op('Transpose', [g.op('MatMul', [p, v])], { perm: [0, 2, 1, 3] }),
+    g.shape('shape.concat_heads', [0, 0, D]),
+  ]);
+  const a = g.op('Add', [
+    g.op('MatMul', [ctx, wT(head.attn.outProjWeight, 'attn.out_proj.weight_t', D, D)]),
+    w(head.attn.outProjBias, 'attn.out_proj.bias'),
+  ]);
   // t2 = LN2(t1 + a), t1 broadcast over images              [B, N, D]
   const t2 = ln(g.op('Add', [t1, a]), head.norm2, 'norm2');
   // t3 = LN3(t2 + W2 ReLU(W1 t2 + b1) + b2)                 [B, N, D] → [B, N, F] → [B, N, D]
-  const h = g.op('Relu', [g.op('Add', [g.op('MatMul', [t2, wT(head.linear1.weight, 'linear1.weight_t', F, D)]), w(head.linear1.bias, 'linear1.bias')])]);
+  const h = g.op('Relu', [
+    g.op('Add', [g.op('MatMul', [t2, wT(head.linear1.weight, 'linear1.weight_t', F, D)]), w(head.linear1.bias, 'linear1.bias')]),
+  ]);
   const f = g.op('Add', [g.op('MatMul', [h, wT(head.linear2.weight, 'linear2.weight_t', D, F)]), w(head.linear2.bias, 'linear2.bias')]);
   const t3 = ln(g.op('Add', [t2, f]), head.norm3, 'norm3');
 
@@ -195,9 +207,14 @@ export async function exportHeadOnnx(opts: ExportHeadOptions): Promise<{ bytes: 
   try {
     await writeFileAtomic(opts.out, bytes);
   } catch (e) {
-    throw new ClipDecoderError('OUTPUT_UNWRITABLE', `--out ${opts.out}: cannot write (${(e as NodeJS.ErrnoException).code ?? e})`, opts.out, {
-      cause: e,
-    });
+    throw new ClipDecoderError(
+      'OUTPUT_UNWRITABLE',
+      `--out ${opts.out}: cannot write (${(e as NodeJS.ErrnoException).code ?? e})`,
+      opts.out,
+      {
+        cause: e,
+      },
+    );
   }
   return { bytes: bytes.byteLength };
 }

@@ -29,10 +29,12 @@ const FILTERS = {
   },
 };
 
-/** Per output pixel: first input index and normalised weights (PIL's precompute_coeffs). */
-function coefficients(inSize, outSize, kernel) {
+/**
+ * Per output pixel: first input index and normalised weights (PIL's precompute_coeffs). `scale` is the factor
+ * left after a box shrink (the box's ceil may leave a partial pixel: in/out is then not exactly the scale).
+ */
+function coefficients(inSize, outSize, kernel, scale = inSize / outSize) {
   const { support: s0, f } = FILTERS[kernel] ?? FILTERS.cubic;
-  const scale = inSize / outSize;
   const filterScale = Math.max(scale, 1); // antialias: widen the kernel when shrinking
   const support = s0 * filterScale;
   const out = [];
@@ -52,53 +54,72 @@ function coefficients(inSize, outSize, kernel) {
 const clamp8 = (v) => (v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v));
 
 /**
- * Resizes an RGB image (3 bytes a pixel, row-major) with PIL's separable antialiased filter: horizontal pass,
- * then vertical, each rounded to 8 bits as PIL's 8-bit path does.
+ * Averages boxes of `n` rows (dim 'v') or columns ('h') of an RGB image, rounding; a last partial box repeats the
+ * edge pixel (libvips's shrink with ceil).
+ */
+function boxShrink(src, width, height, n, dim) {
+  const ow = dim === 'h' ? Math.ceil(width / n) : width;
+  const oh = dim === 'v' ? Math.ceil(height / n) : height;
+  const out = new Uint8ClampedArray(ow * oh * 3);
+  for (let y = 0; y < oh; y++)
+    for (let x = 0; x < ow; x++)
+      for (let c = 0; c < 3; c++) {
+        let sum = 0;
+        for (let k = 0; k < n; k++) {
+          const sx = dim === 'h' ? Math.min(width - 1, x * n + k) : x;
+          const sy = dim === 'v' ? Math.min(height - 1, y * n + k) : y;
+          sum += src[(sy * width + sx) * 3 + c];
+        }
+        out[(y * ow + x) * 3 + c] = Math.floor((sum + (n >> 1)) / n);
+      }
+  return { img: out, width: ow, height: oh };
+}
+
+/**
+ * Resizes an RGB image (3 bytes a pixel, row-major) as sharp (libvips's vips_resize) does: per axis, a shrink
+ * of 4× or more first averages boxes of floor(factor / 2) pixels (its reducing gap of 2), then PIL's
+ * antialiased filter reduces by the rest; vertical axis first, each pass rounded to 8 bits. Measured against
+ * sharp: 200×150 → 85×64 and → 48×36, cubic, differ by at most 1 level (tests/web-lib.test.ts).
  */
 export function resizeRgb(src, width, height, outWidth, outHeight, kernel = 'cubic') {
-  if (outWidth === width && outHeight === height) return src;
-  const cx = coefficients(width, outWidth, kernel);
-  const cy = coefficients(height, outHeight, kernel);
-  const mid = new Uint8ClampedArray(outWidth * height * 3);
-  for (let y = 0; y < height; y++) {
-    const row = y * width * 3;
-    for (let x = 0; x < outWidth; x++) {
-      const { lo, w } = cx[x];
-      let r = 0,
-        g = 0,
-        b = 0;
-      for (let k = 0; k < w.length; k++) {
-        const p = row + (lo + k) * 3;
-        r += src[p] * w[k];
-        g += src[p + 1] * w[k];
-        b += src[p + 2] * w[k];
+  let img = src,
+    w = width,
+    h = height;
+  const gapV = Math.max(1, Math.floor(h / outHeight / 2));
+  if (gapV > 1) ({ img, width: w, height: h } = boxShrink(img, w, h, gapV, 'v'));
+  if (outHeight !== h || gapV > 1) {
+    const cy = coefficients(h, outHeight, kernel, height / outHeight / gapV);
+    const mid = new Uint8ClampedArray(w * outHeight * 3);
+    for (let y = 0; y < outHeight; y++) {
+      const { lo, w: k } = cy[y];
+      for (let x = 0; x < w * 3; x++) {
+        let v = 0;
+        for (let i = 0; i < k.length; i++) v += img[(lo + i) * w * 3 + x] * k[i];
+        mid[y * w * 3 + x] = clamp8(v);
       }
-      const o = (y * outWidth + x) * 3;
-      mid[o] = clamp8(r);
-      mid[o + 1] = clamp8(g);
-      mid[o + 2] = clamp8(b);
     }
+    img = mid;
+    h = outHeight;
   }
-  const out = new Uint8ClampedArray(outWidth * outHeight * 3);
-  for (let y = 0; y < outHeight; y++) {
-    const { lo, w } = cy[y];
-    for (let x = 0; x < outWidth; x++) {
-      let r = 0,
-        g = 0,
-        b = 0;
-      for (let k = 0; k < w.length; k++) {
-        const p = ((lo + k) * outWidth + x) * 3;
-        r += mid[p] * w[k];
-        g += mid[p + 1] * w[k];
-        b += mid[p + 2] * w[k];
+  const gapH = Math.max(1, Math.floor(w / outWidth / 2));
+  if (gapH > 1) ({ img, width: w, height: h } = boxShrink(img, w, h, gapH, 'h'));
+  if (outWidth !== w || gapH > 1) {
+    const cx = coefficients(w, outWidth, kernel, width / outWidth / gapH);
+    const out = new Uint8ClampedArray(outWidth * h * 3);
+    for (let y = 0; y < h; y++) {
+      const row = y * w * 3;
+      for (let x = 0; x < outWidth; x++) {
+        const { lo, w: k } = cx[x];
+        for (let c = 0; c < 3; c++) {
+          let v = 0;
+          for (let i = 0; i < k.length; i++) v += img[row + (lo + i) * 3 + c] * k[i];
+          out[(y * outWidth + x) * 3 + c] = clamp8(v);
+        }
       }
-      const o = (y * outWidth + x) * 3;
-      out[o] = clamp8(r);
-      out[o + 1] = clamp8(g);
-      out[o + 2] = clamp8(b);
     }
+    img = out;
   }
-  return out;
+  return img;
 }
 
 /** The size the resize step produces (Hugging Face: short side = size, long side = floor(size · long / short)). */
