@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
 import { join, normalize } from 'node:path';
 import sharp from 'sharp';
 import { chromium, type Page } from 'playwright-core';
@@ -15,6 +15,7 @@ import { openClipFolder } from '../src/clip/folder.ts';
 import { TsMatmul } from '../src/nn/matmul.ts';
 import { Tagger } from '../src/tagger/tagger.ts';
 import { loadCheckpoint } from '../src/train/checkpoint.ts';
+import { buildServer } from '../src/serve/server.ts';
 import { webBundle, writeWebBundle } from '../src/web/bundle.ts';
 import { notoSvg, renderPng } from './helpers/images.ts';
 import { trainTinyHead, TINY_CLIP } from './helpers/tiny-head.ts';
@@ -61,6 +62,8 @@ const url = (s: Server) => `http://127.0.0.1:${(s.address() as AddressInfo).port
 const server = await staticServer(dir);
 const broken = await staticServer(dir, ['head.onnx']);
 const tagger = await Tagger.load({ model: TINY_CLIP, head: tiny.dir, threads: 1 });
+const app = buildServer(tagger);
+const served = await app.listen({ host: '127.0.0.1', port: 0 });
 const browser = await chromium.launch({
   executablePath: CHROMIUM,
   args: [
@@ -78,17 +81,16 @@ after(async () => {
   await tagger.dispose();
   server.close();
   broken.close();
+  await app.close();
 });
 
 async function tagInPage(page: Page, file: string, labels: string): Promise<Map<string, number>> {
-  const before = await page.$$eval('.bar', (els) => els.length);
   await page.setInputFiles('#file', file);
   await page.fill('#labels', labels);
   await page.waitForSelector('#tag:not([disabled])');
   await page.click('#tag');
   // the status line reports the run: "N labels in X ms" (the bars of an earlier run are replaced)
   await page.waitForFunction(() => /labels in \d+ ms/.test(document.getElementById('status')!.textContent ?? ''));
-  void before;
   const rows = await page.$$eval('.bar', (els) =>
     els.map((e) => [(e as HTMLElement).dataset.label!, Number((e as HTMLElement).dataset.probability)] as const),
   );
@@ -149,4 +151,32 @@ test('a model that fails to load is reported in the page, not a blank screen', a
   await page.waitForSelector('#status.error', { timeout: 30000 });
   assert.match((await page.textContent('#status'))!, /cannot load the model: head\.onnx: HTTP 404/);
   assert.equal(await page.getAttribute('#tag', 'disabled'), '');
+});
+
+test('serve answers the page at /web/, cross-origin isolated: onnxruntime-web runs threads, same probabilities', async () => {
+  const page = await browser.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(`${served}/web/`);
+  await page.waitForFunction(
+    () => (window as unknown as { clipDecoderStats?: { loadMs: number } }).clipDecoderStats?.loadMs != null,
+    null,
+    {
+      timeout: 30000,
+    },
+  );
+  const stats = await page.evaluate(
+    () => (window as unknown as { clipDecoderStats: { threads: number; isolated: boolean } }).clipDecoderStats,
+  );
+  assert.equal(stats.isolated, true);
+  assert.ok(stats.threads >= Math.min(2, os.availableParallelism()), `threads ${stats.threads}`);
+  const labels = ['pizza', 'dog', 'food'];
+  const got = await tagInPage(page, wide, labels.join(', '));
+  const want = await tagger.tag(wide, labels);
+  for (const l of want.labels)
+    assert.ok(Math.abs(got.get(l.label)! - l.probability) <= 1e-3, `${l.label}: ${got.get(l.label)} vs ${l.probability}`);
+  console.log(
+    `/web/: ${stats.threads} threads; ${JSON.stringify(await page.evaluate(() => (window as unknown as { clipDecoderStats: object }).clipDecoderStats))}`,
+  );
+  assert.deepEqual(errors, []);
 });
