@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import os, { tmpdir } from 'node:os';
 import { join, normalize } from 'node:path';
 import sharp from 'sharp';
-import { chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { openClipFolder } from '../src/clip/folder.ts';
 import { TsMatmul } from '../src/nn/matmul.ts';
 import { Tagger } from '../src/tagger/tagger.ts';
@@ -18,10 +18,8 @@ import { loadCheckpoint } from '../src/train/checkpoint.ts';
 import { buildServer } from '../src/serve/server.ts';
 import { webBundle, writeWebBundle } from '../src/web/bundle.ts';
 import { notoSvg, renderPng } from './helpers/images.ts';
+import { launchChromium } from './helpers/browser.ts';
 import { trainTinyHead, TINY_CLIP } from './helpers/tiny-head.ts';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Debian's chromium (.ci/run does) or set CHROMIUM_PATH`);
 
 const tiny = await trainTinyHead();
 const dir = mkdtempSync(join(tmpdir(), 'web-page-'));
@@ -64,18 +62,7 @@ const broken = await staticServer(dir, ['head.onnx']);
 const tagger = await Tagger.load({ model: TINY_CLIP, head: tiny.dir, threads: 1 });
 const app = buildServer(tagger);
 const served = await app.listen({ host: '127.0.0.1', port: 0 });
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-    '--disable-quic',
-  ],
-});
+const browser = await launchChromium();
 after(async () => {
   await browser.close();
   await tagger.dispose();
