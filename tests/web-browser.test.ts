@@ -59,6 +59,7 @@ const url = (s: Server) => `http://127.0.0.1:${(s.address() as AddressInfo).port
 
 const server = await staticServer(dir);
 const broken = await staticServer(dir, ['head.onnx']);
+const noScripts = await staticServer(dir, ['vendor/ort.wasm.min.mjs']);
 const tagger = await Tagger.load({ model: TINY_CLIP, head: tiny.dir, threads: 1 });
 const app = buildServer(tagger);
 const served = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -68,6 +69,7 @@ after(async () => {
   await tagger.dispose();
   server.close();
   broken.close();
+  noScripts.close();
   await app.close();
 });
 
@@ -138,6 +140,10 @@ test('a model that fails to load is reported in the page, not a blank screen', a
   await page.waitForSelector('#status.error', { timeout: 30000 });
   assert.match((await page.textContent('#status'))!, /cannot load the model: head\.onnx: HTTP 404/);
   assert.equal(await page.getAttribute('#tag', 'disabled'), '');
+  // a script the page cannot fetch: said in the page too
+  await page.goto(url(noScripts));
+  await page.waitForSelector('#status.error', { timeout: 30000 });
+  assert.match((await page.textContent('#status'))!, /cannot load the page's scripts/);
 });
 
 test('serve answers the page at /web/, cross-origin isolated: onnxruntime-web runs threads, same probabilities', async () => {

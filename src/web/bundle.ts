@@ -51,7 +51,10 @@ function pageIndex(modelId: string): string {
   return pageHtml({
     title: 'clip-decoder in the browser',
     subtitle: `Tagging runs in this page (${modelId} + CLIP-Decoder head, ONNX Runtime Web): nothing is uploaded. Click a label to see where it looked.`,
-    script: '<script type="module" src="app.js"></script>',
+    // A module graph that cannot be fetched (a missing file, or the page opened from file://) fires this.
+    script:
+      '<script type="module" src="app.js" onerror="const s = document.getElementById(\'status\'); ' +
+      "s.className = 'error'; s.textContent = 'cannot load the page\\'s scripts (app.js, lib.js or vendor/): serve the whole folder over HTTP';\"></script>",
   });
 }
 
