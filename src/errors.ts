@@ -27,6 +27,7 @@ export type ErrorCode =
   | 'DATASET_INVALID' // a dataset file fails validation
   | 'CACHE_MISMATCH' // a feature cache from another model or dataset
   | 'CACHE_CORRUPT' // a cached record's bytes differ from its index digest, or hold non-finite values
+  | 'EXPORT_UNSUPPORTED' // a head or model that export-onnx / export-web cannot express (the message says what)
   // HTTP requests (src/serve): each names the field, parameter or limit at fault.
   | 'BAD_REQUEST' // malformed multipart, a repeated parameter or field
   | 'NOT_FOUND' // no such route
@@ -65,6 +66,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   DATASET_INVALID: 500,
   CACHE_MISMATCH: 500,
   CACHE_CORRUPT: 500,
+  EXPORT_UNSUPPORTED: 500,
   BAD_REQUEST: 400,
   NOT_FOUND: 404,
   BAD_PARAMETER: 400,

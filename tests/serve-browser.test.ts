@@ -2,31 +2,17 @@
 // and the attention overlay render; saves a screenshot under tests/output/.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
-import { chromium } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
 import { Tagger } from '../src/tagger/tagger.ts';
 import { buildServer } from '../src/serve/server.ts';
+import { launchChromium } from './helpers/browser.ts';
 import { trainTinyHead, TINY_CLIP } from './helpers/tiny-head.ts';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Debian's chromium (.ci/run does) or set CHROMIUM_PATH`);
 
 const tiny = await trainTinyHead();
 const tagger = await Tagger.load({ model: TINY_CLIP, head: tiny.dir, threads: 1 });
 const app = buildServer(tagger);
 const address = await app.listen({ host: '127.0.0.1', port: 0 });
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-    '--disable-quic',
-  ],
-});
+const browser = await launchChromium();
 after(async () => {
   await browser.close();
   await app.close();

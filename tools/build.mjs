@@ -1,5 +1,5 @@
 // `npm run build`: compiles src/ to dist/ (ES modules + .d.ts) with tsconfig.build.json, failing on any type
-// error, then copies the data files the code reads next to itself at run time (the NUS-WIDE label lists).
+// error, then copies the data files the code reads next to itself at run time (the NUS-WIDE label lists, the in-browser page's scripts).
 // dist/ is removed first so a deleted source file leaves no stale module behind.
 import { spawnSync } from 'node:child_process';
 import { cpSync, rmSync } from 'node:fs';
@@ -17,3 +17,4 @@ if (r.status !== 0) {
   process.exit(r.status ?? 1);
 }
 cpSync(join(root, 'src/data/nus-wide'), join(dist, 'data/nus-wide'), { recursive: true });
+cpSync(join(root, 'src/web/assets'), join(dist, 'web/assets'), { recursive: true });

@@ -6,6 +6,7 @@ import { ClipDecoderError } from '../errors.ts';
 import { registerEmbedCommands } from './embed.ts';
 import { registerDataCommands } from './data.ts';
 import { registerEvalCommand } from './eval.ts';
+import { registerExportCommands } from './export.ts';
 import { registerTagCommand } from './tag.ts';
 import { registerServeCommand } from './serve.ts';
 import { registerTrainCommands } from './train.ts';
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerEmbedCommands(program);
   registerDataCommands(program);
   registerEvalCommand(program);
+  registerExportCommands(program);
   return program;
 }
 

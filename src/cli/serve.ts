@@ -58,7 +58,7 @@ function listenError(e: unknown, host: string, port: number): unknown {
 export function registerServeCommand(program: Command): void {
   const cmd = program
     .command('serve')
-    .description('HTTP API (POST /v1/tag, GET /healthz) and a web page at /')
+    .description('HTTP API (POST /v1/tag, GET /healthz), a web page at /, and at /web/ a page that tags in the browser')
     .option('--host <host>', 'address to bind', '127.0.0.1')
     .option('--port <port>', 'port (0: any free port)', '8080')
     .option('-m, --model <path|id>', 'CLIP model folder (default: the bundled pico-CLIP)')

@@ -26,8 +26,8 @@ export class TextTokenizer {
   private readonly tok: Tokenizer;
   readonly padId: number;
   readonly eosId: number | undefined;
-  private readonly padLeft: boolean;
-  private readonly modelMaxLength: number;
+  readonly padLeft: boolean;
+  readonly modelMaxLength: number;
 
   constructor(json: unknown, config: Record<string, unknown>, file: string) {
     try {

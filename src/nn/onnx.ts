@@ -1,5 +1,6 @@
 // A minimal ONNX ModelProto writer: just enough protobuf to build the one-op graphs the matmul backend runs
-// (MatMul, Gemm, FusedMatMul) in memory, without a protobuf dependency. Field numbers are those of onnx.proto3.
+// (MatMul, Gemm, FusedMatMul) in memory, and the exported head (src/head/export-onnx.ts: initializers and
+// metadata), without a protobuf dependency. Field numbers are those of onnx.proto3.
 
 /** Growable byte buffer with protobuf primitives. */
 class PbWriter {
@@ -86,11 +87,23 @@ export interface NodeSpec {
   attrs?: Record<string, AttrValue>;
 }
 
+/** A constant tensor stored in the graph (weights, shapes). */
+export interface TensorSpec {
+  name: string;
+  dims: number[];
+  data: Float32Array | BigInt64Array;
+}
+
 export interface GraphSpec {
   name: string;
   inputs: ValueInfo[];
   outputs: ValueInfo[];
   nodes: NodeSpec[];
+  initializers?: TensorSpec[];
+  /** ModelProto.doc_string. */
+  doc?: string;
+  /** ModelProto.metadata_props (what onnxruntime's session.metadata.customMetadataMap reads back). */
+  metadata?: Record<string, string>;
 }
 
 // AttributeProto.AttributeType
@@ -117,6 +130,18 @@ function writeValueInfo(w: PbWriter, v: ValueInfo): void {
       });
     });
   });
+}
+
+// TensorProto.DataType
+const FLOAT = 1;
+const INT64 = 7;
+
+function writeTensor(w: PbWriter, t: TensorSpec): void {
+  for (const d of t.dims) w.int(1, d); // dims
+  w.int(2, t.data instanceof Float32Array ? FLOAT : INT64); // data_type
+  w.string(8, t.name); // name
+  // raw_data is little-endian, as typed arrays are on every platform Node and browsers run on
+  w.bytes(9, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
 }
 
 function writeNode(w: PbWriter, n: NodeSpec, index: number): void {
@@ -150,9 +175,11 @@ export function encodeModel(g: GraphSpec): Uint8Array {
   const w = new PbWriter();
   w.int(1, 8); // ir_version
   w.string(2, 'clip-decoder'); // producer_name
+  if (g.doc) w.string(6, g.doc); // doc_string
   w.message(7, (gw) => {
     g.nodes.forEach((n, i) => gw.message(1, (nw) => writeNode(nw, n, i)));
     gw.string(2, g.name);
+    for (const t of g.initializers ?? []) gw.message(5, (tw) => writeTensor(tw, t));
     for (const v of g.inputs) gw.message(11, (vw) => writeValueInfo(vw, v));
     for (const v of g.outputs) gw.message(12, (vw) => writeValueInfo(vw, v));
   });
@@ -164,6 +191,12 @@ export function encodeModel(g: GraphSpec): Uint8Array {
     w.message(8, (o) => {
       o.string(1, 'com.microsoft');
       o.int(2, 1);
+    });
+  }
+  for (const [key, value] of Object.entries(g.metadata ?? {})) {
+    w.message(14, (m) => {
+      m.string(1, key);
+      m.string(2, value);
     });
   }
   return w.finish();

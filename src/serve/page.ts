@@ -1,13 +1,10 @@
 // The web page served at /: pick or drop an image, type labels, see a bar per label and the attention overlay
-// of the selected label. Plain HTML + JS, no build step, no external resources.
-export const PAGE_HTML = `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>clip-decoder</title>
-<style>
-  :root { font-family: system-ui, sans-serif; color: #1d1d28; background: #f6f6f9; }
+// of the selected label. Plain HTML + JS, no build step, no external resources. Its style, markup and view
+// (bars, overlay, status) are shared with the in-browser page of src/web/ (export-web, served at /web/), which
+// passes its own tagging function; this one posts to /v1/tag.
+
+/** The page's style sheet. */
+export const PAGE_STYLE = `  :root { font-family: system-ui, sans-serif; color: #1d1d28; background: #f6f6f9; }
   body { max-width: 980px; margin: 24px auto; padding: 0 16px; }
   h1 { font-size: 1.4rem; margin: 0 0 4px; }
   p.sub { margin: 0 0 16px; color: #555; }
@@ -31,11 +28,12 @@ export const PAGE_HTML = `<!doctype html>
   .bar .track { display: block; height: 14px; background: #e4e4ec; border-radius: 7px; overflow: hidden; }
   .bar .fill { display: block; height: 100%; background: linear-gradient(90deg, #7e03a8, #f89540); }
   .bar .pct { text-align: right; font-variant-numeric: tabular-nums; }
-</style>
-</head>
-<body>
-<h1>clip-decoder</h1>
-<p class="sub">Open-vocabulary multi-label tagging: an independent probability for every label you type. Click a label to see where it looked.</p>
+`;
+
+/** The page's markup (drop zone, labels field, Tag button, status line, bars). */
+export function pageBody(subtitle: string): string {
+  return `<h1>clip-decoder</h1>
+<p class="sub">${subtitle}</p>
 <div class="row">
   <div>
     <div id="drop" title="drop an image here or click to pick one">
@@ -52,19 +50,29 @@ export const PAGE_HTML = `<!doctype html>
     <div id="bars"></div>
   </div>
 </div>
-<script>
-(() => {
+`;
+}
+
+/**
+ * A classic script defining `clipDecoderPage({tag, cannotShow})`: wires the drop zone, the labels field and the
+ * button to `tag(file, labelsText)`, which resolves to `{labels: [{label, probability, attention?}], grid, ms}`
+ * (the /v1/tag answer) or throws an Error whose message the status line shows. It returns `{setStatus,
+ * setReady}`: the button is enabled once an image is chosen and the page is ready.
+ */
+export const PAGE_VIEW_SCRIPT = `
+window.clipDecoderPage = (opts) => {
   const drop = document.getElementById('drop'), fileInput = document.getElementById('file');
   const view = document.getElementById('view'), hint = document.getElementById('hint');
   const labelsInput = document.getElementById('labels'), tagButton = document.getElementById('tag');
   const statusEl = document.getElementById('status'), bars = document.getElementById('bars');
-  let file = null, img = null, result = null, selected = null;
+  let file = null, img = null, result = null, selected = null, ready = opts.ready !== false, busy = false;
   const STOPS = [[13, 8, 135], [126, 3, 168], [204, 71, 120], [248, 149, 64], [240, 249, 33]];
   function colour(v) {
     const x = Math.min(1, Math.max(0, v)) * (STOPS.length - 1), i = Math.min(STOPS.length - 2, Math.floor(x)), f = x - i;
     return STOPS[i].map((a, k) => Math.round(a + (STOPS[i + 1][k] - a) * f));
   }
   function setStatus(text, isError) { statusEl.textContent = text; statusEl.className = isError ? 'error' : ''; }
+  function updateButton() { tagButton.disabled = !(file && ready) || busy; }
   function draw() {
     if (!img) return;
     const ctx = view.getContext('2d'), S = view.width;
@@ -93,8 +101,8 @@ export const PAGE_HTML = `<!doctype html>
     if (!f) return;
     file = f; result = null; selected = null; bars.innerHTML = '';
     img = new Image();
-    img.onload = () => { hint.hidden = true; view.hidden = false; draw(); tagButton.disabled = false; setStatus(''); };
-    img.onerror = () => setStatus('this browser cannot show that file; the server may still read it', false) || (tagButton.disabled = false);
+    img.onload = () => { hint.hidden = true; view.hidden = false; draw(); updateButton(); setStatus(''); };
+    img.onerror = () => { setStatus(opts.cannotShow, false); updateButton(); };
     img.src = URL.createObjectURL(f);
   }
   function renderBars() {
@@ -103,6 +111,7 @@ export const PAGE_HTML = `<!doctype html>
       const row = document.createElement('div');
       row.className = 'bar' + (l.label === selected ? ' selected' : '');
       row.dataset.label = l.label;
+      row.dataset.probability = String(l.probability);
       const pct = (100 * l.probability).toFixed(1);
       row.innerHTML = '<span class="name"></span><span class="track"><span class="fill"></span></span><span class="pct"></span>';
       row.querySelector('.name').textContent = l.label;
@@ -113,23 +122,17 @@ export const PAGE_HTML = `<!doctype html>
     }
   }
   async function tag() {
-    if (!file) return;
-    tagButton.disabled = true; setStatus('tagging…');
-    const form = new FormData();
-    form.append('labels', labelsInput.value);
-    form.append('attention', '1');
-    form.append('image', file);
+    if (!file || !ready || busy) return;
+    busy = true; updateButton(); setStatus('tagging…');
     try {
-      const res = await fetch('/v1/tag', { method: 'POST', body: form });
-      const body = await res.json();
-      if (!res.ok) throw new Error(body.error ? body.error.message : res.statusText);
+      const body = await opts.tag(file, labelsInput.value);
       result = body; selected = body.labels.length ? body.labels[0].label : null;
       renderBars(); draw();
       setStatus(body.labels.length + ' labels in ' + body.ms + ' ms');
     } catch (e) {
-      setStatus(String(e.message || e), true);
+      setStatus(String((e && e.message) || e), true);
     } finally {
-      tagButton.disabled = false;
+      busy = false; updateButton();
     }
   }
   drop.addEventListener('click', () => fileInput.click());
@@ -139,8 +142,47 @@ export const PAGE_HTML = `<!doctype html>
   drop.addEventListener('drop', (e) => { e.preventDefault(); drop.classList.remove('over'); load(e.dataTransfer.files[0]); });
   tagButton.addEventListener('click', tag);
   labelsInput.addEventListener('keydown', (e) => { if (e.key === 'Enter') tag(); });
-})();
-</script>
+  return { setStatus, setReady(v) { ready = v; updateButton(); } };
+};
+`;
+
+/** A whole page: the shared style, markup and view, then the page's own script. */
+export function pageHtml(o: { title: string; subtitle: string; head?: string; script: string }): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${o.title}</title>
+<style>
+${PAGE_STYLE}</style>
+${o.head ?? ''}</head>
+<body>
+${pageBody(o.subtitle)}<script>
+${PAGE_VIEW_SCRIPT}</script>
+${o.script}
 </body>
 </html>
 `;
+}
+
+export const PAGE_HTML = pageHtml({
+  title: 'clip-decoder',
+  subtitle:
+    'Open-vocabulary multi-label tagging: an independent probability for every label you type. Click a label to see where it looked.',
+  script: `<script>
+clipDecoderPage({
+  cannotShow: 'this browser cannot show that file; the server may still read it',
+  async tag(file, labels) {
+    const form = new FormData();
+    form.append('labels', labels);
+    form.append('attention', '1');
+    form.append('image', file);
+    const res = await fetch('/v1/tag', { method: 'POST', body: form });
+    const body = await res.json();
+    if (!res.ok) throw new Error(body.error ? body.error.message : res.statusText);
+    return body;
+  },
+});
+</script>`,
+});

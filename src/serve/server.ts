@@ -1,5 +1,6 @@
 // The HTTP service: POST /v1/tag (multipart `image` + `labels`, or raw image bytes with ?labels=), GET /healthz,
-// and the web page at /. It calls the same Tagger as the CLI and holds no tagging logic of its own. It never
+// the web page at /, and at /web/ the static in-browser tagger (src/web/bundle.ts: the same files export-web
+// writes, cross-origin isolated so that onnxruntime-web may use threads). It calls the same Tagger as the CLI and holds no tagging logic of its own. It never
 // fetches URLs. Every limit is in limits.ts; every error is a ClipDecoderError answered with HTTP_STATUS.
 //
 // A request to /v1/tag goes: admitted (its declared body size reserved from the body budget before a byte is
@@ -7,6 +8,7 @@
 // killable child → tagged; answered 503 TIMEOUT if its --deadline passes first.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
+import { readFile } from 'node:fs/promises';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { ClipDecoderError, HTTP_STATUS } from '../errors.ts';
@@ -18,6 +20,7 @@ import { parseDecimal, type NumberKind } from '../numbers.ts';
 import { MAX_FIELDS, SMALL_FIELD_BYTES, labelsFieldBytes, resolveLimits, type ServeLimits } from './limits.ts';
 import { PAGE_HTML } from './page.ts';
 import { rasteriseSvg } from './svg.ts';
+import { webBundle, type WebFile } from '../web/bundle.ts';
 
 export interface ServerOptions extends Partial<ServeLimits> {
   /** Fastify's logger (default off). */
@@ -208,7 +211,10 @@ export function buildServer(tagger: Tagger, options: ServerOptions = {}): Fastif
     return reply.status(status).send({ error: { code: e.code, message: e.message } });
   });
   app.setNotFoundHandler((req) => {
-    throw new ClipDecoderError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}: POST /v1/tag, GET /healthz, GET /`);
+    throw new ClipDecoderError(
+      'NOT_FOUND',
+      `no route ${req.method} ${req.url.split('?')[0]}: POST /v1/tag, GET /healthz, GET /, GET /web/`,
+    );
   });
 
   // Admission runs before the body is read, so a refused request costs no memory.
@@ -265,6 +271,21 @@ export function buildServer(tagger: Tagger, options: ServerOptions = {}): Fastif
   }));
 
   app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(PAGE_HTML));
+
+  // The in-browser page: its file list (the head's ONNX included) is built on the first request.
+  let webFiles: Map<string, WebFile> | undefined;
+  app.get('/web', async (_req, reply) => reply.redirect('/web/'));
+  app.get('/web/*', async (req, reply) => {
+    if (!tagger.head)
+      throw new ClipDecoderError('NOT_FOUND', 'the in-browser page runs a head: this server was started with --head none', '--head');
+    webFiles ??= new Map(webBundle({ folder: tagger.model.folder, head: tagger.head, meta: tagger.meta }).map((f) => [f.path, f]));
+    const path = (req.params as { '*': string })['*'] || 'index.html';
+    const f = webFiles.get(path);
+    if (!f) throw new ClipDecoderError('NOT_FOUND', `no file /web/${path} in the in-browser page`);
+    // Cross-origin isolation gives the page SharedArrayBuffer, which onnxruntime-web's threads need.
+    reply.header('Cross-Origin-Opener-Policy', 'same-origin').header('Cross-Origin-Embedder-Policy', 'require-corp');
+    return reply.type(f.type).send(f.file ? await readFile(f.file) : f.data);
+  });
 
   app.post('/v1/tag', async (req: FastifyRequest, reply: FastifyReply) => {
     const admission = admissions.get(req)!;
