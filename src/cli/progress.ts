@@ -98,3 +98,16 @@ export function startStepProgress(label: string, stream: NodeJS.WriteStream = pr
     },
   };
 }
+
+/** A bar whose total is known only at the first update (a library run learns it after skipping what is done). */
+export function startLazyProgress(label: string, stream: NodeJS.WriteStream = process.stderr): Progress {
+  let bar: Progress | undefined;
+  return {
+    update(done, total) {
+      bar ??= startProgress(label, total ?? done, stream);
+      bar.update(done, total);
+    },
+    write: (s, text) => (bar ? bar.write(s, text) : void s.write(text)),
+    stop: () => bar?.stop(),
+  };
+}
