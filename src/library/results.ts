@@ -38,6 +38,7 @@ export interface OpenResultsOptions {
 }
 
 const FSYNC_INTERVAL_MS = 1000;
+const NAMES = { model: 'model', head: 'head', labelSet: 'label set' } as const;
 
 function digest(body: string): string {
   return createHash('sha256').update(body).digest('hex');
@@ -138,10 +139,10 @@ export class ResultsFile {
       }
       const differs = (['model', 'head', 'labelSet'] as const).filter((k) => p.rec[k] !== this.identity[k]);
       if (differs.length > 0) {
-        const what = differs.map((k) => `${k} ${p.rec[k]} (this run: ${this.identity[k]})`).join(', ');
+        const what = differs.map((k) => `${NAMES[k]} ${p.rec[k]} (this run: ${this.identity[k]})`).join(', ');
         throw new ClipDecoderError(
           'RESULTS_MISMATCH',
-          `--out ${this.path}: holds results of another ${differs.join(' and ')}: ${what}; name a new --out file, or pass --force to start this one anew`,
+          `--out ${this.path}: holds results of another ${differs.map((k) => NAMES[k]).join(' and ')}: ${what}; name a new --out file, or pass --force to start this one anew`,
           this.path,
         );
       }
