@@ -220,7 +220,15 @@ export class XmpSidecars {
 }
 
 function unwritable(sidecar: string, e: unknown, what: string): ClipDecoderError {
-  if (e instanceof ClipDecoderError) return new ClipDecoderError('OUTPUT_UNWRITABLE', `${e.message}: skipped`, sidecar, { cause: e });
+  if (e instanceof ClipDecoderError)
+    return new ClipDecoderError(
+      'OUTPUT_UNWRITABLE',
+      `${e.message.replace(/: only regular files are read$/, '')}: no sidecar can be written there: skipped`,
+      sidecar,
+      {
+        cause: e,
+      },
+    );
   const code = (e as NodeJS.ErrnoException).code;
   const why = code === 'EISDIR' ? 'EISDIR: a folder is in the way' : (code ?? String(e));
   return new ClipDecoderError('OUTPUT_UNWRITABLE', `${sidecar}: ${what} (${why}): skipped`, sidecar, { cause: e });
