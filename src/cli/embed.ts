@@ -1,6 +1,7 @@
 // `embed-text` and `embed-image`: the CLIP encoder layer from the command line, to stdout; `embed --out EMB/`:
 // a library's image embeddings as .npy shards for other tools (src/library/embed-library.ts), resumable.
 import type { Command } from 'commander';
+import { ClipDecoderError } from '../errors.ts';
 import { expandImageInputs } from '../util/images.ts';
 import { modelOrDefault, numberFlag, positiveIntFlag, reportInputs } from './options.ts';
 import { startLazyProgress, startProgress } from './progress.ts';
@@ -89,7 +90,7 @@ export function registerEmbedCommands(program: Command): void {
     .command('embed')
     .description("image embeddings of a library into .npy shards + JSONL metadata (clip-retrieval's layout), resumable")
     .argument('<paths...>', 'image files or folders (walked recursively)')
-    .requiredOption('-o, --out <dir>', 'output folder: img_emb/img_emb_0.npy, metadata/metadata_0.jsonl, ...')
+    .option('-o, --out <dir>', 'output folder (required): img_emb/img_emb_0.npy, metadata/metadata_0.jsonl, ...')
     .option('-m, --model <path|id>', 'CLIP model folder (default: the bundled model)')
     .option('--tokens', 'also write the patch tokens [T, C] (patch_tokens/patch_tokens_0.npy)')
     .option('--keep-cls', 'keep the CLS token among the patch tokens')
@@ -111,6 +112,9 @@ export function registerEmbedCommands(program: Command): void {
           batchSize: string;
         },
       ) => {
+        if (opts.out === undefined)
+          throw new ClipDecoderError('INPUT_INVALID', 'embed needs --out <dir> (to print embeddings instead, use embed-image)', '--out');
+        const out = opts.out;
         const batchSize = positiveIntFlag(opts.batchSize, '--batch-size');
         const shardSize = numberFlag(opts.shardSize, '--shard-size', 'positive-integer');
         const inputs = expandImageInputs(paths);
@@ -120,7 +124,7 @@ export function registerEmbedCommands(program: Command): void {
         const progress = startLazyProgress('embedding');
         try {
           const s = await embedLibrary(model, inputs.files, {
-            out: opts.out,
+            out,
             tokens: opts.tokens,
             normalize: opts.normalize,
             shardSize,
@@ -131,7 +135,7 @@ export function registerEmbedCommands(program: Command): void {
           progress.stop();
           for (const f of s.failures) process.stderr.write(`clip-decoder: ${f.message}\n`);
           const failed = s.failed + inputs.missing.length;
-          process.stderr.write(`clip-decoder: ${s.done} embedded, ${s.skipped} skipped (already in ${opts.out}), ${failed} failed\n`);
+          process.stderr.write(`clip-decoder: ${s.done} embedded, ${s.skipped} skipped (already in ${out}), ${failed} failed\n`);
           if (failed > 0) process.exitCode = 1;
         } finally {
           progress.stop();
