@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -178,6 +178,31 @@ test('kill -9 during a run leaves only whole records; the rerun finishes the res
   const recs = records(out);
   assert.equal(recs.length, total);
   assert.equal(new Set(recs.map((x) => x.path)).size, total);
+});
+
+const hasScript = spawnSync('script', ['--version'], { encoding: 'utf8' }).status === 0;
+
+test('on a terminal: a progress bar with rate and ETA over the images to tag, then the summary line', {
+  skip: !hasScript && 'needs script(1) from util-linux',
+}, async () => {
+  const { dir } = await makeLibrary(4);
+  for (let i = 0; i < 36; i++)
+    await sharp({ create: { width: 24, height: 24, channels: 3, background: { r: 9 * i, g: 90, b: 30 } } })
+      .png()
+      .toFile(join(dir, 'more', `t-${i}.png`));
+  const out = join(dir, 'results.jsonl');
+  // Half of them done already: the bar counts the 20 left.
+  const first = [...readdirSync(join(dir, 'more'))]
+    .sort()
+    .slice(0, 20)
+    .map((f) => join(dir, 'more', f));
+  assert.equal(cli('tag', ...first, '--labels', LABELS, '--out', out).code, 0);
+  const q = (a: string) => `'${a.replace(/'/g, "'\\''")}'`;
+  const cmd = [process.execPath, 'bin/clip-decoder.js', 'tag', dir, '--labels', LABELS, '--out', out, '--batch-size', '2'].map(q).join(' ');
+  const r = spawnSync('script', ['-qec', `stty cols 160 rows 40; ${cmd}`, '/dev/null'], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /tagging \[[^\]]*\] \d+\/20 \d+% \| [\d.]+\/s \| ETA /, r.stdout);
+  assert.match(r.stdout, /clip-decoder: 20 tagged, 20 skipped \(already in .*results\.jsonl\), 0 failed/);
 });
 
 test('bad input: --xmp, --force, --dry-run need --out; --out with --format is refused; an unreadable image is named, exit 1', async () => {

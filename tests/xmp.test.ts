@@ -67,7 +67,12 @@ test('keywords above the threshold into sidecars of JPEG, PNG and WebP; other to
   const png = await image(join(dir, 'blue.png'), [20, 20, 220]);
   const webp = await image(join(dir, 'green\nline.webp'), [20, 200, 20]);
   // digiKam (say) already wrote a sidecar for the JPEG: a title, a rating, and keywords, one of which is a label.
-  exiftoolWrite(`${jpg}.xmp`, { 'XMP-dc:Subject': ['family', 'red'], 'XMP-dc:Title': 'The barn', 'XMP-xmp:Rating': 4 });
+  exiftoolWrite(`${jpg}.xmp`, {
+    'XMP-dc:Subject': ['family', 'red'],
+    'XMP-lr:HierarchicalSubject': ['People|Family'],
+    'XMP-dc:Title': 'The barn',
+    'XMP-xmp:Rating': 4,
+  });
   const originals = [jpg, png, webp].map(sha);
   const out = join(dir, 'results.jsonl');
   const r = cli('tag', dir, '--labels', 'red,green,blue,dog', '--out', out, '--xmp', '--threshold', '0.5');
@@ -105,6 +110,7 @@ test('keywords above the threshold into sidecars of JPEG, PNG and WebP; other to
   const jt2 = exiftoolRead(`${jpg}.xmp`);
   assert.deepEqual(jt2['XMP-dc:Subject'], ['family', 'red', ...ours2]);
   assert.deepEqual(jt2['XMP-clipdecoder:Keywords'], ours2);
+  assert.deepEqual(jt2['XMP-lr:HierarchicalSubject'], ['People|Family', ...ours2], 'our "red" replaced there, the other kept');
   assert.equal(jt2['XMP-dc:Title'], 'The barn');
   assert.equal(jt2['XMP-xmp:Rating'], 4);
 

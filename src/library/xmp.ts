@@ -1,7 +1,9 @@
-// XMP sidecars: labels above the threshold become dc:subject keywords, read by PhotoPrism, Immich, digiKam,
-// darktable and Lightroom; the probabilities and which keywords are ours go into our own namespace:
+// XMP sidecars: labels above the threshold become dc:subject keywords (PhotoPrism, digiKam, darktable,
+// Lightroom) and lr:hierarchicalSubject entries (one level: what Immich and Lightroom read as tags); the
+// probabilities and which keywords are ours go into our own namespace:
 //
 //   clipdecoder:Keywords  bag of the dc:subject keywords this tool added (so a rerun replaces exactly those)
+//   clipdecoder:HierarchicalKeywords  the same for lr:hierarchicalSubject
 //   clipdecoder:Scores    bag of {Label, Probability} of those keywords
 //   clipdecoder:Model, Head, LabelSet, Threshold   what made them
 //
@@ -34,6 +36,7 @@ const EXIFTOOL_CONFIG = `%Image::ExifTool::UserDefined = (
   NAMESPACE => { 'clipdecoder' => '${XMP_NAMESPACE_URI}' },
   WRITABLE => 'string',
   Keywords => { List => 'Bag' },
+  HierarchicalKeywords => { List => 'Bag' },
   Model => {},
   Head => {},
   LabelSet => {},
@@ -72,6 +75,8 @@ export interface SidecarChange {
   kept: string[];
   /** dc:subject after the change. */
   subject: string[];
+  /** lr:hierarchicalSubject after the change. */
+  hierarchical: string[];
 }
 
 /**
@@ -153,7 +158,9 @@ export class XmpSidecars {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw unwritable(sidecar, e, 'cannot read the existing sidecar');
       }
       let subject: string[] = [];
+      let hierarchical: string[] = [];
       let ours: string[] = [];
+      let oursLr: string[] = [];
       if (existing) {
         writeFileSync(tmp, existing);
         const { tags, problems } = await this.read(tmp);
@@ -162,10 +169,15 @@ export class XmpSidecars {
           throw new ClipDecoderError('SIDECAR_INVALID', `${sidecar}: not valid XMP (${why}): left untouched`, sidecar);
         }
         subject = list(tags['XMP-dc:Subject']);
+        hierarchical = list(tags['XMP-lr:HierarchicalSubject']);
         ours = list(tags['XMP-clipdecoder:Keywords']);
+        oursLr = list(tags['XMP-clipdecoder:HierarchicalKeywords']);
       }
       const labels = content.labels.map((l) => l.label);
       const merged = mergeKeywords(subject, ours, labels);
+      // The same keywords in lr:hierarchicalSubject, with ours recorded apart: another tool may have set a
+      // keyword in one list and not the other.
+      const lr = mergeKeywords(hierarchical, oursLr, labels);
       const change: SidecarChange = {
         sidecar,
         created: !existing,
@@ -173,14 +185,17 @@ export class XmpSidecars {
         removed: merged.removed,
         kept: merged.kept,
         subject: merged.subject,
+        hierarchical: lr.subject,
       };
       if (options.dryRun) return change;
-      const ourSet = new Set(merged.ours);
+      const ourSet = new Set([...merged.ours, ...lr.ours]);
       const tagsFile = join(this.work, `t${this.n++}.json`);
       const tags = {
         SourceFile: '*',
         'XMP-dc:Subject': merged.subject,
+        'XMP-lr:HierarchicalSubject': lr.subject,
         'XMP-clipdecoder:Keywords': merged.ours,
+        'XMP-clipdecoder:HierarchicalKeywords': lr.ours,
         'XMP-clipdecoder:Scores': content.labels
           .filter((l) => ourSet.has(l.label))
           .map((l) => ({ Label: l.label, Probability: Number(l.probability.toFixed(4)) })),
