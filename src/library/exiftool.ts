@@ -27,6 +27,7 @@ export class ExifToolProcess {
     child.stderr.setEncoding('utf8').on('data', (s: string) => ((this.stderr += s), this.wake?.()));
     const gone = (e: Error) => ((this.exited = e), this.wake?.());
     child.on('error', gone);
+    child.stdin.on('error', gone); // EPIPE once exiftool is gone: reported by the next run()
     child.on('exit', (code, signal) => gone(new Error(`exiftool exited (${signal ?? `code ${code}`})`)));
   }
 
@@ -60,7 +61,11 @@ export class ExifToolProcess {
         return out;
       }
       if (this.exited)
-        throw new ClipDecoderError('INPUT_INVALID', `exiftool (perl) is not running: ${this.exited.message}; Perl must be installed`);
+        throw new ClipDecoderError(
+          'INPUT_INVALID',
+          `--xmp: exiftool is not running (${this.exited.message}); it needs Perl (Debian: apt-get install perl)`,
+          '--xmp',
+        );
       await new Promise<void>((resolve) => (this.wake = resolve));
     }
   }

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { ClipDecoderError } from '../errors.ts';
 import { readRegularFile, writeFileAtomic } from '../util/fs.ts';
-import { ExifToolProcess } from './exiftool.ts';
+import type { ExifToolProcess } from './exiftool.ts';
 
 /** "append": photo.jpg.xmp (darktable, digiKam, PhotoPrism's default); "replace": photo.xmp (Adobe). */
 export type SidecarNaming = 'append' | 'replace';
@@ -113,10 +113,22 @@ export class XmpSidecars {
 
   /** Starts one exiftool process; call end() (in a finally) to stop it. */
   static async start(): Promise<XmpSidecars> {
+    // Loaded here: the command line names this module for its flags, and --help should not pay for a spawner.
+    const { ExifToolProcess } = await import('./exiftool.ts');
     const work = mkdtempSync(join(tmpdir(), 'clip-decoder-xmp-'));
     const config = join(work, 'clipdecoder.config');
-    writeFileSync(config, EXIFTOOL_CONFIG);
-    return new XmpSidecars(ExifToolProcess.start(config), work);
+    try {
+      writeFileSync(config, EXIFTOOL_CONFIG);
+      const exiftool = ExifToolProcess.start(config);
+      await exiftool.run(['-ver']).catch(async (e) => {
+        await exiftool.end();
+        throw e;
+      }); // fails once, here, if Perl or exiftool is missing
+      return new XmpSidecars(exiftool, work);
+    } catch (e) {
+      rmSync(work, { recursive: true, force: true });
+      throw e;
+    }
   }
 
   /** exiftool's JSON of a file in the work folder, with its errors and warnings. */
