@@ -149,20 +149,28 @@ test('--xmp-naming replace writes photo.xmp (Adobe); two images for one sidecar:
   );
 });
 
-test('an unwritable sidecar and one that is not XMP are named and skipped (left untouched), the rest goes on, exit 1', async () => {
+test('an unwritable sidecar, one that is not XMP and one cut short are named and skipped (left untouched), the rest goes on, exit 1', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'xmp-bad-'));
   const a = await image(join(dir, 'a.png'), [220, 20, 20]);
   const b = await image(join(dir, 'b.png'), [20, 20, 220]);
   const c = await image(join(dir, 'c.png'), [20, 200, 20]);
+  const d = await image(join(dir, 'd.png'), [200, 200, 20]);
   mkdirSync(`${a}.xmp`); // a folder in the way
   writeFileSync(`${b}.xmp`, 'these are my notes, not XMP\n');
+  // A sidecar cut short (a tool crashed while writing it): XMP that does not close.
+  exiftoolWrite(`${d}.xmp`, { 'XMP-dc:Title': 'half' });
+  const whole = readFileSync(`${d}.xmp`, 'utf8');
+  const cut = whole.slice(0, whole.indexOf('</rdf:RDF>'));
+  writeFileSync(`${d}.xmp`, cut);
   const out = join(dir, 'r.jsonl');
   const r = cli('tag', dir, '--labels', 'red,blue,green', '--out', out, '--xmp', '--threshold', '0');
   assert.equal(r.code, 1);
   assert.ok(r.stderr.includes(`${a}.xmp: `) && /a\.png\.xmp: .*skipped/.test(r.stderr), r.stderr);
   assert.ok(r.stderr.includes(`${b}.xmp: not valid XMP`) && /left untouched/.test(r.stderr), r.stderr);
-  assert.match(r.stderr, /1 tagged, 0 skipped .*, 2 failed/);
+  assert.ok(r.stderr.includes(`${d}.xmp: not valid XMP (XMP format error`), r.stderr);
+  assert.match(r.stderr, /1 tagged, 0 skipped .*, 3 failed/);
   assert.equal(readFileSync(`${b}.xmp`, 'utf8'), 'these are my notes, not XMP\n');
+  assert.equal(readFileSync(`${d}.xmp`, 'utf8'), cut);
   assert.deepEqual((exiftoolRead(`${c}.xmp`)['XMP-dc:Subject'] as string[]).sort(), ['blue', 'green', 'red']);
   // Their records were not written, so the next run tries them again.
   assert.deepEqual(
@@ -170,7 +178,7 @@ test('an unwritable sidecar and one that is not XMP are named and skipped (left 
     [c],
   );
   const again = cli('tag', dir, '--labels', 'red,blue,green', '--out', out, '--xmp', '--threshold', '0');
-  assert.match(again.stderr, /0 tagged, 1 skipped .*, 2 failed/);
+  assert.match(again.stderr, /0 tagged, 1 skipped .*, 3 failed/);
 });
 
 after(() => {

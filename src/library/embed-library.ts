@@ -204,7 +204,12 @@ export async function embedLibrary(model: ClipModel, files: readonly string[], o
         shard.close();
         shard = new Shard(out, shard.k + 1, meta, done);
       }
-      shard.append(pending.splice(0, meta.shardSize - shard.rows));
+      try {
+        shard.append(pending.splice(0, meta.shardSize - shard.rows));
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code ?? e;
+        throw new ClipDecoderError('OUTPUT_UNWRITABLE', `--out ${out}: cannot write shard ${shard.k} (${code})`, out, { cause: e });
+      }
     }
   };
   const batchSize = options.batchSize ?? 16;

@@ -174,16 +174,28 @@ export class ResultsFile {
   append(rec: Omit<ResultRecord, keyof ResultIdentity>): void {
     if (this.fd === undefined) throw new Error(`${this.path}: opened read-only`);
     const buf = Buffer.from(recordLine({ ...rec, ...this.identity }));
-    let off = 0;
-    while (off < buf.length) off += writeSync(this.fd, buf, off);
-    this.done.set(rec.path, { size: rec.size, mtimeNs: rec.mtimeNs });
-    this.dirty = true;
-    const now = Date.now();
-    if (now - this.lastSync >= FSYNC_INTERVAL_MS) {
-      fsyncSync(this.fd);
-      this.lastSync = now;
-      this.dirty = false;
+    try {
+      let off = 0;
+      while (off < buf.length) off += writeSync(this.fd, buf, off);
+      this.dirty = true;
+      const now = Date.now();
+      if (now - this.lastSync >= FSYNC_INTERVAL_MS) {
+        fsyncSync(this.fd);
+        this.lastSync = now;
+        this.dirty = false;
+      }
+    } catch (e) {
+      // A full disk, say: the run stops; what was appended before stays, a torn line is cut off next time.
+      throw new ClipDecoderError(
+        'OUTPUT_UNWRITABLE',
+        `--out ${this.path}: cannot append a record (${(e as NodeJS.ErrnoException).code ?? e})`,
+        this.path,
+        {
+          cause: e,
+        },
+      );
     }
+    this.done.set(rec.path, { size: rec.size, mtimeNs: rec.mtimeNs });
   }
 
   close(): void {

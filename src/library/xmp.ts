@@ -140,8 +140,13 @@ export class XmpSidecars {
     } catch {
       // no JSON: exiftool said why on stderr
     }
-    const problems = [...list(tags['ExifTool:Error']), ...list(tags['ExifTool:Warning'])];
-    for (const line of stderr.split('\n')) if (/^(Error|Warning):/.test(line)) problems.push(line.replace(/^(Error|Warning): /, ''));
+    // Errors, and the warnings that say the XMP itself is broken (not minor ones about a tag's value).
+    const broken = (w: string) => /format error|not a valid|invalid xmp|no closing tag/i.test(w);
+    const problems = [...list(tags['ExifTool:Error']), ...list(tags['ExifTool:Warning']).filter(broken)];
+    for (const line of stderr.split('\n')) {
+      if (line.startsWith('Error: ') || (line.startsWith('Warning: ') && broken(line)))
+        problems.push(line.replace(/^(Error|Warning): /, ''));
+    }
     return { tags, problems: problems.map((p) => p.replace(/ - \S*$/, '')) };
   }
 
