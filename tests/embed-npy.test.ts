@@ -161,7 +161,7 @@ test('kill -9 mid-run: every shard stays readable by numpy, and the rerun comple
       return 0;
     }
   };
-  for (let i = 0; i < 600 && rows() < 60; i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 1500 && rows() < 60; i++) await new Promise((r) => setTimeout(r, 20));
   child.kill('SIGKILL');
   await new Promise((r) => child.once('exit', r));
   const partial = numpyShards(emb);

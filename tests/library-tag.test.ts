@@ -159,7 +159,7 @@ test('kill -9 during a run leaves only whole records; the rerun finishes the res
   });
   // Killed once some records are in, before all are.
   let n = 0;
-  for (let i = 0; i < 400 && n < 20; i++) {
+  for (let i = 0; i < 1200 && n < 20; i++) {
     await new Promise((r) => setTimeout(r, 25));
     try {
       n = readFileSync(out, 'utf8').split('\n').length - 1;
