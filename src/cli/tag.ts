@@ -104,7 +104,7 @@ export function registerTagCommand(program: Command): void {
         );
       }
       if (!SIDECAR_NAMINGS.includes(flags.xmpNaming as SidecarNaming))
-        throw new ClipDecoderError('INPUT_INVALID', `--xmp-naming must be append or replace, got "${flags.xmpNaming}"`, '--xmp-naming');
+        throw new ClipDecoderError('BAD_PARAMETER', `--xmp-naming must be append or replace, got "${flags.xmpNaming}"`, '--xmp-naming');
       if (flags.explain !== undefined) prepareExplainDir(flags.explain);
 
       const expanded = expandImageInputs(paths);
