@@ -28,6 +28,8 @@ export type ErrorCode =
   | 'CACHE_MISMATCH' // a feature cache from another model or dataset
   | 'CACHE_CORRUPT' // a cached record's bytes differ from its index digest, or hold non-finite values
   | 'EXPORT_UNSUPPORTED' // a head or model that export-onnx / export-web cannot express (the message says what)
+  | 'RESULTS_MISMATCH' // a results file or embeddings folder (tag --out, embed --out) made with another model, head or label set
+  | 'SIDECAR_INVALID' // an existing XMP sidecar is not valid XMP: left untouched
   // HTTP requests (src/serve): each names the field, parameter or limit at fault.
   | 'BAD_REQUEST' // malformed multipart, a repeated parameter or field
   | 'NOT_FOUND' // no such route
@@ -67,6 +69,8 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   CACHE_MISMATCH: 500,
   CACHE_CORRUPT: 500,
   EXPORT_UNSUPPORTED: 500,
+  RESULTS_MISMATCH: 409,
+  SIDECAR_INVALID: 500,
   BAD_REQUEST: 400,
   NOT_FOUND: 404,
   BAD_PARAMETER: 400,

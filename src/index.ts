@@ -52,5 +52,16 @@ export { buildServer } from './serve/server.ts';
 export type { ServerOptions } from './serve/server.ts';
 export { DEFAULT_LIMITS, type ServeLimits } from './serve/limits.ts';
 
+// Photo libraries: incremental tagging into a results file, XMP sidecars, .npy embedding shards.
+export { tagLibrary } from './library/tag-library.ts';
+export type { TagLibraryOptions, XmpOptions } from './library/tag-library.ts';
+export { embedLibrary } from './library/embed-library.ts';
+export type { EmbedLibraryOptions } from './library/embed-library.ts';
+export type { LibrarySummary } from './library/plan.ts';
+export { ResultsFile } from './library/results.ts';
+export type { ResultRecord, ResultIdentity } from './library/results.ts';
+export { XmpSidecars, sidecarPath, mergeKeywords } from './library/xmp.ts';
+export type { SidecarNaming, SidecarChange } from './library/xmp.ts';
+
 export { ClipDecoderError, isClipDecoderError, HTTP_STATUS } from './errors.ts';
 export type { ErrorCode } from './errors.ts';

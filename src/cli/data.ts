@@ -6,7 +6,7 @@ import { SCENES_DEFAULTS } from '../data/emoji/scene-defaults.ts';
 import type { EmojiScenesStats } from '../data/emoji/scenes.ts';
 import type { DatasetKind } from '../data/load.ts';
 import { numberFlag, optionalNumberFlag, positiveIntFlag } from './options.ts';
-import { lazyProgress } from './progress.ts';
+import { startLazyProgress } from './progress.ts';
 
 /** The summary `data scenes` prints: sizes, then per unseen label its P captions and test positives. */
 export function scenesSummary(s: EmojiScenesStats, seconds: number, rendered: number, reused: number, dir: string): string {
@@ -65,7 +65,7 @@ export function registerDataCommands(program: Command): void {
     .option('--limit <n>', 'only this many emoji (spread over train/val/test), for a quick build')
     .action(async (opts: { out: string; size: string; minPositives: string; seed: string; styles?: string; limit?: string }) => {
       const { buildEmojiTags } = await import('../data/emoji/build.ts');
-      const bar = lazyProgress('EmojiTags');
+      const bar = startLazyProgress('EmojiTags');
       const result = await buildEmojiTags({
         onProgress: bar.update,
         out: opts.out,
@@ -118,7 +118,7 @@ export function registerDataCommands(program: Command): void {
       // Ranges are checked by the builder, which names the flag too.
       const n = (k: string, flag: string) => optionalNumberFlag(o[k] as string | undefined, flag);
       const { buildEmojiScenes } = await import('../data/emoji/scenes.ts');
-      const bar = lazyProgress('EmojiScenes');
+      const bar = startLazyProgress('EmojiScenes');
       const result = await buildEmojiScenes({
         onProgress: bar.update,
         out: String(o.out),

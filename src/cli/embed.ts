@@ -1,8 +1,10 @@
-// `embed-text` and `embed-image`: the CLIP encoder layer from the command line.
+// `embed-text` and `embed-image`: the CLIP encoder layer from the command line, to stdout; `embed --out EMB/`:
+// a library's image embeddings as .npy shards for other tools (src/library/embed-library.ts), resumable.
 import type { Command } from 'commander';
+import { ClipDecoderError } from '../errors.ts';
 import { expandImageInputs } from '../util/images.ts';
-import { modelOrDefault, positiveIntFlag, reportInputs } from './options.ts';
-import { startProgress } from './progress.ts';
+import { modelOrDefault, numberFlag, positiveIntFlag, reportInputs } from './options.ts';
+import { startLazyProgress, startProgress } from './progress.ts';
 import { DEFAULT_TEMPLATES } from '../clip/prompts.ts';
 
 function preview(v: Float32Array): string {
@@ -87,4 +89,62 @@ export function registerEmbedCommands(program: Command): void {
         process.exitCode = 1;
       }
     });
+
+  program
+    .command('embed')
+    .description("image embeddings of a library into .npy shards + JSONL metadata (clip-retrieval's layout), resumable")
+    .argument('<paths...>', 'image files or folders (walked recursively)')
+    .option('-o, --out <dir>', 'output folder (required): img_emb/img_emb_0.npy, metadata/metadata_0.jsonl, ...')
+    .option('-m, --model <path|id>', 'CLIP model folder (default: the bundled model)')
+    .option('--tokens', 'also write the patch tokens [T, C] (patch_tokens/patch_tokens_0.npy)')
+    .option('--keep-cls', 'keep the CLS token among the patch tokens')
+    .option('--no-normalize', 'write the embeddings as the model gives them (default: L2-normalised, as clip-retrieval)')
+    .option('--shard-size <n>', 'images per shard', '100000')
+    .option('--force', 'embed every image again and start the folder anew')
+    .option('-b, --batch-size <n>', 'images per ONNX run', '16')
+    .action(
+      async (
+        paths: string[],
+        opts: {
+          out: string;
+          model?: string;
+          tokens?: boolean;
+          keepCls?: boolean;
+          normalize: boolean;
+          shardSize: string;
+          force?: boolean;
+          batchSize: string;
+        },
+      ) => {
+        if (opts.out === undefined)
+          throw new ClipDecoderError('INPUT_INVALID', 'embed needs --out <dir> (to print embeddings instead, use embed-image)', '--out');
+        const out = opts.out;
+        const batchSize = positiveIntFlag(opts.batchSize, '--batch-size');
+        const shardSize = numberFlag(opts.shardSize, '--shard-size', 'positive-integer');
+        const inputs = expandImageInputs(paths);
+        if (!reportInputs(inputs, 'embed')) return;
+        const [{ ClipModel }, { embedLibrary }] = await Promise.all([import('../clip/model.ts'), import('../library/embed-library.ts')]);
+        const model = await ClipModel.load(modelOrDefault(opts.model), { keepCls: opts.keepCls });
+        const progress = startLazyProgress('embedding');
+        try {
+          const s = await embedLibrary(model, inputs.files, {
+            out,
+            tokens: opts.tokens,
+            normalize: opts.normalize,
+            shardSize,
+            force: opts.force,
+            batchSize,
+            onProgress: (done, total) => progress.update(done, total),
+          });
+          progress.stop();
+          for (const f of s.failures) process.stderr.write(`clip-decoder: ${f.message}\n`);
+          const failed = s.failed + inputs.missing.length;
+          process.stderr.write(`clip-decoder: ${s.done} embedded, ${s.skipped} skipped (already in ${out}), ${failed} failed\n`);
+          if (failed > 0) process.exitCode = 1;
+        } finally {
+          progress.stop();
+          await model.dispose();
+        }
+      },
+    );
 }

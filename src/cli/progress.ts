@@ -56,21 +56,6 @@ export function startProgress(label: string, total: number, stream: NodeJS.Write
   };
 }
 
-/** A bar for work whose total is known only once it starts: drawn from the first update on. */
-export function lazyProgress(
-  label: string,
-  stream: NodeJS.WriteStream = process.stderr,
-): { update(done: number, total: number): void; stop(): void } {
-  let bar: Progress | undefined;
-  return {
-    update: (done, total) => {
-      bar ??= startProgress(label, total, stream);
-      bar.update(done, total);
-    },
-    stop: () => bar?.stop(),
-  };
-}
-
 /** A training bar: steps, loss, rate and ETA; `log` prints a line above it without breaking it. */
 export interface StepProgress {
   update(p: { step: number; totalSteps: number; startStep: number; loss: number }): void;
@@ -111,5 +96,18 @@ export function startStepProgress(label: string, stream: NodeJS.WriteStream = pr
       bar?.stop();
       bar = undefined;
     },
+  };
+}
+
+/** A bar whose total is known only at the first update (a library run learns it after skipping what is done). */
+export function startLazyProgress(label: string, stream: NodeJS.WriteStream = process.stderr): Progress {
+  let bar: Progress | undefined;
+  return {
+    update(done, total) {
+      bar ??= startProgress(label, total ?? done, stream);
+      bar.update(done, total);
+    },
+    write: (s, text) => (bar ? bar.write(s, text) : void s.write(text)),
+    stop: () => bar?.stop(),
   };
 }

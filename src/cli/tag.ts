@@ -4,11 +4,13 @@ import type { Command } from 'commander';
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ClipDecoderError } from '../errors.ts';
+import type { TagLibraryOptions } from '../library/tag-library.ts';
+import { SIDECAR_NAMINGS, type SidecarChange, type SidecarNaming } from '../library/xmp.ts';
 import type { Tagger, TagResult } from '../tagger/tagger.ts';
 import { expandImageInputs } from '../util/images.ts';
 import { DEFAULT_MAX_FILE_BYTES, writeFileAtomic } from '../util/fs.ts';
 import { numberFlag, optionalNumberFlag, readLabelFlags, reportInputs } from './options.ts';
-import { startProgress } from './progress.ts';
+import { startLazyProgress, startProgress } from './progress.ts';
 
 interface TagFlags {
   labels?: string;
@@ -22,6 +24,11 @@ interface TagFlags {
   explain?: string;
   batchSize: string;
   maxFileBytes: string;
+  out?: string;
+  force?: boolean;
+  xmp?: boolean;
+  xmpNaming: string;
+  dryRun?: boolean;
 }
 
 function csvCell(s: string): string {
@@ -64,6 +71,15 @@ export function registerTagCommand(program: Command): void {
     .option('--explain <dir>', 'write an attention overlay PNG per image and kept label into DIR')
     .option('-b, --batch-size <n>', 'images per ONNX run', '16')
     .option('--max-file-bytes <n>', 'refuse image files larger than this', String(DEFAULT_MAX_FILE_BYTES))
+    .option('-o, --out <results.jsonl>', 'incremental: append one record per image to this file; a rerun skips images already in it')
+    .option('--force', 'with --out: tag every image again and start the results file anew')
+    .option('--xmp', 'with --out: write labels ≥ --threshold (default 0.5) as dc:subject keywords into XMP sidecars (never the images)')
+    .option(
+      '--xmp-naming <append|replace>',
+      'sidecar name: append (photo.jpg.xmp: darktable, digiKam) or replace (photo.xmp: Adobe)',
+      'append',
+    )
+    .option('--dry-run', 'with --out: write nothing; show what each sidecar would become')
     .action(async (paths: string[], flags: TagFlags) => {
       const labels = readLabelFlags(flags.labels, flags.labelsFile);
       const top = optionalNumberFlag(flags.top, '--top', 'positive-integer');
@@ -73,6 +89,22 @@ export function registerTagCommand(program: Command): void {
         throw new ClipDecoderError('BAD_PARAMETER', `--format must be table, jsonl or csv, got "${format}"`, '--format');
       const batchSize = numberFlag(flags.batchSize, '--batch-size', 'positive-integer');
       const maxFileBytes = numberFlag(flags.maxFileBytes, '--max-file-bytes', 'positive-integer');
+      if (flags.out === undefined) {
+        for (const [on, flag] of [
+          [flags.force, '--force'],
+          [flags.xmp, '--xmp'],
+          [flags.dryRun, '--dry-run'],
+        ] as const)
+          if (on) throw new ClipDecoderError('INPUT_INVALID', `${flag} works with --out <results.jsonl>: give it`, flag);
+      } else if (flags.explain !== undefined || flags.format !== undefined) {
+        throw new ClipDecoderError(
+          'INPUT_INVALID',
+          `--out writes records, not ${flags.explain ? '--explain overlays' : '--format output'}: drop one`,
+          '--out',
+        );
+      }
+      if (!SIDECAR_NAMINGS.includes(flags.xmpNaming as SidecarNaming))
+        throw new ClipDecoderError('BAD_PARAMETER', `--xmp-naming must be append or replace, got "${flags.xmpNaming}"`, '--xmp-naming');
       if (flags.explain !== undefined) prepareExplainDir(flags.explain);
 
       const expanded = expandImageInputs(paths);
@@ -89,6 +121,22 @@ export function registerTagCommand(program: Command): void {
       ]);
       const dtype = flags.dtype !== undefined ? parseDtype(flags.dtype) : undefined;
       const tagger = await Tagger.load({ model: flags.model, head: flags.head, maxFileBytes, dtype });
+      if (flags.out !== undefined) {
+        const xmp = flags.xmp ? { naming: flags.xmpNaming as SidecarNaming, threshold, top } : undefined;
+        try {
+          failures += await tagIntoLibrary(tagger, files, labels, {
+            out: flags.out,
+            force: flags.force,
+            dryRun: flags.dryRun,
+            batchSize,
+            xmp,
+          });
+        } finally {
+          await tagger.dispose();
+        }
+        if (failures > 0) process.exitCode = 1;
+        return;
+      }
       const labelParts = overlay?.overlayLabelParts(labels);
       const progress = startProgress('tagging', files.length);
       const out = (text: string) => progress.write(process.stdout, text);
@@ -119,6 +167,42 @@ export function registerTagCommand(program: Command): void {
         process.exitCode = 1;
       }
     });
+}
+
+/** `tag --out`: the incremental library run, with a progress bar and a summary line; returns the failures. */
+async function tagIntoLibrary(
+  tagger: Tagger,
+  files: string[],
+  labels: string[],
+  options: Omit<TagLibraryOptions, 'onProgress' | 'onSidecar' | 'onFailure' | 'onWarning'>,
+): Promise<number> {
+  const { tagLibrary } = await import('../library/tag-library.ts');
+  const progress = startLazyProgress('tagging');
+  const say = (stream: NodeJS.WritableStream, text: string) => progress.write(stream, text);
+  try {
+    const s = await tagLibrary(tagger, files, labels, {
+      ...options,
+      // The bar counts the images to tag, known once the already-done ones are set aside.
+      onProgress: (done, total) => progress.update(done, total),
+      onSidecar: (c) => options.dryRun && say(process.stdout, describeSidecarChange(c)),
+      onFailure: (m) => say(process.stderr, `clip-decoder: ${m}\n`),
+      onWarning: (m) => say(process.stderr, `clip-decoder: warning: ${m}\n`),
+    });
+    progress.stop();
+    const dry = options.dryRun ? ' (dry run: nothing written)' : '';
+    process.stderr.write(`clip-decoder: ${s.done} tagged, ${s.skipped} skipped (already in ${options.out}), ${s.failed} failed${dry}\n`);
+    return s.failed;
+  } finally {
+    progress.stop();
+  }
+}
+
+function describeSidecarChange(c: SidecarChange): string {
+  const name = /[\n\r\t]/.test(c.sidecar) ? JSON.stringify(c.sidecar) : c.sidecar; // a name with a newline, quoted
+  const edits = [...c.added.map((k) => `+${k}`), ...c.removed.map((k) => `-${k}`)];
+  const what = c.created ? 'would create' : edits.length > 0 ? 'would update' : 'unchanged';
+  const kept = c.kept.length > 0 ? ` (kept: ${c.kept.join(', ')})` : '';
+  return `${name}: ${what}${edits.length > 0 ? ` ${edits.join(' ')}` : ''}${kept}\n`;
 }
 
 function formatResult(r: TagResult, format: string, width: number): string {

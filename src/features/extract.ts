@@ -1,11 +1,12 @@
 // Feature extraction: every image of a dataset through the CLIP vision model into the feature cache, pipelined
 // (decode overlaps inference), resumable (finished records are skipped), with optional augmented views.
 import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync, statSync } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClipModel } from '../clip/model.ts';
 import type { PreprocessOptions } from '../clip/preprocess.ts';
 import { ClipDecoderError } from '../errors.ts';
+import { statStamp } from '../util/fs.ts';
 import { createRng } from '../data/random.ts';
 import { FeatureCache, CACHE_FORMAT_VERSION, type CacheRecord } from './cache.ts';
 
@@ -14,7 +15,7 @@ function allFinite(a: Float32Array): boolean {
   return true;
 }
 
-async function hashFile(path: string, h: ReturnType<typeof createHash>): Promise<void> {
+export async function hashFile(path: string, h: ReturnType<typeof createHash>): Promise<void> {
   for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
 }
 
@@ -40,12 +41,8 @@ export function datasetFingerprint(items: readonly { id: string; file: string }[
  * the image changes it, so its records are recomputed. Undefined when the file cannot be stat'ed.
  */
 export function sourceStamp(path: string): string | undefined {
-  try {
-    const st = statSync(path, { bigint: true });
-    return `${st.size}:${st.mtimeNs}`;
-  } catch {
-    return undefined;
-  }
+  const st = statStamp(path);
+  return st && `${st.size}:${st.mtimeNs}`;
 }
 
 /** Cache key of an image's view: the plain view is the id itself. */

@@ -91,6 +91,8 @@ export class Tagger {
   /** The CLIP-Decoder head; null in plain mode (head "none"). */
   readonly head: ClipDecoderHead | null;
   readonly meta: CheckpointMeta;
+  /** The head checkpoint folder; null in plain mode. */
+  readonly headDir: string | null;
   /** Patch grid of the attention maps. */
   readonly grid: { height: number; width: number };
   private readonly labelSets = new Map<string, Promise<LabelSet>>();
@@ -101,6 +103,7 @@ export class Tagger {
   private constructor(model: ClipModel, head: ClipDecoderHead | null, meta: CheckpointMeta, options: TaggerOptions) {
     this.model = model;
     this.head = head;
+    this.headDir = head ? (options.head ?? DEFAULT_HEAD) : null;
     this.meta = meta;
     this.labelCacheSize = options.labelCacheSize ?? 16;
     this.maxFileBytes = options.maxFileBytes;

@@ -1,4 +1,4 @@
-import { constants, type Stats } from 'node:fs';
+import { constants, statSync, type Stats } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { ClipDecoderError } from '../errors.ts';
@@ -80,4 +80,14 @@ function tooLarge(path: string, size: string, maxBytes: number): ClipDecoderErro
     `${path}: ${size} exceeds the file-size limit of ${maxBytes} bytes (raise it with --max-file-bytes or maxFileBytes)`,
     path,
   );
+}
+
+/** A file's size and modification time (ns, as a decimal string: exact, unlike a float of ms); undefined if it cannot be stat'ed. */
+export function statStamp(path: string): { size: number; mtimeNs: string } | undefined {
+  try {
+    const st = statSync(path, { bigint: true });
+    return { size: Number(st.size), mtimeNs: String(st.mtimeNs) };
+  } catch {
+    return undefined;
+  }
 }

@@ -1,0 +1,106 @@
+// `tag DIR --out results.jsonl [--xmp]`: tags a photo library incrementally. Images already in the results file
+// from the same file state, model, head and label set are skipped; the rest are tagged, their sidecars merged
+// (with xmp) and then their record appended, so an image whose sidecar failed is retried by the next run.
+import type { Tagger } from '../tagger/tagger.ts';
+import { headIdentity, labelSetIdentity, modelIdentity } from './identity.ts';
+import { planImages, type LibrarySummary } from './plan.ts';
+import { ResultsFile, type ResultIdentity } from './results.ts';
+import { sidecarPath, XmpSidecars, type SidecarChange, type SidecarNaming } from './xmp.ts';
+
+export interface XmpOptions {
+  naming?: SidecarNaming;
+  /** Keywords: labels with probability ≥ threshold (default 0.5) ... */
+  threshold?: number;
+  /** ... at most the `top` most probable. */
+  top?: number;
+}
+
+export interface TagLibraryOptions {
+  /** Results file (JSONL, see results.ts). */
+  out: string;
+  /** Redo every image and start the results file anew. */
+  force?: boolean;
+  /** Write XMP sidecars. */
+  xmp?: XmpOptions;
+  /** Write nothing (neither results nor sidecars); report what would change through onSidecar. */
+  dryRun?: boolean;
+  batchSize?: number;
+  onProgress?: (done: number, total: number) => void;
+  /** Each sidecar change (planned, with dryRun). */
+  onSidecar?: (change: SidecarChange) => void;
+  /** Each failure as it happens (also listed in the summary). */
+  onFailure?: (message: string) => void;
+  onWarning?: (message: string) => void;
+}
+
+/** The identity stored in the results records of this tagger and label set. */
+export async function tagIdentity(tagger: Tagger, labels: readonly string[]): Promise<ResultIdentity> {
+  return {
+    model: await modelIdentity(tagger.model, tagger.head !== null && tagger.meta.extra?.keepCls === true),
+    head: headIdentity(tagger.head ? tagger.headDir : null),
+    labelSet: labelSetIdentity(labels),
+  };
+}
+
+export async function tagLibrary(
+  tagger: Tagger,
+  files: readonly string[],
+  labels: readonly string[],
+  options: TagLibraryOptions,
+): Promise<LibrarySummary & { results: string }> {
+  const identity = await tagIdentity(tagger, labels);
+  const results = ResultsFile.open(options.out, identity, { force: options.force, readOnly: options.dryRun, onWarning: options.onWarning });
+  const { todo, summary } = planImages(files, (p, s) => results.isDone(p, s), options.force);
+  const fail = (path: string, message: string) => {
+    summary.failed++;
+    summary.failures.push({ path, message });
+    options.onFailure?.(message);
+  };
+  for (const f of summary.failures) options.onFailure?.(f.message);
+  const xmp = options.xmp;
+  const threshold = xmp?.threshold ?? 0.5;
+  // Two images named for one sidecar (photo.jpg and photo.png with photo.xmp): the second is refused.
+  const sidecarOwner = new Map<string, string>();
+  let sidecars: XmpSidecars | undefined;
+  try {
+    if (xmp && todo.length > 0) sidecars = await XmpSidecars.start();
+    for await (const r of tagger.tagStream(
+      todo.map((t) => t.file),
+      labels,
+      { batchSize: options.batchSize, onProgress: options.onProgress },
+    )) {
+      const t = todo[r.index]!;
+      if (r.error) {
+        fail(t.file, r.error.message);
+        continue;
+      }
+      if (sidecars) {
+        const sidecar = sidecarPath(t.file, xmp!.naming ?? 'append');
+        const owner = sidecarOwner.get(sidecar);
+        if (owner !== undefined) {
+          fail(t.file, `${sidecar}: is also the sidecar of ${owner}: skipped (use --xmp-naming append for one sidecar per image)`);
+          continue;
+        }
+        sidecarOwner.set(sidecar, t.file);
+        let kept = r.labels.filter((l) => l.probability >= threshold);
+        if (xmp!.top !== undefined) kept = kept.slice(0, xmp!.top);
+        try {
+          const change = await sidecars.update(sidecar, { labels: kept, threshold, ...identity }, { dryRun: options.dryRun });
+          options.onSidecar?.(change);
+        } catch (e) {
+          fail(t.file, (e as Error).message);
+          continue;
+        }
+      }
+      summary.done++;
+      if (!options.dryRun) {
+        const probabilities = Object.fromEntries(r.labels.map((l) => [l.label, Number(l.probability.toFixed(6))]));
+        results.append({ path: t.path, size: t.stamp.size, mtimeNs: t.stamp.mtimeNs, probabilities });
+      }
+    }
+  } finally {
+    results.close();
+    await sidecars?.end();
+  }
+  return { ...summary, results: options.out };
+}
