@@ -149,6 +149,33 @@ test('--xmp-naming replace writes photo.xmp (Adobe); two images for one sidecar:
   );
 });
 
+test("a sidecar written in an earlier run stays its image's when a second image of that name arrives (RAW + JPEG)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xmp-later-'));
+  const png = await image(join(dir, 'photo.png'), [20, 20, 220]);
+  const args = ['--labels', 'red,blue', '--out', join(dir, 'r.jsonl'), '--xmp', '--xmp-naming', 'replace', '--threshold', '0'];
+  assert.equal(cli('tag', dir, ...args).code, 0);
+  const before = sha(join(dir, 'photo.xmp'));
+  const jpg = await image(join(dir, 'photo.jpg'), [220, 20, 20]);
+  const r = cli('tag', dir, ...args);
+  assert.equal(r.code, 1, r.stderr);
+  assert.ok(r.stderr.includes(`${join(dir, 'photo.xmp')}: is also the sidecar of ${png}: skipped`), r.stderr);
+  assert.ok(!r.stderr.includes(`sidecar of ${jpg}`), r.stderr);
+  assert.equal(sha(join(dir, 'photo.xmp')), before, 'the earlier image keeps its sidecar');
+});
+
+test("other tools' keywords that look like numbers are kept as written", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xmp-numeric-'));
+  const jpg = await image(join(dir, 'a.jpg'), [220, 20, 20]);
+  exiftoolWrite(`${jpg}.xmp`, { 'XMP-dc:Subject': ['1.50', '1e3', 'film'] });
+  const r = cli('tag', jpg, '--labels', 'red', '--out', join(dir, 'r.jsonl'), '--xmp', '--threshold', '0');
+  assert.equal(r.code, 0, r.stderr);
+  // Read with every value quoted, so exiftool's own JSON does not turn "1.50" into 1.5 on the way.
+  const q = spawnSync('perl', [EXIFTOOL, '-json', '-api', 'StructFormat=JSONQ', '-XMP-dc:Subject', `${jpg}.xmp`], { encoding: 'utf8' });
+  assert.equal(q.status, 0, q.stderr);
+  const subject = (JSON.parse(q.stdout) as { Subject: string[] }[])[0]!.Subject;
+  assert.deepEqual([...subject].sort(), ['1.50', '1e3', 'film', 'red'].sort());
+});
+
 test('an unwritable sidecar, one that is not XMP and one cut short are named and skipped (left untouched), the rest goes on, exit 1', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'xmp-bad-'));
   const a = await image(join(dir, 'a.png'), [220, 20, 20]);

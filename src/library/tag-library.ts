@@ -49,7 +49,16 @@ export async function tagLibrary(
   options: TagLibraryOptions,
 ): Promise<LibrarySummary & { results: string }> {
   const identity = await tagIdentity(tagger, labels);
-  const results = ResultsFile.open(options.out, identity, { force: options.force, readOnly: options.dryRun, onWarning: options.onWarning });
+  const xmp = options.xmp;
+  // exiftool starts before the results file opens: a failed start (no Perl) must not have emptied it (--force).
+  const sidecars = xmp ? await XmpSidecars.start() : undefined;
+  let results: ResultsFile;
+  try {
+    results = ResultsFile.open(options.out, identity, { force: options.force, readOnly: options.dryRun, onWarning: options.onWarning });
+  } catch (e) {
+    await sidecars?.end();
+    throw e;
+  }
   const { todo, summary } = planImages(files, (p, s) => results.isDone(p, s), options.force);
   const fail = (path: string, message: string) => {
     summary.failed++;
@@ -57,13 +66,20 @@ export async function tagLibrary(
     options.onFailure?.(message);
   };
   for (const f of summary.failures) options.onFailure?.(f.message);
-  const xmp = options.xmp;
   const threshold = xmp?.threshold ?? 0.5;
-  // Two images named for one sidecar (photo.jpg and photo.png with photo.xmp): the second is refused.
+  // Two images named for one sidecar (photo.jpg and photo.png with photo.xmp): an image done in an earlier run
+  // keeps it, else the first input claims it; the other is refused, in this run and in later ones.
   const sidecarOwner = new Map<string, string>();
-  let sidecars: XmpSidecars | undefined;
+  if (xmp) {
+    const pending = new Set(todo.map((t) => t.file));
+    const claim = (f: string) => {
+      const s = sidecarPath(f, xmp.naming ?? 'append');
+      if (!sidecarOwner.has(s)) sidecarOwner.set(s, f);
+    };
+    for (const f of files) if (!pending.has(f)) claim(f);
+    for (const f of files) if (pending.has(f)) claim(f);
+  }
   try {
-    if (xmp && todo.length > 0) sidecars = await XmpSidecars.start();
     for await (const r of tagger.tagStream(
       todo.map((t) => t.file),
       labels,
@@ -77,11 +93,10 @@ export async function tagLibrary(
       if (sidecars) {
         const sidecar = sidecarPath(t.file, xmp!.naming ?? 'append');
         const owner = sidecarOwner.get(sidecar);
-        if (owner !== undefined) {
+        if (owner !== undefined && owner !== t.file) {
           fail(t.file, `${sidecar}: is also the sidecar of ${owner}: skipped (use --xmp-naming append for one sidecar per image)`);
           continue;
         }
-        sidecarOwner.set(sidecar, t.file);
         let kept = r.labels.filter((l) => l.probability >= threshold);
         if (xmp!.top !== undefined) kept = kept.slice(0, xmp!.top);
         try {

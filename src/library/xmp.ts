@@ -133,7 +133,7 @@ export class XmpSidecars {
 
   /** exiftool's JSON of a file in the work folder, with its errors and warnings. */
   private async read(tmp: string): Promise<{ tags: Record<string, unknown>; problems: string[] }> {
-    const { stdout, stderr } = await this.exiftool.run(['-json', '-struct', '-G1', '-XMP:all', tmp]);
+    const { stdout, stderr } = await this.exiftool.run(['-json', '-api', 'StructFormat=JSONQ', '-struct', '-G1', '-XMP:all', tmp]);
     let tags: Record<string, unknown> = {};
     try {
       tags = (JSON.parse(stdout) as Record<string, unknown>[])[0] ?? {};
