@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildEmojiScenes, planEmojiScenes, resolveScenesOptions, sceneCaption } from '../src/data/emoji/scenes.ts';
@@ -260,6 +260,11 @@ test('a small build loads as a dataset (scenes and single subset), with member b
     const other = mkdtempSync(join(tmpdir(), 'cd-scenes-other-'));
     writeFileSync(join(other, 'notes.txt'), 'mine\n');
     await assert.rejects(buildEmojiScenes({ out: other, ...TINY }), /not an EmojiScenes build/);
+    // ... even with --force, which replaces only a build of ours: the user's files stay.
+    mkdirSync(join(other, 'images'));
+    writeFileSync(join(other, 'images', 'holiday.jpg'), 'a photo\n');
+    await assert.rejects(buildEmojiScenes({ out: other, ...TINY, force: true }), /not an EmojiScenes build/);
+    assert.equal(readFileSync(join(other, 'images', 'holiday.jpg'), 'utf8'), 'a photo\n');
     rmSync(other, { recursive: true, force: true });
   } finally {
     rmSync(out, { recursive: true, force: true });

@@ -409,14 +409,18 @@ async function claimFolder(dir: string, stamp: unknown, force: boolean): Promise
         old = undefined;
       }
       if (old !== text) {
-        if (!force) {
-          const what =
-            old === undefined
-              ? 'files that are not an EmojiScenes build'
-              : 'a different EmojiScenes build (other options or package versions)';
+        // --force replaces a build of ours, never files it did not write: a folder without our build.json is refused.
+        if (old === undefined) {
           throw new ClipDecoderError(
             'INPUT_INVALID',
-            `--out ${dir} holds ${what}: choose another folder, or pass --force to replace it`,
+            `--out ${dir} holds files that are not an EmojiScenes build: choose an empty or new folder (--force replaces only a build)`,
+            '--out',
+          );
+        }
+        if (!force) {
+          throw new ClipDecoderError(
+            'INPUT_INVALID',
+            `--out ${dir} holds a different EmojiScenes build (other options or package versions): choose another folder, or pass --force to replace it`,
             '--force',
           );
         }
