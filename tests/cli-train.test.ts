@@ -37,6 +37,21 @@ test("train --resume: changed flags refused by name in one line (exit 2); flags 
   assert.doesNotMatch(none.stderr, /^epoch \d/m, 'a complete run trains no further epoch');
 });
 
+test("train --resume keeps the run's prompt templates and query source; other ones are refused by name", () => {
+  const out = join(root, 'templates');
+  const first = cli(['--out', out, '--epochs', '1', '--template', 'an emoji of {label}', ...small]);
+  assert.equal(first.status, 0, first.stderr);
+  const other = cli(['--out', out, '--resume', '--template', 'a photo of {label}']);
+  assert.equal(other.status, 2, other.stderr);
+  assert.match(other.stderr, /--template \["a photo of \{label\}"\] \(the run has \["an emoji of \{label\}"\]\)/);
+  const wordvec = cli(['--out', out, '--resume', '--queries', 'wordvec']);
+  assert.equal(wordvec.status, 2, wordvec.stderr);
+  assert.match(wordvec.stderr, /--queries wordvec \(the run has clip\)/);
+  const kept = cli(['--out', out, '--resume']);
+  assert.equal(kept.status, 0, kept.stderr);
+  assert.deepEqual(JSON.parse(readFileSync(join(out, 'last', 'config.json'), 'utf8')).promptTemplates, ['an emoji of {label}']);
+});
+
 test('train --resume with nothing to resume says so in one line and starts a new run', () => {
   const out = join(root, 'fresh');
   const r = cli(['--out', out, '--resume', '--epochs', '1', ...small]);

@@ -25,7 +25,7 @@ interface TrainFlags {
   ema?: string;
   seed?: string;
   views?: string;
-  queries: string;
+  queries?: string;
   wordvecCorpus?: string;
   template?: string[];
   dModel?: string;
@@ -114,9 +114,9 @@ export function registerTrainCommands(program: Command): void {
     .option('--ema <x|auto>', `EMA decay; auto: 0.9997, or shorter for short runs ${dflt('auto')}`)
     .option('--seed <n>', `seed of initialisation, dropout and batch order ${dflt(FIT_DEFAULTS.seed)}`)
     .option('--views <n>', `augmented views per training image ${dflt(0)}`)
-    .option('--queries <clip|wordvec>', 'label queries: CLIP text embeddings or text-only word vectors', 'clip')
+    .option('--queries <clip|wordvec>', 'label queries: CLIP text embeddings or text-only word vectors (default clip)')
     .option('--wordvec-corpus <file>', 'with --queries wordvec: text file (one caption a line) to learn word vectors from')
-    .option('-t, --template <template...>', 'prompt template(s) with {label}', [...DEFAULT_TEMPLATES])
+    .option('-t, --template <template...>', `prompt template(s) with {label} (default ${DEFAULT_TEMPLATES.map((t) => `"${t}"`).join(' ')})`)
     .option('--d-model <n>', `decoder width D ${dflt(hDef.dModel)}`)
     .option('--heads <n>', `attention heads ${dflt(hDef.heads)}`)
     .option('--ffn <n>', `feed-forward width ${dflt(hDef.ffnDim)}`)
@@ -133,8 +133,8 @@ export function registerTrainCommands(program: Command): void {
     .option('--train-on-unseen', 'upper bound: train with the unseen labels as targets too (not zero-shot)')
     .option('--final', 'train on train + validation with all seen labels for exactly --epochs (no selection)')
     .action(async (o: TrainFlags) => {
-      const queries = o.queries as QuerySource;
-      if (queries !== 'clip' && queries !== 'wordvec')
+      const queries = o.queries as QuerySource | undefined;
+      if (queries !== undefined && queries !== 'clip' && queries !== 'wordvec')
         throw new ClipDecoderError('BAD_PARAMETER', `--queries must be clip or wordvec, got "${o.queries}"`, '--queries');
       const [{ loadDataset }, { trainOnDataset }] = await Promise.all([import('../data/load.ts'), import('../train/pipeline.ts')]);
       const dataset = loadDataset(o.dataset);

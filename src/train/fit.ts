@@ -119,13 +119,27 @@ interface RunProgress {
 }
 
 /** The settings of the run saved in outDir/last (undefined when there is none), without loading its weights. */
-export function savedRunSettings(outDir: string): { epochs?: number; batchSize?: number; seed?: number; extraViews?: number } | undefined {
+export function savedRunSettings(
+  outDir: string,
+): { epochs?: number; batchSize?: number; seed?: number; extraViews?: number; templates?: string[]; queries?: string } | undefined {
   const path = join(outDir, 'last', 'config.json');
   if (!existsSync(path)) return undefined;
   try {
-    const hp = (JSON.parse(readFileSync(path, 'utf8')) as { hyperParameters?: Record<string, unknown> }).hyperParameters ?? {};
+    const cfg = JSON.parse(readFileSync(path, 'utf8')) as {
+      hyperParameters?: Record<string, unknown>;
+      promptTemplates?: unknown;
+      extra?: { queries?: unknown };
+    };
+    const hp = cfg.hyperParameters ?? {};
     const num = (k: string) => (typeof hp[k] === 'number' ? (hp[k] as number) : undefined);
-    return { epochs: num('epochs'), batchSize: num('batchSize'), seed: num('seed'), extraViews: num('extraViews') };
+    return {
+      epochs: num('epochs'),
+      batchSize: num('batchSize'),
+      seed: num('seed'),
+      extraViews: num('extraViews'),
+      templates: Array.isArray(cfg.promptTemplates) ? cfg.promptTemplates.map(String) : undefined,
+      queries: typeof cfg.extra?.queries === 'string' ? cfg.extra.queries : undefined,
+    };
   } catch {
     return undefined; // loadCheckpoint reports the damage with its own message
   }

@@ -187,13 +187,41 @@ export async function evaluateClipZeroShot(opts: {
   }
 }
 
-export async function trainOnDataset(opts: TrainRunOptions): Promise<TrainRunResult> {
+/**
+ * The label-query settings of a run: a resumed run keeps its own templates and query source (they decide the
+ * query embeddings before its checkpoint loads); given ones that differ are refused by name.
+ */
+function querySettings(opts: TrainRunOptions): TrainRunOptions {
+  const saved = opts.resume ? savedRunSettings(opts.outDir) : undefined;
+  if (!saved) return opts;
+  const diffs: string[] = [];
+  if (opts.templates !== undefined && saved.templates && JSON.stringify(opts.templates) !== JSON.stringify(saved.templates))
+    diffs.push(`--template ${JSON.stringify(opts.templates)} (the run has ${JSON.stringify(saved.templates)})`);
+  if (opts.queries !== undefined && saved.queries && opts.queries !== saved.queries)
+    diffs.push(`--queries ${opts.queries} (the run has ${saved.queries})`);
+  if (diffs.length) {
+    throw new ClipDecoderError(
+      'RESUME_MISMATCH',
+      `resume: ${join(opts.outDir, 'last')} is a run with other settings: ${diffs.join(', ')}; drop these to continue it, or train into a new output folder`,
+      diffs[0]!.split(' ')[0],
+    );
+  }
+  return {
+    ...opts,
+    templates: opts.templates ?? saved.templates,
+    queries: opts.queries ?? (saved.queries as QuerySource | undefined),
+    extraViews: opts.extraViews ?? saved.extraViews,
+  };
+}
+
+export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRunResult> {
   const t0 = performance.now();
+  const opts = querySettings(options);
   const log = (s: string) => opts.onLog?.(s);
   const dataset = typeof opts.dataset === 'string' ? loadDataset(opts.dataset) : opts.dataset;
   const model = typeof opts.model === 'string' ? await ClipModel.load(opts.model) : opts.model;
   // Views decide which features to extract, so a resumed run's own value is needed before its checkpoint loads.
-  const extraViews = opts.extraViews ?? (opts.resume ? savedRunSettings(opts.outDir)?.extraViews : undefined) ?? 0;
+  const extraViews = opts.extraViews ?? 0;
   const extract = await ensureFeatures(model, dataset, opts.cacheDir, extraViews, opts.onExtractProgress, (m) => log(m));
   if (extract.computed > 0) log(`features: ${extract.computed} computed, ${extract.skipped} cached, ${extract.seconds.toFixed(1)} s`);
   // ensureFeatures has checked the cache's model fingerprint; the dataset's is checked again on opening.
