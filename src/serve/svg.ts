@@ -10,9 +10,13 @@ import { svgDensity, type PreprocessConfig } from '../clip/preprocess.ts';
 
 const SHARP_URL = pathToFileURL(createRequire(import.meta.url).resolve('sharp')).href;
 
-// The child: SVG on stdin, density and pixel limit in argv, an uncompressed PNG (alpha kept) on stdout.
+// The child: SVG on stdin, density and pixel limit in argv, an uncompressed PNG (alpha kept) on stdout. It says
+// READY on stderr once sharp has loaded: the render time limit starts there, not at the process's start.
+const READY = 'clip-decoder-svg-ready';
+const STARTUP_MS = 15_000;
 const CHILD = `
 const { default: sharp } = await import(process.argv[1]);
+process.stderr.write('${READY}\\n');
 const chunks = [];
 for await (const c of process.stdin) chunks.push(c);
 const png = await sharp(Buffer.concat(chunks), { density: Number(process.argv[2]), limitInputPixels: Number(process.argv[3]) })
@@ -54,12 +58,22 @@ export async function rasteriseSvg(data: Uint8Array, cfg: PreprocessConfig, pixe
     const out: Buffer[] = [];
     let err = '';
     let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
+    let ready = false;
+    // Until READY, only a bound on the start-up (a stuck start is an internal failure, not the SVG's fault).
+    let timer = setTimeout(() => child.kill('SIGKILL'), STARTUP_MS);
     child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (err = (err + c).slice(-2000)));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => {
+      err = (err + c).slice(-2000);
+      if (!ready && err.includes(READY)) {
+        ready = true;
+        err = err.replace(`${READY}\n`, '');
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          timedOut = true;
+          child.kill('SIGKILL');
+        }, timeoutMs);
+      }
+    });
     child.stdin.on('error', () => {}); // a killed child closes its stdin early
     child.once('error', (e) => {
       clearTimeout(timer);
@@ -75,6 +89,8 @@ export async function rasteriseSvg(data: Uint8Array, cfg: PreprocessConfig, pixe
             '--max-render-ms',
           ),
         );
+      } else if (!ready) {
+        reject(new ClipDecoderError('INTERNAL', `the SVG renderer did not start within ${STARTUP_MS} ms (exit ${code}): ${err.slice(-200)}`));
       } else if (code !== 0) {
         const why = /Error: (.*)/.exec(err)?.[1] ?? `renderer exited with ${code}`;
         reject(new ClipDecoderError('IMAGE_INVALID', `not a readable SVG (${why})`));
