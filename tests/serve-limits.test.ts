@@ -81,6 +81,17 @@ test('item 4: 1,000 labels of 100 CJK characters (300 KB) all arrive; a labels f
   await expectError(big, 'TOO_LARGE', /field "labels" is larger than 416000 bytes \(--max-labels 1000 × --max-label-length 100\)/);
 });
 
+/** The server's [buffered bytes, waiting] once it equals `want`, or as it is after 10 s (polled: no fixed sleep). */
+async function loadBecomes(url: string, want: [number, number]): Promise<[number, number]> {
+  let got: [number, number] = [-1, -1];
+  for (const t0 = Date.now(); Date.now() - t0 < 10_000; await new Promise((r) => setTimeout(r, 50))) {
+    const { load } = (await (await fetch(`${url}/healthz`)).json()) as { load: { waiting: number; bufferedBytes: number } };
+    got = [load.bufferedBytes, load.waiting];
+    if (got[0] === want[0] && got[1] === want[1]) break;
+  }
+  return got;
+}
+
 test('item 5: past the queue a request gets 503 + Retry-After before its body is sent; bodies wait unread', async () => {
   // Room for one 400 KB body; one request may wait for room.
   const { url } = await listen({ maxBodyBytes: 500_000, maxBufferedBytes: 600_000, maxLabels: 10, maxQueue: 1, maxConcurrent: 1 });
@@ -93,20 +104,16 @@ test('item 5: past the queue a request gets 503 + Retry-After before its body is
     await once(s, 'connect');
     s.write(head(400_000));
   }
-  await new Promise((r) => setTimeout(r, 200));
-  const health = (await (await fetch(`${url}/healthz`)).json()) as { load: { waiting: number; bufferedBytes: number } };
-  assert.deepEqual([health.load.bufferedBytes, health.load.waiting], [400_000, 1]);
+  assert.deepEqual(await loadBecomes(url, [400_000, 1]), [400_000, 1]);
   // The third is refused at once, without our sending its body.
   const third = await rawRequest(url, head(400_000), Buffer.alloc(0), { giveUpMs: 3000 });
   assert.equal(third.status, 503, third.headers);
   assert.match(third.headers, /retry-after: 1/i);
-  assert.ok(third.ms < 1000, `${third.ms} ms`);
+  assert.ok(third.ms < 3000, `${third.ms} ms`); // at once: well before the 3 s we would wait for a body
   assert.equal((JSON.parse(third.body) as ErrorBody).error.code, 'OVERLOADED');
   for (const s of holders) s.destroy();
   // Their reservations and places in the queue are released when they leave: a good request is answered.
-  await new Promise((r) => setTimeout(r, 200));
-  const after = (await (await fetch(`${url}/healthz`)).json()) as { load: { waiting: number; bufferedBytes: number } };
-  assert.deepEqual([after.load.bufferedBytes, after.load.waiting], [0, 0]);
+  assert.deepEqual(await loadBecomes(url, [0, 0]), [0, 0]);
   const res = await fetch(`${url}/v1/tag?labels=dog`, {
     method: 'POST',
     body: new Uint8Array(dog),
@@ -126,7 +133,7 @@ test('item 6: an SVG work bomb is cut at --max-render-ms (413); a request past -
   });
   const ms = performance.now() - t0;
   await expectError(res, 'IMAGE_TOO_COMPLEX', /more than 800 ms to render \(--max-render-ms\)/);
-  assert.ok(ms < 4000, `${ms} ms`);
+  assert.ok(ms < 8000, `${ms} ms`); // cut: the bomb alone would render for about 25 s
 
   const svg = Buffer.from(notoSvg('dog-face'));
   const good = await fetch(`${url}/v1/tag?labels=dog,pizza,sun`, {
@@ -151,7 +158,7 @@ test('item 6: an SVG work bomb is cut at --max-render-ms (413); a request past -
   });
   assert.equal(late.headers.get('retry-after'), '1');
   await expectError(late, 'TIMEOUT', /not answered within 600 ms \(--deadline\)/);
-  assert.ok(performance.now() - t1 < 2500);
+  assert.ok(performance.now() - t1 < 5000); // answered near the deadline, not after the work
 });
 
 test('item 6: a slow body and slow headers are cut (408, connection closed); open connections are bounded', async () => {
@@ -162,7 +169,7 @@ test('item 6: a slow body and slow headers are cut (408, connection closed); ope
   assert.equal(body.status, 408, body.headers);
   assert.equal((JSON.parse(body.body) as ErrorBody).error.code, 'BODY_TIMEOUT');
   assert.match((JSON.parse(body.body) as ErrorBody).error.message, /within 500 ms \(--body-timeout\)/);
-  assert.ok(body.closed && body.ms < 2000, `closed ${body.closed} after ${body.ms} ms`);
+  assert.ok(body.closed && body.ms < 4500, `closed ${body.closed} after ${body.ms} ms`); // the body alone needs 20 s
 
   // Headers that never finish: cut by Node's header timeout (checked every second).
   const headers = await rawRequest(url, 'POST /v1/tag HTTP/1.1\r\nHost: x\r\n', Buffer.from('X-Slow: 1\r\n'.repeat(20)), {
@@ -172,7 +179,7 @@ test('item 6: a slow body and slow headers are cut (408, connection closed); ope
   });
   assert.equal(headers.status, 408, headers.headers);
   assert.equal((JSON.parse(headers.body) as ErrorBody).error.code, 'BODY_TIMEOUT');
-  assert.ok(headers.closed && headers.ms < 3000, `closed ${headers.closed} after ${headers.ms} ms`);
+  assert.ok(headers.closed && headers.ms < 4500, `closed ${headers.closed} after ${headers.ms} ms`);
 
   // Four idle connections are held; a fifth is closed at once.
   const { hostname, port } = new URL(url);
