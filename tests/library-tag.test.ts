@@ -148,11 +148,12 @@ test('a torn last line is cut off and a damaged line ignored: their images are t
 
 test('kill -9 during a run leaves only whole records; the rerun finishes the rest', async () => {
   const { dir } = await makeLibrary(4);
-  for (let i = 0; i < 300; i++)
+  // Enough images that the run is still going when the poll below sees its 20th record, on a loaded machine too.
+  for (let i = 0; i < 1000; i++)
     await sharp({ create: { width: 24, height: 24, channels: 3, background: { r: i % 256, g: 90, b: 30 } } })
       .png()
       .toFile(join(dir, 'more', `k-${i}.png`));
-  const total = 304;
+  const total = 1004;
   const out = join(dir, 'results.jsonl');
   const child = spawn(process.execPath, ['bin/clip-decoder.js', 'tag', dir, '--labels', LABELS, '--out', out, '--batch-size', '1'], {
     stdio: 'ignore',
