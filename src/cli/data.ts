@@ -5,7 +5,7 @@ import { ClipDecoderError } from '../errors.ts';
 import { SCENES_DEFAULTS } from '../data/emoji/scene-defaults.ts';
 import type { EmojiScenesStats } from '../data/emoji/scenes.ts';
 import type { DatasetKind } from '../data/load.ts';
-import { numberFlag, optionalNumberFlag, positiveIntFlag } from './options.ts';
+import { numberFlag, optionalNumberFlag } from './options.ts';
 import { startLazyProgress } from './progress.ts';
 
 /** The summary `data scenes` prints: sizes, then per unseen label its P captions and test positives. */
@@ -69,14 +69,14 @@ export function registerDataCommands(program: Command): void {
       const result = await buildEmojiTags({
         onProgress: bar.update,
         out: opts.out,
-        size: positiveIntFlag(opts.size, '--size'),
-        minPositives: positiveIntFlag(opts.minPositives, '--min-positives'),
+        size: numberFlag(opts.size, '--size', 'positive-integer'),
+        minPositives: numberFlag(opts.minPositives, '--min-positives', 'positive-integer'),
         seed: numberFlag(opts.seed, '--seed', 'non-negative-integer'),
         styles: opts.styles
           ?.split(',')
           .map((s) => s.trim())
           .filter(Boolean),
-        ...(opts.limit !== undefined ? { limit: positiveIntFlag(opts.limit, '--limit') } : {}),
+        ...(opts.limit !== undefined ? { limit: numberFlag(opts.limit, '--limit', 'positive-integer') } : {}),
       }).finally(bar.stop);
       const s = result.stats;
       const lines = [

@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { ClipDecoderError } from '../errors.ts';
 import { expandImageInputs } from '../util/images.ts';
-import { modelOrDefault, numberFlag, positiveIntFlag, reportInputs } from './options.ts';
+import { modelOrDefault, numberFlag, reportInputs } from './options.ts';
 import { startLazyProgress, startProgress } from './progress.ts';
 import { DEFAULT_TEMPLATES } from '../clip/prompts.ts';
 
@@ -56,7 +56,7 @@ export function registerEmbedCommands(program: Command): void {
     .option('--keep-cls', 'keep the CLS token among the patch tokens')
     .option('-b, --batch-size <n>', 'images per ONNX run', '16')
     .action(async (paths: string[], opts: { model?: string; json?: boolean; tokens?: boolean; keepCls?: boolean; batchSize: string }) => {
-      const batchSize = positiveIntFlag(opts.batchSize, '--batch-size');
+      const batchSize = numberFlag(opts.batchSize, '--batch-size', 'positive-integer');
       const inputs = expandImageInputs(paths);
       const { files, missing } = inputs;
       if (!reportInputs(inputs, 'embed')) return;
@@ -119,7 +119,7 @@ export function registerEmbedCommands(program: Command): void {
         if (opts.out === undefined)
           throw new ClipDecoderError('INPUT_INVALID', 'embed needs --out <dir> (to print embeddings instead, use embed-image)', '--out');
         const out = opts.out;
-        const batchSize = positiveIntFlag(opts.batchSize, '--batch-size');
+        const batchSize = numberFlag(opts.batchSize, '--batch-size', 'positive-integer');
         const shardSize = numberFlag(opts.shardSize, '--shard-size', 'positive-integer');
         const inputs = expandImageInputs(paths);
         if (!reportInputs(inputs, 'embed')) return;

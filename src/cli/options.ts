@@ -30,10 +30,6 @@ export function optionalNumberFlag(value: string | undefined, flag: string, kind
   return value === undefined ? undefined : parseDecimal(value, flag, kind);
 }
 
-export function positiveIntFlag(value: string, flag: string): number {
-  return parseDecimal(value, flag, 'positive-integer');
-}
-
 /** Labels from --labels (comma-separated) and/or --labels-file (one per line, lines starting with # are comments). */
 export function readLabelFlags(labels: string | undefined, labelsFile: string | undefined, limits: LabelLimits = {}): string[] {
   const out: string[] = [];

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { ClipDecoderError } from '../errors.ts';
 import { DEFAULT_LIMITS, type ServeLimits } from '../serve/limits.ts';
-import { numberFlag, positiveIntFlag } from './options.ts';
+import { numberFlag } from './options.ts';
 
 /** Each limit's flag; the defaults printed by --help are the library's. */
 const LIMIT_FLAGS: [keyof ServeLimits, string, string][] = [
@@ -72,7 +72,7 @@ export function registerServeCommand(program: Command): void {
     const limits: Partial<ServeLimits> = {};
     for (const [key, flag] of LIMIT_FLAGS) {
       const raw = o[optionKey(flag)];
-      if (raw !== undefined) limits[key] = positiveIntFlag(raw, flag.split(' ')[0]!);
+      if (raw !== undefined) limits[key] = numberFlag(raw, flag.split(' ')[0]!, 'positive-integer');
     }
     // Loaded here, not at the top, so other commands and --help do not pay for the server and the model.
     const [{ Tagger }, { buildServer }] = await Promise.all([import('../tagger/tagger.ts'), import('../serve/server.ts')]);

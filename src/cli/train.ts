@@ -5,7 +5,7 @@ import type { QuerySource } from '../train/pipeline.ts';
 import { FIT_DEFAULTS, defaultTrainerOptions } from '../train/defaults.ts';
 import { defaultHeadConfig } from '../head/config.ts';
 import { readFileSync } from 'node:fs';
-import { modelOrDefault, numberFlag, positiveIntFlag } from './options.ts';
+import { modelOrDefault, numberFlag } from './options.ts';
 import { startProgress, startStepProgress } from './progress.ts';
 import { DEFAULT_TEMPLATES } from '../clip/prompts.ts';
 
@@ -161,8 +161,8 @@ export function registerTrainCommands(program: Command): void {
         queries,
         wordvecCorpus: corpus,
         templates: o.template,
-        epochs: given(o.epochs, (v) => positiveIntFlag(v, '--epochs')),
-        batchSize: given(o.batchSize, (v) => positiveIntFlag(v, '--batch-size')),
+        epochs: given(o.epochs, (v) => numberFlag(v, '--epochs', 'positive-integer')),
+        batchSize: given(o.batchSize, (v) => numberFlag(v, '--batch-size', 'positive-integer')),
         seed: given(o.seed, (v) => numberFlag(v, '--seed', 'non-negative-integer')),
         extraViews: given(o.views, (v) => numberFlag(v, '--views', 'non-negative-integer')),
         trainer: {
@@ -173,12 +173,12 @@ export function registerTrainCommands(program: Command): void {
           emaDecay,
         },
         head: {
-          dModel: given(o.dModel, (v) => positiveIntFlag(v, '--d-model')),
-          heads: given(o.heads, (v) => positiveIntFlag(v, '--heads')),
-          ffnDim: given(o.ffn, (v) => positiveIntFlag(v, '--ffn')),
+          dModel: given(o.dModel, (v) => numberFlag(v, '--d-model', 'positive-integer')),
+          heads: given(o.heads, (v) => numberFlag(v, '--heads', 'positive-integer')),
+          ffnDim: given(o.ffn, (v) => numberFlag(v, '--ffn', 'positive-integer')),
           dropout: given(o.dropout, (v) => numberFlag(v, '--dropout', 'fraction')),
         },
-        checkpointEverySteps: given(o.checkpointSteps, (v) => positiveIntFlag(v, '--checkpoint-steps')),
+        checkpointEverySteps: given(o.checkpointSteps, (v) => numberFlag(v, '--checkpoint-steps', 'positive-integer')),
         checkpointEveryMinutes: given(o.checkpointMinutes, (v) => numberFlag(v, '--checkpoint-minutes', 'non-negative')),
         optionNames: OPTION_FLAGS,
         resume: o.resume,

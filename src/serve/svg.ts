@@ -90,7 +90,9 @@ export async function rasteriseSvg(data: Uint8Array, cfg: PreprocessConfig, pixe
           ),
         );
       } else if (!ready) {
-        reject(new ClipDecoderError('INTERNAL', `the SVG renderer did not start within ${STARTUP_MS} ms (exit ${code}): ${err.slice(-200)}`));
+        reject(
+          new ClipDecoderError('INTERNAL', `the SVG renderer did not start within ${STARTUP_MS} ms (exit ${code}): ${err.slice(-200)}`),
+        );
       } else if (code !== 0) {
         const why = /Error: (.*)/.exec(err)?.[1] ?? `renderer exited with ${code}`;
         reject(new ClipDecoderError('IMAGE_INVALID', `not a readable SVG (${why})`));
