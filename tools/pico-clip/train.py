@@ -269,12 +269,12 @@ def augment(images: torch.Tensor, icon: torch.Tensor, no_flip: torch.Tensor, g: 
 def positives(captions_words: list[list[str]], idx: list[int], corpus: Corpus) -> torch.Tensor:
     """[B, B] bool: caption i fits image j when all its words are among image j's words (diagonal always)."""
     B = len(idx)
-    P = torch.zeros(B, B, dtype=torch.bool)
     sets = [corpus.word_sets[j] for j in idx]
-    for i, ws in enumerate(captions_words):
-        for j in range(B):
-            P[i, j] = i == j or (bool(ws) and all(w in sets[j] for w in ws))
-    return P
+    rows = []
+    for i, words in enumerate(captions_words):
+        ws = set(words)
+        rows.append([i == j or (bool(ws) and ws <= sets[j]) for j in range(B)])  # set inclusion: C speed
+    return torch.tensor(rows, dtype=torch.bool)
 
 
 def soft_clip_loss(logits_per_text: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
@@ -520,6 +520,7 @@ def main() -> None:
     ap.add_argument("--patch", type=int, default=8)
     ap.add_argument("--vocab", type=int, default=6000)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--log-every", type=int, default=20, help="steps between progress lines")
     ap.add_argument("--val-every", type=float, default=5.0, help="minutes between validations")
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
     ap.add_argument("--export-only", action="store_true", help="export the last checkpoint and stop")
@@ -623,7 +624,12 @@ def main() -> None:
 
     sampler = BatchSampler(corpus, args.emoji_share, args.scene_share, rng)
     captioner = CaptionSampler(rng, args.p_name, args.p_words)
-    # A model smaller than the render size samples it down in augment() (bilinear, per batch): no second copy.
+    if S != corpus.S:  # resample the corpus once (antialiased bicubic, as the preprocessor resizes test images)
+        corpus.images = torch.cat([F.interpolate(torch.from_numpy(np.array(corpus.images[i:i + 1024])).permute(0, 3, 1, 2).float(),
+                                                 size=(S, S), mode="bicubic", antialias=True, align_corners=False)
+                                   .clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+                                   for i in range(0, len(corpus.images), 1024)]).numpy()
+        print(f"corpus resampled to {S} px ({time.time() - t_start:.0f} s)", flush=True)
     is_icon = torch.tensor([it["kind"] == "icon" for it in corpus.items])
     is_scene = torch.tensor([it["kind"] == "scene" for it in corpus.items])
     G = S // args.patch
@@ -674,7 +680,7 @@ def main() -> None:
         trained_s = trained_at_loop + (time.time() - t_loop)
         history.append({"step": step, "loss": round(loss.item(), 4), "clip": round(clip_l.item(), 4),
                         "region": round(region_l.item(), 4), "lr": lr, "t": round(trained_s, 1)})
-        if step % 20 == 0:
+        if step % args.log_every == 0:
             print(f"step {step} loss {loss.item():.3f} (clip {clip_l.item():.3f} region {region_l.item():.3f}) lr {lr:.2e} scale {model.logit_scale.exp().item():.1f} "
                   f"{trained_s / step:.2f} s/step {trained_s / 60:.1f} min", flush=True)
         if time.time() - t_last_val >= args.val_every * 60:
