@@ -286,6 +286,25 @@ def soft_clip_loss(logits_per_text: torch.Tensor, P: torch.Tensor) -> torch.Tens
     return 0.5 * (t2i + i2t)
 
 
+def encode_texts_by_length(model: CLIPModel, tok: "bpe.ClipBpeTokenizer", texts: list[str], device: str,
+                           groups: int = 4) -> torch.Tensor:
+    """text_embeds [N, E] in the order of `texts`, encoded in groups of similar length: a batch padded to its
+    longest caption (a 4-member scene's) spends most of the text tower on padding."""
+    seqs = [tok.encode(t, 32) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: len(seqs[i]))
+    out = [None] * len(texts)
+    size = -(-len(texts) // groups)
+    for g0 in range(0, len(order), size):
+        chunk = order[g0:g0 + size]
+        width = max(len(seqs[i]) for i in chunk)
+        ids = torch.tensor([seqs[i] + [tok.pad_id] * (width - len(seqs[i])) for i in chunk], device=device)
+        mask = torch.tensor([[1] * len(seqs[i]) + [0] * (width - len(seqs[i])) for i in chunk], device=device)
+        emb = model.encode_text(ids, mask)[0]
+        for r, i in enumerate(chunk):
+            out[i] = emb[r]
+    return torch.stack(out)
+
+
 def region_masks(members: list[list[list[float]]], G: int) -> torch.Tensor:
     """[M, G*G] float: for each member box [x, y, side] (fractions), the patches whose centre lies inside it
     (at least the patch under the box centre), normalised to sum 1 (mean pooling)."""
@@ -657,9 +676,8 @@ def main() -> None:
         no_flip = torch.tensor([bool(LATERAL & set(words_of(t))) for t in texts])
         ii = torch.tensor(idx)
         pix = normalise(augment(corpus.take(idx), is_icon[ii], no_flip, g, S, args.augment, is_scene[ii])).to(dev)
-        ids, mask = tok.batch(texts, max_length=32)
         image_embeds, hidden = model.encode_image(pix)
-        text_embeds, _ = model.encode_text(torch.tensor(ids, device=dev), torch.tensor(mask, device=dev))
+        text_embeds = encode_texts_by_length(model, tok, texts, dev)
         logits_per_text = model.logit_scale.exp() * F.normalize(text_embeds, dim=-1) @ F.normalize(image_embeds, dim=-1).t()
         P = positives([c[1] for c in caps], idx, corpus) if args.soft else torch.eye(len(idx), dtype=torch.bool)
         clip_l = soft_clip_loss(logits_per_text, P.to(dev))
