@@ -22,6 +22,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 
@@ -641,6 +642,10 @@ def main() -> None:
         finish()
         return
 
+    # SIGTERM (kill PID): save a checkpoint at the end of the current step and stop; the same command resumes.
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+
     sampler = BatchSampler(corpus, args.emoji_share, args.scene_share, rng)
     captioner = CaptionSampler(rng, args.p_name, args.p_words)
     if S != corpus.S:  # resample the corpus once (antialiased bicubic, as the preprocessor resizes test images)
@@ -709,6 +714,10 @@ def main() -> None:
         if time.time() - t_last_ckpt >= args.ckpt_minutes * 60:
             save_ckpt()
             t_last_ckpt = time.time()
+        if stop:
+            save_ckpt()
+            print(f"stopped by SIGTERM at step {step}: checkpoint saved, rerun the same command to resume", flush=True)
+            return
     del est_steps
     v = validate(model, tok, val, S, unseen, dev)
     val_history.append({"step": step, **{k: round(x, 2) for k, x in v.items()}})
