@@ -102,15 +102,23 @@ function tagRow(scores: Float32Array, imgs: Img[], seen: string[], unseen: strin
   };
 }
 
-/** Patch tokens [N, T, D] of images (CLS dropped). */
-async function patchTokens(model: ClipModel, files: string[]): Promise<{ tokens: Float32Array; T: number; D: number }> {
+/** Patch tokens [N, T, D] of images (CLS dropped) and their L2-normalised image embeddings [N, E]: one pass. */
+async function patchTokens(model: ClipModel, files: string[]): Promise<{ tokens: Float32Array; T: number; D: number; embeds: Float32Array }> {
   let out: Float32Array | undefined;
+  const E = model.embedDim;
+  const embeds = new Float32Array(files.length * E);
   for await (const r of model.encodeImages(files, { batchSize: 64 })) {
     if (r.error) throw r.error;
     out ??= new Float32Array(files.length * r.tokens.length);
     out.set(r.tokens, r.index * r.tokens.length);
+    embeds.set(r.imageEmbed, r.index * E);
   }
-  return { tokens: out!, T: model.numTokens, D: model.tokenDim };
+  for (let i = 0; i < files.length; i++) {
+    const v = embeds.subarray(i * E, (i + 1) * E);
+    const n = Math.hypot(...v) || 1;
+    for (let k = 0; k < E; k++) v[k]! /= n;
+  }
+  return { tokens: out!, T: model.numTokens, D: model.tokenDim, embeds };
 }
 
 /** Patch centres of a G × G grid inside a box [x, y, w, h] (pixels of a side-S image), as a [G*G] mask. */
@@ -290,8 +298,8 @@ export async function evaluateScenes(modelDir: string, dataDir: string, log: (s:
     // --- test
     const cols = [...d.seen, ...d.unseen];
     const labelEmb = await textEmbeddings(model, cols, tagTemplate);
-    const rowOf = async (imgs: Img[]) => {
-      const img = await imageEmbeddings(model, imgs.map((i) => i.file));
+    const rowOf = async (imgs: Img[], given?: Float32Array) => {
+      const img = given ?? (await imageEmbeddings(model, imgs.map((i) => i.file)));
       return { img, row: tagRow(cosines(img, labelEmb, E), imgs, d.seen, d.unseen) };
     };
     const testNames = [...new Set([...d.testSingles, ...d.styleSingles].map((i) => i.name!))].sort();
@@ -300,8 +308,10 @@ export async function evaluateScenes(modelDir: string, dataDir: string, log: (s:
       const nr = nameRetrieval(cosines(img, nameEmbTest, E), imgs.map((i) => i.name!), testNames);
       return { ...nr, r1: r1(nr.r1), r5: r1(nr.r5) };
     };
-    const scenes = (await rowOf(d.testScenes)).row;
-    const styleScenes = (await rowOf(d.styleScenes)).row;
+    const tTok = await patchTokens(model, d.testScenes.map((s) => s.file)); // tokens kept for the localisation
+    const sTok = await patchTokens(model, d.styleScenes.map((s) => s.file));
+    const scenes = (await rowOf(d.testScenes, tTok.embeds)).row;
+    const styleScenes = (await rowOf(d.styleScenes, sTok.embeds)).row;
     const s1 = await rowOf(d.testSingles);
     const s2 = await rowOf(d.styleSingles);
     log('test tags and names done; localisation ...');
@@ -313,8 +323,6 @@ export async function evaluateScenes(modelDir: string, dataDir: string, log: (s:
     const probeScenes = d.pretrain.slice(0, options.probeScenes ?? 1500);
     const pTok = await patchTokens(model, probeScenes.map((s) => s.file));
     const probe = fitProbe(probeScenes, pTok, nameEmb, d.size, E);
-    const tTok = await patchTokens(model, d.testScenes.map((s) => s.file));
-    const sTok = await patchTokens(model, d.styleScenes.map((s) => s.file));
     const G = Math.round(Math.sqrt(tTok.T));
     const loc: ScenesEvalResult['localisation'] = {
       grid: G,
