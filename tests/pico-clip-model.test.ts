@@ -96,3 +96,22 @@ test('pico-clip: label embeddings are unit vectors and unseen words still embed'
     await model.dispose();
   }
 });
+
+test('pico-clip: patch_embeds are the tokens through the image head (its CLS row is image_embeds)', async () => {
+  const v = json('config.json').vision_config;
+  const model = await ClipModel.load(DIR, { threads: 1, keepCls: true, outputs: { patchTokens: 'patch_embeds' } });
+  try {
+    const S = v.image_size;
+    const pixels = Float32Array.from({ length: 2 * 3 * S * S }, (_, i) => Math.sin(i * 0.37));
+    const { tokens, imageEmbeds } = await model.encodePixels(pixels, 2);
+    const E = model.embedDim;
+    const T = model.numTokens;
+    assert.equal(T, (S / v.patch_size) ** 2 + 1);
+    assert.equal(tokens.length, 2 * T * E, 'patch_embeds is [B, 1 + patches, projection_dim]');
+    for (let b = 0; b < 2; b++) {
+      assert.ok(maxAbsDiff(tokens.subarray(b * T * E, b * T * E + E), imageEmbeds.subarray(b * E, (b + 1) * E)) < 1e-4);
+    }
+  } finally {
+    await model.dispose();
+  }
+});

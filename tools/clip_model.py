@@ -297,6 +297,11 @@ class CLIPModel(nn.Module):
         last_hidden_state, pooled = self.vision_model(pixel_values)
         return self.visual_projection(pooled), last_hidden_state
 
+    def patch_embeds(self, last_hidden_state: torch.Tensor) -> torch.Tensor:
+        """[B, 1+N, E]: every token through the CLS token's own head (post_layernorm, visual_projection), so a
+        patch can be compared with text embeddings (MaskCLIP's reading of CLIP's patch tokens)."""
+        return self.visual_projection(self.vision_model.post_layernorm(last_hidden_state))
+
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(text_embeds [B, E] unnormalised, last_hidden_state [B, L, Ct]) as CLIPTextModelWithProjection."""
@@ -435,12 +440,15 @@ def load_pretrained(folder: str) -> CLIPModel:
 
 
 class VisionExport(nn.Module):
-    def __init__(self, model: CLIPModel):
+    def __init__(self, model: CLIPModel, patch_embeds: bool = False):
         super().__init__()
         self.model = model
+        self.with_patch_embeds = patch_embeds
 
     def forward(self, pixel_values: torch.Tensor):
         image_embeds, last_hidden_state = self.model.encode_image(pixel_values)
+        if self.with_patch_embeds:
+            return image_embeds, last_hidden_state, self.model.patch_embeds(last_hidden_state)
         return image_embeds, last_hidden_state
 
 
@@ -454,9 +462,11 @@ class TextExport(nn.Module):
         return text_embeds, last_hidden_state
 
 
-def export_onnx(model: CLIPModel, out_dir: str, opset: int = 17) -> tuple[str, str]:
+def export_onnx(model: CLIPModel, out_dir: str, opset: int = 17, patch_embeds: bool = False) -> tuple[str, str]:
     """onnx/vision_model.onnx (pixel_values -> image_embeds, last_hidden_state) and onnx/text_model.onnx
-    (input_ids, attention_mask -> text_embeds, last_hidden_state); batch (and text length) dynamic, fp32."""
+    (input_ids, attention_mask -> text_embeds, last_hidden_state); batch (and text length) dynamic, fp32.
+    patch_embeds: the vision graph also outputs `patch_embeds` [B, 1+N, E] (CLIPModel.patch_embeds), an extra
+    output standard consumers ignore."""
     os.makedirs(out_dir, exist_ok=True)
     model = model.eval()
     v, t = model.config.vision_config, model.config.text_config
@@ -464,10 +474,11 @@ def export_onnx(model: CLIPModel, out_dir: str, opset: int = 17) -> tuple[str, s
     text_path = os.path.join(out_dir, "text_model.onnx")
     with torch.no_grad():
         pixels = torch.zeros(2, v.num_channels, v.image_size, v.image_size)
-        torch.onnx.export(VisionExport(model).eval(), (pixels,), vision_path, opset_version=opset,
-                          input_names=["pixel_values"], output_names=["image_embeds", "last_hidden_state"],
-                          dynamic_axes={"pixel_values": {0: "batch_size"}, "image_embeds": {0: "batch_size"},
-                                        "last_hidden_state": {0: "batch_size"}},
+        outs = ["image_embeds", "last_hidden_state"] + (["patch_embeds"] if patch_embeds else [])
+        torch.onnx.export(VisionExport(model, patch_embeds).eval(), (pixels,), vision_path, opset_version=opset,
+                          input_names=["pixel_values"], output_names=outs,
+                          dynamic_axes={"pixel_values": {0: "batch_size"}, **{o: {0: "batch_size"} for o in outs[1:]},
+                                        "image_embeds": {0: "batch_size"}},
                           do_constant_folding=True)
         ids = torch.tensor([[t.bos_token_id, 5, 6, t.eos_token_id], [t.bos_token_id, 7, t.eos_token_id, t.pad_token_id]])
         mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
@@ -480,7 +491,8 @@ def export_onnx(model: CLIPModel, out_dir: str, opset: int = 17) -> tuple[str, s
                           do_constant_folding=True)
     tokens = v.num_patches + 1
     _name_output_dims(vision_path, {"image_embeds": ["batch_size", model.config.projection_dim],
-                                    "last_hidden_state": ["batch_size", tokens, v.hidden_size]})
+                                    "last_hidden_state": ["batch_size", tokens, v.hidden_size],
+                                    "patch_embeds": ["batch_size", tokens, model.config.projection_dim]})
     _name_output_dims(text_path, {"text_embeds": ["batch_size", model.config.projection_dim],
                                   "last_hidden_state": ["batch_size", "sequence_length", t.hidden_size]})
     return vision_path, text_path

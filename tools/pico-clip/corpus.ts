@@ -1,21 +1,32 @@
-// The pico-CLIP pretraining corpus: image-caption sources from npm packages only.
-//   emoji  EmojiTags TRAIN-split emoji (never val or test) in every Iconify emoji style, plus their skin-tone
-//          variants; caption fields: CLDR name, every keyword (CLDR, emojilib, OpenMoji), the EmojiTags label
-//          words, Unicode group/subgroup names.
-//   icons  Iconify icon sets (one drawing per concept: style variants such as -outline/-bold dropped), caption
-//          fields: name words, alias names, tags (tabler, lucide), categories; meta-words (off, filled, ...) out.
-// `planCorpus` lists the items and their caption fields without rendering (fast; the leak test runs it);
+// The pico-CLIP (v2) pretraining corpus: image-caption items from npm packages only, all from EmojiScenes'
+// pretraining pool P (src/data/emoji/pools.ts), never from the benchmark pool B:
+//   emoji   P emoji in every pretraining style (all Iconify emoji styles but the benchmark's test-only style,
+//           never Fluent), plus their skin-tone variants; caption fields: CLDR name, every keyword (CLDR,
+//           emojilib, OpenMoji), the label words, Unicode group/subgroup names.
+//   scenes  EmojiScenes' P scenes (1-4 P emoji on varied backgrounds) with compositional captions ("a dog and a
+//           red heart") and their members' words and boxes; redrawn here at the corpus size (`drawScene`).
+//   icons   Iconify icon sets (one drawing per concept: style variants such as -outline/-bold dropped), caption
+//           fields: name words, alias names, tags (tabler, lucide), categories; meta-words (off, filled, ...) out.
+// No drawing of a B emoji (same SVG body in any of the eight styles) is ever an item, whatever it comes as:
+// `leakCheck` proves it and the index records the proof (pools hash, B emoji, forbidden drawings), which the
+// trainer checks again before it reads an image.
+// `planCorpus` lists the items without rendering (seconds; the tests run it);
 // `node --import tsx tools/pico-clip/corpus.ts --out DIR --size S` renders them to DIR/images.u8 [N, S, S, 3]
-// plus DIR/captions.jsonl, and the validation emoji (for model selection) to DIR/val.u8 + DIR/val.jsonl.
+// plus DIR/captions.jsonl, and B *validation* singles and scenes (model selection only) to DIR/val*.
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { mkdirSync, openSync, writeSync, closeSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Resvg } from '@resvg/resvg-js';
 import sharp from 'sharp';
-import { planEmojiTags } from '../../src/data/emoji/build.ts';
 import type { EmojiTagsPlan } from '../../src/data/emoji/build.ts';
-import { EMOJI_STYLES, loadEmojiStyle, squareIcon, svgDocument, svgHash, type IconifySet } from '../../src/data/emoji/sources.ts';
+import { drawScene, pixelBox } from '../../src/data/emoji/compose.ts';
+import type { SceneMember, SceneSpec } from '../../src/data/emoji/compose.ts';
+import { planEmojiScenes, sceneCaption } from '../../src/data/emoji/scenes.ts';
+import type { EmojiScenesPlan } from '../../src/data/emoji/scenes.ts';
+import { poolsRecord } from '../../src/data/emoji/scene-stats.ts';
+import { EMOJI_STYLES, squareIcon, svgDocument, svgHash, type IconifySet } from '../../src/data/emoji/sources.ts';
 export { svgHash };
 import type { EmojiEntry, EmojiStyle, SquareSvg } from '../../src/data/emoji/sources.ts';
 import { renderSvgPng } from '../../src/data/emoji/render.ts';
@@ -36,31 +47,50 @@ export const META_WORDS = new Set(
 const VARIANT_SUFFIX = /-(outline|outlined|rounded|sharp|outline-rounded|outline-sharp|bold|duotone|fill|filled|light|thin|negative|24px|outline-24px|off|alt|variant|\d+)$/;
 
 export interface CorpusItem {
-  /** Unique id: "emoji/<style>/<key>[/<skin>]" or "icon/<set>/<name>". */
+  /** Unique id: "emoji/<style>/<key>[/<skin>]", "scene/<pretrain id>" or "icon/<set>/<name>". */
   id: string;
-  kind: 'emoji' | 'icon';
+  kind: 'emoji' | 'scene' | 'icon';
   set: string;
-  /** Emoji: the EmojiTags key of the (base) emoji; icons: the icon name. */
+  /** Emoji: the key of the (base) emoji; scenes: the P scene id; icons: the icon name. */
   key: string;
-  /** Caption fields. */
+  /** Caption fields. Scenes: the compositional caption ("a dog and a red heart", members left to right). */
   name: string;
   keywords: string[];
-  /** EmojiTags label words of the emoji (emoji only). */
+  /** Label words of the emoji (emoji), of every member (scenes). */
   words: string[];
   categories: string[];
-  /** Drawing in a square view box. */
-  svg: SquareSvg;
+  /** Emoji and icons: the drawing in a square view box. */
+  svg?: SquareSvg;
+  /** Scenes: the layout and, per member, its drawing, name and words (box in fractions of the side). */
+  scene?: { spec: SceneSpec; members: { key: string; style: string; name: string; words: string[]; box: [number, number, number]; svg: SquareSvg }[] };
+}
+
+/** Every drawing an item shows (one for emoji and icons, one per member for scenes). */
+export function drawingsOf(it: CorpusItem): SquareSvg[] {
+  return it.scene ? it.scene.members.map((m) => m.svg) : [it.svg!];
+}
+
+/** A validation image (B validation part: model selection only, never trained on). */
+export interface ValItem {
+  id: string;
+  kind: 'single' | 'scene';
+  name: string;
+  labels: string[];
+  svg?: SquareSvg;
+  scene?: CorpusItem['scene'];
 }
 
 export interface CorpusPlan {
+  scenesPlan: EmojiScenesPlan;
   emojiPlan: EmojiTagsPlan;
   items: CorpusItem[];
-  /** Validation emoji (never pretrained on): images for model selection. */
-  val: CorpusItem[];
+  val: ValItem[];
   licences: Record<string, string>;
+  /** What the leak check compares against: B emoji keys and every drawing (sha1 of the SVG body) of them. */
+  benchmark: { emoji: string[]; drawings: string[] };
+  /** sha256 of the pools.json an EmojiScenes build of the same options writes. */
+  poolsHash: string;
 }
-
-
 
 /** "account-arrow-down" → "account arrow down"; meta-words and digits dropped. */
 export function iconPhrase(name: string): string {
@@ -79,12 +109,12 @@ function cleanWords(texts: Iterable<string>): string[] {
   return [...out];
 }
 
-function emojiItems(plan: EmojiTagsPlan, keys: ReadonlySet<string>, withSkins: boolean): CorpusItem[] {
+function emojiItems(plan: EmojiTagsPlan, keys: ReadonlySet<string>, styleNames: readonly string[], withSkins: boolean): CorpusItem[] {
   const groupMessage = new Map([...plan.data.groups, ...plan.data.subgroups].map((g) => [g.key, g.message]));
   const raw = require('emojibase-data/en/data.json') as { hexcode: string; skins?: { hexcode: string; emoji: string }[] }[];
   const skinsOf = new Map(raw.map((e) => [e.hexcode, e.skins ?? []]));
   const items: CorpusItem[] = [];
-  const styles: EmojiStyle[] = plan.styles;
+  const styles: EmojiStyle[] = plan.styles.filter((st) => styleNames.includes(st.name));
   const charsOf = new Map<string, Record<string, string>>();
   const setOf = new Map<string, IconifySet>();
   for (const s of styles) {
@@ -172,46 +202,121 @@ function iconItems(setName: string): CorpusItem[] {
 export interface CorpusOptions {
   /** Icon sets (default ICON_SETS). */
   iconSets?: readonly string[];
-  /** Add skin-tone variants of train emoji (default true). */
+  /** Add skin-tone variants of P emoji (default true). */
   skins?: boolean;
+  /** P scenes (a prefix of EmojiScenes' pretrain-scenes.jsonl; default 6000, its default count). */
+  scenes?: number;
+  /** B validation scenes for model selection (default 500). */
+  valScenes?: number;
+}
+
+export class CorpusLeakError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CorpusLeakError';
+  }
+}
+
+/**
+ * Throws CorpusLeakError naming the first item that shows a B emoji (by key, or by drawing in any style), uses
+ * the test-only style or a Fluent set. Returns what was checked, for the index.
+ */
+export function leakCheck(items: readonly CorpusItem[], benchmark: CorpusPlan['benchmark'], testStyle: string): { items: number; drawings: number; benchmarkEmoji: number; forbiddenDrawings: number } {
+  const bKeys = new Set(benchmark.emoji);
+  const bDrawings = new Set(benchmark.drawings);
+  let drawings = 0;
+  for (const it of items) {
+    if (it.set.includes('fluent')) throw new CorpusLeakError(`${it.id}: a Fluent emoji set is reserved for independent evaluation`);
+    if (it.set === testStyle) throw new CorpusLeakError(`${it.id}: ${testStyle} is the benchmark's test-only style`);
+    const keys = it.kind === 'emoji' ? [it.key] : (it.scene?.members.map((m) => m.key) ?? []);
+    for (const k of keys) if (bKeys.has(k)) throw new CorpusLeakError(`${it.id}: emoji ${k} is in the benchmark pool B`);
+    for (const m of it.scene?.members ?? []) if (m.style === testStyle || m.style.includes('fluent')) throw new CorpusLeakError(`${it.id}: member ${m.key} in style ${m.style}`);
+    for (const d of drawingsOf(it)) {
+      drawings++;
+      if (bDrawings.has(svgHash(d))) throw new CorpusLeakError(`${it.id}: draws a benchmark (B) emoji (same SVG body as one of its drawings)`);
+    }
+  }
+  return { items: items.length, drawings, benchmarkEmoji: bKeys.size, forbiddenDrawings: bDrawings.size };
 }
 
 export function planCorpus(options: CorpusOptions = {}): CorpusPlan {
-  const emojiPlan = planEmojiTags(); // the default split (seed 0) is the benchmark split
-  const train = new Set(emojiPlan.split.train);
-  const val = new Set(emojiPlan.split.val);
-  const valItems = emojiItems(emojiPlan, val, false);
-  // Some styles draw two emoji alike (noto-v1's "person bowing" is its "man bowing"): a drawing that any style
-  // uses for a test or validation emoji is left out, whichever emoji or icon it comes as.
-  const heldOut = new Set<string>();
+  // EmojiScenes' default build (seed 0) is the benchmark: its pools decide what CLIP may see.
+  const scenesPlan = planEmojiScenes({ pretrainScenes: options.scenes ?? 6000 });
+  const emojiPlan = scenesPlan.emojiPlan;
+  const styleByName = new Map(emojiPlan.styles.map((s) => [s.name as string, s]));
+  const drawing = (m: SceneMember) => {
+    const st = styleByName.get(m.style)!;
+    return st.svg(st.iconOf.get(m.key)!);
+  };
+  // B's drawings in all eight styles (the test-only one too): no item may show one, whichever emoji or icon it
+  // comes as (noto-v1 draws "person bowing" and "man bowing" alike).
+  const bDrawings = new Set<string>();
   for (const name of EMOJI_STYLES) {
-    const style = loadEmojiStyle(name, emojiPlan.data.emoji);
-    for (const k of [...emojiPlan.split.test, ...emojiPlan.split.val]) {
-      const icon = style.iconOf.get(k);
-      if (icon) heldOut.add(svgHash(style.svg(icon)));
+    const st = styleByName.get(name);
+    if (!st) continue;
+    for (const k of scenesPlan.pools.benchmark) {
+      const icon = st.iconOf.get(k);
+      if (icon) bDrawings.add(svgHash(st.svg(icon)));
     }
   }
-  const keep = (it: CorpusItem) => !heldOut.has(svgHash(it.svg));
-  const items = emojiItems(emojiPlan, train, options.skins ?? true).filter(keep);
+  const benchmark = { emoji: [...scenesPlan.pools.benchmark], drawings: [...bDrawings].sort() };
+  const keep = (it: CorpusItem) => drawingsOf(it).every((d) => !bDrawings.has(svgHash(d)));
+
+  const items = emojiItems(emojiPlan, new Set(scenesPlan.pools.pretrain), scenesPlan.trainStyles, options.skins ?? true).filter(keep);
+  const labelsOf = emojiPlan.labeling.emojiLabels;
+  const sceneOf = (spec: SceneSpec, members: { key: string; name: string }[]) => ({
+    spec,
+    members: spec.members.map((m, i) => ({ key: m.key, style: m.style, name: members[i]!.name, words: labelsOf.get(m.key) ?? [], box: m.box, svg: drawing(m) })),
+  });
+  for (const s of scenesPlan.pretrain) {
+    items.push({
+      id: `scene/${s.id}`,
+      kind: 'scene',
+      set: 'emojiscenes-p',
+      key: s.id,
+      name: sceneCaption(s.members),
+      keywords: [],
+      words: s.labels,
+      categories: [],
+      scene: sceneOf(s.spec, s.members),
+    });
+  }
   const licences: Record<string, string> = {};
-  for (const s of emojiPlan.styles) licences[s.name] = `${s.pkg}: ${s.info.license.spdx ?? s.info.license.title}`;
+  for (const s of emojiPlan.styles) if (scenesPlan.trainStyles.includes(s.name)) licences[s.name] = `${s.pkg}: ${s.info.license.spdx ?? s.info.license.title}`;
   for (const setName of options.iconSets ?? ICON_SETS) {
     items.push(...iconItems(setName).filter(keep));
     const info = require(`@iconify-json/${setName}/info.json`) as { license: { spdx?: string; title: string } };
     licences[setName] = `@iconify-json/${setName}: ${info.license.spdx ?? info.license.title}`;
   }
-  return { emojiPlan, items, val: valItems, licences };
+
+  // Validation: B *validation* emoji alone (in the pretraining styles) and B validation scenes.
+  const vocab = new Set(scenesPlan.pools.vocabulary);
+  const benchLabels = (k: string) => (labelsOf.get(k) ?? []).filter((l) => vocab.has(l));
+  const entryOf = new Map(emojiPlan.pool.map((e) => [e.key, e]));
+  const val: ValItem[] = [];
+  for (const k of scenesPlan.parts.val) {
+    for (const st of scenesPlan.trainStyles) {
+      const style = styleByName.get(st)!;
+      const icon = style.iconOf.get(k);
+      if (icon) val.push({ id: `single/${st}/${k}`, kind: 'single', name: entryOf.get(k)!.name, labels: benchLabels(k), svg: style.svg(icon) });
+    }
+  }
+  for (const s of scenesPlan.scenes.filter((x) => x.part === 'val').slice(0, options.valScenes ?? 500)) {
+    val.push({ id: s.id, kind: 'scene', name: sceneCaption(s.members), labels: s.labels, scene: sceneOf(s.spec, s.members) });
+  }
+  const poolsHash = createHash('sha256').update(JSON.stringify(poolsRecord(scenesPlan), null, 1) + '\n').digest('hex');
+  return { scenesPlan, emojiPlan, items, val, licences, benchmark, poolsHash };
 }
 
-
-/** Raw RGB pixels [S, S, 3] of a drawing on white. Emoji go through a 224 px PNG and a bicubic resize, the
- * path EmojiTags test images take through the model's preprocessor; icons are drawn at S directly. */
-async function pixelsOf(item: CorpusItem, S: number): Promise<Buffer> {
-  if (item.kind === 'emoji') {
-    const png = await renderSvgPng(item.svg, 224);
-    return sharp(png).flatten({ background: '#ffffff' }).resize({ width: S, height: S, fit: 'fill', kernel: 'cubic' }).removeAlpha().raw().toBuffer();
+/** Raw RGB pixels [S, S, 3]. Emoji: a resvg render at S on white (as EmojiScenes' single images); scenes: drawn
+ * at S by the EmojiScenes composer; icons: drawn at S on white. */
+async function pixelsOf(it: CorpusItem | ValItem, S: number): Promise<Buffer> {
+  if (it.scene) return Buffer.from(drawScene(it.scene.spec, S, (m) => it.scene!.members.find((x) => x.key === m.key)!.svg));
+  if (it.kind === 'emoji' || it.kind === 'single') {
+    const png = await renderSvgPng(it.svg!, S);
+    return sharp(png).flatten({ background: '#ffffff' }).removeAlpha().raw().toBuffer();
   }
-  const img = new Resvg(svgDocument(item.svg), { background: 'white', fitTo: { mode: 'width', value: S }, font: { loadSystemFonts: false }, logLevel: 'off' }).render();
+  const img = new Resvg(svgDocument(it.svg!), { background: 'white', fitTo: { mode: 'width', value: S }, font: { loadSystemFonts: false }, logLevel: 'off' }).render();
   const rgba = img.pixels;
   const out = Buffer.alloc(S * S * 3);
   for (let i = 0, j = 0; i < S * S; i++, j += 4) {
@@ -222,7 +327,7 @@ async function pixelsOf(item: CorpusItem, S: number): Promise<Buffer> {
   return out;
 }
 
-async function writeImages(items: CorpusItem[], S: number, path: string, onProgress: (n: number) => void): Promise<void> {
+async function writeImages(items: (CorpusItem | ValItem)[], S: number, path: string, onProgress: (n: number) => void): Promise<void> {
   const tmp = `${path}.tmp`;
   const fd = openSync(tmp, 'w');
   try {
@@ -238,47 +343,71 @@ async function writeImages(items: CorpusItem[], S: number, path: string, onProgr
   renameSync(tmp, path);
 }
 
-function captionRecord(it: CorpusItem, extra: Record<string, unknown> = {}): string {
-  return JSON.stringify({ id: it.id, kind: it.kind, set: it.set, key: it.key, name: it.name, keywords: it.keywords, words: it.words, categories: it.categories, ...extra });
+/** A captions.jsonl line: caption fields, the drawing hashes (the trainer re-runs the leak check on them) and,
+ * for scenes, the members with boxes in fractions of the side [x, y, side]. */
+function captionRecord(it: CorpusItem): string {
+  const members = it.scene?.members.map((m) => ({ key: m.key, style: m.style, name: m.name, words: m.words, box: m.box }));
+  return JSON.stringify({ id: it.id, kind: it.kind, set: it.set, key: it.key, name: it.name, keywords: it.keywords, words: it.words, categories: it.categories, drawings: drawingsOf(it).map(svgHash), ...(members ? { members } : {}) });
+}
+
+function valRecord(it: ValItem, S: number): string {
+  const members = it.scene?.members.map((m) => ({ key: m.key, name: m.name, box: pixelBox(m.box, S) }));
+  return JSON.stringify({ id: it.id, kind: it.kind, name: it.name, labels: it.labels, ...(members ? { members } : {}) });
 }
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       out: { type: 'string' },
-      size: { type: 'string', default: '64' },
+      size: { type: 'string', default: '128' },
       'icon-sets': { type: 'string' },
       'no-skins': { type: 'boolean', default: false },
+      scenes: { type: 'string', default: '6000' },
+      'val-scenes': { type: 'string', default: '500' },
     },
   });
-  if (!values.out) throw new Error('usage: corpus.ts --out DIR [--size 64] [--icon-sets tabler,lucide,...] [--no-skins]');
-  const S = Number(values.size);
+  const usage = 'usage: corpus.ts --out DIR [--size 128] [--scenes 6000] [--val-scenes 500] [--icon-sets tabler,lucide,...] [--no-skins]';
+  if (!values.out) throw new Error(`--out is required; ${usage}`);
+  const int = (flag: string, v: string, lo: number, hi: number) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < lo || n > hi) throw new Error(`--${flag} must be an integer in ${lo}..${hi}, got ${JSON.stringify(v)}`);
+    return n;
+  };
+  const S = int('size', values.size!, 16, 512);
   const t0 = performance.now();
-  const plan = planCorpus({ iconSets: values['icon-sets']?.split(',').filter(Boolean), skins: !values['no-skins'] });
-  mkdirSync(values.out, { recursive: true });
+  const plan = planCorpus({ iconSets: values['icon-sets']?.split(',').filter(Boolean), skins: !values['no-skins'], scenes: int('scenes', values.scenes!, 0, 1_000_000), valScenes: int('val-scenes', values['val-scenes']!, 0, 100_000) });
   const log = (msg: string) => process.stderr.write(`[corpus ${((performance.now() - t0) / 1000).toFixed(0)}s] ${msg}\n`);
+  // Validate before writing anything: a corpus that shows a B drawing is never written.
+  const testStyle = plan.scenesPlan.options.testStyle;
+  const checked = leakCheck(plan.items, plan.benchmark, testStyle);
+  mkdirSync(values.out, { recursive: true });
   const counts: Record<string, number> = {};
   for (const it of plan.items) counts[it.set] = (counts[it.set] ?? 0) + 1;
-  log(`${plan.items.length} items (${JSON.stringify(counts)}), ${plan.val.length} validation images`);
+  log(`${plan.items.length} items (${JSON.stringify(counts)}), ${plan.val.length} validation images; leak check passed (${checked.drawings} drawings against ${checked.forbiddenDrawings} B drawings)`);
 
   await writeImages(plan.items, S, join(values.out, 'images.u8'), (n) => log(`rendered ${n}/${plan.items.length}`));
   await writeFileAtomic(join(values.out, 'captions.jsonl'), plan.items.map((it) => captionRecord(it)).join('\n') + '\n');
   await writeImages(plan.val, S, join(values.out, 'val.u8'), () => {});
-  const split = plan.emojiPlan.split;
-  await writeFileAtomic(join(values.out, 'val.jsonl'), plan.val.map((it) => captionRecord(it, { labels: plan.emojiPlan.labeling.emojiLabels.get(it.key) ?? [] })).join('\n') + '\n');
+  await writeFileAtomic(join(values.out, 'val.jsonl'), plan.val.map((it) => valRecord(it, S)).join('\n') + '\n');
+  const split = plan.scenesPlan.split;
   const index = {
+    format: 'pico-clip-corpus',
+    version: 2,
     size: S,
     items: plan.items.length,
     val: plan.val.length,
+    perKind: Object.fromEntries(['emoji', 'scene', 'icon'].map((k) => [k, plan.items.filter((it) => it.kind === k).length])),
     perSet: counts,
     licences: plan.licences,
-    emoji: { train: split.train.length, val: split.val.length, test: split.test.length },
-    // the emoji whose drawings are in images.u8 (tests/pico-clip-corpus.test.ts checks them against the split)
-    trainEmoji: [...new Set(plan.items.filter((it) => it.kind === 'emoji').map((it) => it.key))].sort(),
-    labels: { seen: split.seen, unseen: split.unseen.map((u) => u.label), pseudoUnseen: split.pseudoUnseen },
+    pools: { source: 'EmojiScenes default build (seed 0): planEmojiScenes()', poolsHash: plan.poolsHash, testOnlyStyle: testStyle, pretrainStyles: plan.scenesPlan.trainStyles, pretrainEmoji: plan.scenesPlan.pools.pretrain.length, benchmarkEmoji: plan.benchmark.emoji.length },
+    // the emoji whose drawings are in images.u8, alone or in scenes (tests/pico-clip-corpus.test.ts checks them against P)
+    pretrainEmoji: [...new Set(plan.items.flatMap((it) => (it.kind === 'emoji' ? [it.key] : (it.scene?.members.map((m) => m.key) ?? []))))].sort(),
+    // what the trainer checks captions.jsonl against before it trains (tools/pico-clip/train.py)
+    leakCheck: { passed: true, ...checked, benchmark: plan.benchmark },
+    labels: { seen: split.seen, unseen: split.unseen, pseudoUnseen: split.pseudoUnseen },
     seconds: Math.round((performance.now() - t0) / 1000),
   };
-  await writeFileAtomic(join(values.out, 'index.json'), JSON.stringify(index, null, 2) + '\n');
+  await writeFileAtomic(join(values.out, 'index.json'), JSON.stringify(index) + '\n');
   log(`done: ${values.out}`);
 }
 

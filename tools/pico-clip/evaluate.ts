@@ -1,10 +1,13 @@
-// Plain-CLIP quality of a model folder on EmojiTags, through the same loader and ONNX sessions users run:
+// Plain-CLIP quality of a model folder, through the same loader and ONNX sessions users run. The default benchmark
+// is EmojiScenes (tools/pico-clip/scenes-eval.ts: scenes, style transfer, single emoji, names, localisation):
+//   node --import tsx tools/pico-clip/evaluate.ts [--model models/pico-clip] [--data /work/emojiscenes] [--json out.json]
+// `--benchmark emojitags` is the v1-era report on EmojiTags:
 //   name retrieval  each image ranks the CLDR names of every emoji in its part (a name template); R@1, R@5
 //   zero-shot tags  score = cosine(image embedding, prompt embedding of the label); ZSL (unseen labels only) and
 //                   GZSL (seen + unseen) mAP, F1@3, F1@5, by src/eval's protocol (all images kept, strict top-K)
 // Templates are chosen on the VALIDATION emoji (the split's pseudo-unseen labels stand in for the unseen ones),
 // never on test; the chosen ones then score the TEST emoji.
-//   node --import tsx tools/pico-clip/evaluate.ts [--model models/pico-clip] [--json out.json] [--data /work/emojitags]
+//   node --import tsx tools/pico-clip/evaluate.ts --benchmark emojitags [--model models/pico-clip] [--data /work/emojitags]
 // --data: a built EmojiTags folder (manifest.jsonl, split.json, images/) to read; without it, or when it is
 // missing, the test and validation images are rendered here exactly as EmojiTags renders them (224 px PNG).
 import { existsSync, readFileSync } from 'node:fs';
@@ -107,7 +110,7 @@ export function nameRetrieval(scores: Float32Array, imageNames: readonly string[
   return { r1: (100 * r1) / N, r5: (100 * r5) / N, candidates: M, chanceR1: 100 / M, chanceR5: (100 * Math.min(5, M)) / M };
 }
 
-async function textEmbeddings(model: ClipModel, labels: readonly string[], template: string): Promise<Float32Array> {
+export async function textEmbeddings(model: ClipModel, labels: readonly string[], template: string): Promise<Float32Array> {
   return embedLabels(model, labels, { templates: template === ENSEMBLE ? TAG_TEMPLATES : [template] });
 }
 
@@ -233,11 +236,24 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       model: { type: 'string', default: 'models/pico-clip' },
-      data: { type: 'string', default: '/work/emojitags' },
+      benchmark: { type: 'string', default: 'emojiscenes' },
+      data: { type: 'string' },
       json: { type: 'string' },
+      'probe-scenes': { type: 'string', default: '1500' },
     },
   });
-  const r = await evaluateModel(values.model!, values.data, (s) => process.stderr.write(s + '\n'));
+  const log = (s: string) => process.stderr.write(s + '\n');
+  if (values.benchmark === 'emojiscenes') {
+    const { evaluateScenes, formatScenes } = await import('./scenes-eval.ts');
+    const probeScenes = Number(values['probe-scenes']);
+    if (!Number.isInteger(probeScenes) || probeScenes < 1) throw new Error(`--probe-scenes must be a positive integer, got ${values['probe-scenes']}`);
+    const r = await evaluateScenes(values.model!, values.data ?? '/work/emojiscenes', log, { probeScenes });
+    for (const line of formatScenes(r)) console.log(line);
+    if (values.json) await writeFileAtomic(values.json, JSON.stringify(r, null, 2) + '\n');
+    return;
+  }
+  if (values.benchmark !== 'emojitags') throw new Error(`--benchmark must be emojiscenes or emojitags, got ${values.benchmark}`);
+  const r = await evaluateModel(values.model!, values.data ?? '/work/emojitags', log);
   const t = r.test;
   console.log(`EmojiTags TEST (${t.images} images of ${t.emoji} emoji never seen in pretraining), model ${r.model}`);
   console.log(`  name retrieval ("${r.templates.name}", ${t.names.candidates} names): R@1 ${t.names.r1.toFixed(1)} % (chance ${t.names.chanceR1.toFixed(2)}), R@5 ${t.names.r5.toFixed(1)} % (chance ${t.names.chanceR5.toFixed(2)})`);
