@@ -23,10 +23,20 @@ test('the README example runs with the bundled model and head', () => {
 });
 
 test('`tag` with no --model or --head uses the bundled ones and ranks the drawn concept high', () => {
-  const r = spawnSync(process.execPath, ['bin/clip-decoder.js', 'tag', pizza, dog, '--labels', 'food,animal,vehicle,music,weather', '--format', 'jsonl'], { encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(
+    process.execPath,
+    ['bin/clip-decoder.js', 'tag', pizza, dog, '--labels', 'food,animal,vehicle,music,weather', '--format', 'jsonl'],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
   assert.equal(r.status, 0, r.stderr);
-  const [p, d] = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { labels: Record<string, number> });
-  const ranked = (x: { labels: Record<string, number> }) => Object.entries(x.labels).sort((a, b) => b[1] - a[1]).map((e) => e[0]);
+  const [p, d] = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { labels: Record<string, number> });
+  const ranked = (x: { labels: Record<string, number> }) =>
+    Object.entries(x.labels)
+      .sort((a, b) => b[1] - a[1])
+      .map((e) => e[0]);
   // Both drawings are EmojiScenes benchmark (B) emoji that pico-CLIP v2 never saw, and food / animal are unseen
   // labels the bundled head was never trained on: a zero-shot call. The head's known bias puts "animal" high on
   // every drawing (models/pico-clip-decoder/README.md), so pizza's "food" is asserted second, above the rest.

@@ -7,7 +7,16 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ICON_SETS, META_WORDS, CorpusLeakError, drawingsOf, iconPhrase, leakCheck, planCorpus, svgHash } from '../tools/pico-clip/corpus.ts';
+import {
+  ICON_SETS,
+  META_WORDS,
+  CorpusLeakError,
+  drawingsOf,
+  iconPhrase,
+  leakCheck,
+  planCorpus,
+  svgHash,
+} from '../tools/pico-clip/corpus.ts';
 import type { CorpusPlan } from '../tools/pico-clip/corpus.ts';
 import { EMOJI_STYLES, loadEmojiStyle } from '../src/data/emoji/sources.ts';
 
@@ -72,11 +81,17 @@ test('the leak check names an item that shows a B emoji, by key, by drawing, or 
   const emoji = items.find((it) => it.kind === 'emoji')!;
   const scene = items.find((it) => it.kind === 'scene')!;
   const bKey = benchmark.emoji[0]!;
-  assert.throws(() => leakCheck([{ ...emoji, key: bKey }], benchmark, style), (e: unknown) => e instanceof CorpusLeakError && e.message.includes(bKey));
+  assert.throws(
+    () => leakCheck([{ ...emoji, key: bKey }], benchmark, style),
+    (e: unknown) => e instanceof CorpusLeakError && e.message.includes(bKey),
+  );
   const bStyle = scenesPlan.emojiPlan.styles.find((s) => s.name === 'noto')!;
   const bSvg = bStyle.svg(bStyle.iconOf.get(scenesPlan.pools.benchmark.find((k) => bStyle.iconOf.has(k))!)!);
   const member = { ...scene.scene!.members[0]!, svg: bSvg };
-  assert.throws(() => leakCheck([{ ...scene, scene: { ...scene.scene!, members: [member] } }], benchmark, style), /draws a benchmark \(B\) emoji/);
+  assert.throws(
+    () => leakCheck([{ ...scene, scene: { ...scene.scene!, members: [member] } }], benchmark, style),
+    /draws a benchmark \(B\) emoji/,
+  );
   assert.throws(() => leakCheck([{ ...emoji, set: style }], benchmark, style), /test-only style/);
 });
 
@@ -95,8 +110,12 @@ test('no Fluent emoji set, and icon captions are free of drawing-style meta-word
 });
 
 const SHIPPED = 'models/pico-clip/training.json';
-test('the shipped model was trained on P emoji only, from the pools it was checked against', { skip: !existsSync(SHIPPED) && 'no shipped model' }, () => {
-  const info = JSON.parse(readFileSync(SHIPPED, 'utf8')) as { corpus: { pretrainEmoji?: string[]; trainEmoji?: string[]; pools?: { poolsHash: string }; leakCheck?: { passed: boolean } } };
+test('the shipped model was trained on P emoji only, from the pools it was checked against', {
+  skip: !existsSync(SHIPPED) && 'no shipped model',
+}, () => {
+  const info = JSON.parse(readFileSync(SHIPPED, 'utf8')) as {
+    corpus: { pretrainEmoji?: string[]; trainEmoji?: string[]; pools?: { poolsHash: string }; leakCheck?: { passed: boolean } };
+  };
   const { scenesPlan, poolsHash } = corpus();
   const B = new Set(scenesPlan.pools.benchmark);
   const P = new Set(scenesPlan.pools.pretrain);
@@ -110,7 +129,9 @@ test('the shipped model was trained on P emoji only, from the pools it was check
   assert.equal(info.corpus.pools?.poolsHash, poolsHash, 'the pools changed since the shipped model was trained: retrain it');
 });
 
-test('pools hash is that of the pools.json an EmojiScenes build writes', { skip: !existsSync('/tmp/es-full/pools.json') && 'no EmojiScenes build at /tmp/es-full' }, async () => {
+test('pools hash is that of the pools.json an EmojiScenes build writes', {
+  skip: !existsSync('/tmp/es-full/pools.json') && 'no EmojiScenes build at /tmp/es-full',
+}, async () => {
   const { createHash } = await import('node:crypto');
   assert.equal(createHash('sha256').update(readFileSync('/tmp/es-full/pools.json')).digest('hex'), corpus().poolsHash);
 });
@@ -119,12 +140,23 @@ test('the trainer refuses a corpus without a passed leak check, or with a B emoj
   const dir = mkdtempSync(join(tmpdir(), 'pico-corpus-'));
   const { items, benchmark, scenesPlan, poolsHash } = corpus();
   const emoji = items.find((it) => it.kind === 'emoji')!;
-  const index = { format: 'pico-clip-corpus', version: 2, size: 8, pools: { poolsHash, testOnlyStyle: scenesPlan.options.testStyle }, leakCheck: { passed: true, benchmark } };
-  const record = (o: Record<string, unknown>) => JSON.stringify({ id: emoji.id, kind: 'emoji', set: emoji.set, key: emoji.key, drawings: [svgHash(emoji.svg!)], ...o });
+  const index = {
+    format: 'pico-clip-corpus',
+    version: 2,
+    size: 8,
+    pools: { poolsHash, testOnlyStyle: scenesPlan.options.testStyle },
+    leakCheck: { passed: true, benchmark },
+  };
+  const record = (o: Record<string, unknown>) =>
+    JSON.stringify({ id: emoji.id, kind: 'emoji', set: emoji.set, key: emoji.key, drawings: [svgHash(emoji.svg!)], ...o });
   const run = (idx: unknown, lines: string[]) => {
     writeFileSync(join(dir, 'index.json'), JSON.stringify(idx));
-    writeFileSync(join(dir, 'captions.jsonl'), lines.join('\n') + '\n');
-    return spawnSync('/usr/bin/python3', ['-c', 'import sys; sys.path.insert(0, "tools/pico-clip"); import train; print(train.check_corpus(sys.argv[1])["version"])', dir], { encoding: 'utf8', timeout: 120_000 });
+    writeFileSync(join(dir, 'captions.jsonl'), `${lines.join('\n')}\n`);
+    return spawnSync(
+      '/usr/bin/python3',
+      ['-c', 'import sys; sys.path.insert(0, "tools/pico-clip"); import train; print(train.check_corpus(sys.argv[1])["version"])', dir],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
   };
   const python = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' });
   if (python.status !== 0) return; // the trainer's Python (Debian's python3-torch) is not installed here

@@ -39,12 +39,15 @@ export const ICON_SETS = ['tabler', 'lucide', 'mdi', 'material-symbols', 'ph', '
 
 /** Words that describe how an icon is drawn, not what it shows. */
 export const META_WORDS = new Set(
-  ('off disabled filled fill outline outlined solid bold duotone thin light regular sharp rounded round twotone ' +
+  (
+    'off disabled filled fill outline outlined solid bold duotone thin light regular sharp rounded round twotone ' +
     'alt variant line lines negative stroke stroked small big large sm lg xl xs mini tone px dashed dotted ' +
-    'slash slashed none empty full half box square circle').split(' '),
+    'slash slashed none empty full half box square circle'
+  ).split(' '),
 );
 /** Name suffixes that mark a style variant of another icon in the same set. */
-const VARIANT_SUFFIX = /-(outline|outlined|rounded|sharp|outline-rounded|outline-sharp|bold|duotone|fill|filled|light|thin|negative|24px|outline-24px|off|alt|variant|\d+)$/;
+const VARIANT_SUFFIX =
+  /-(outline|outlined|rounded|sharp|outline-rounded|outline-sharp|bold|duotone|fill|filled|light|thin|negative|24px|outline-24px|off|alt|variant|\d+)$/;
 
 export interface CorpusItem {
   /** Unique id: "emoji/<style>/<key>[/<skin>]", "scene/<pretrain id>" or "icon/<set>/<name>". */
@@ -62,7 +65,10 @@ export interface CorpusItem {
   /** Emoji and icons: the drawing in a square view box. */
   svg?: SquareSvg;
   /** Scenes: the layout and, per member, its drawing, name and words (box in fractions of the side). */
-  scene?: { spec: SceneSpec; members: { key: string; style: string; name: string; words: string[]; box: [number, number, number]; svg: SquareSvg }[] };
+  scene?: {
+    spec: SceneSpec;
+    members: { key: string; style: string; name: string; words: string[]; box: [number, number, number]; svg: SquareSvg }[];
+  };
 }
 
 /** Every drawing an item shows (one for emoji and icons, one per member for scenes). */
@@ -123,7 +129,13 @@ function emojiItems(plan: EmojiTagsPlan, keys: ReadonlySet<string>, styleNames: 
   }
   for (const e of plan.pool as EmojiEntry[]) {
     if (!keys.has(e.key)) continue;
-    const keywords = [...new Set([...e.cldrKeywords, ...e.emojilibKeywords.slice(1).map((k) => k.replace(/_/g, ' ')), ...e.openmojiTags].map((k) => k.toLowerCase().trim()))].filter((k) => k && k !== e.name.toLowerCase());
+    const keywords = [
+      ...new Set(
+        [...e.cldrKeywords, ...e.emojilibKeywords.slice(1).map((k) => k.replace(/_/g, ' ')), ...e.openmojiTags].map((k) =>
+          k.toLowerCase().trim(),
+        ),
+      ),
+    ].filter((k) => k && k !== e.name.toLowerCase());
     const fields = {
       kind: 'emoji' as const,
       key: e.key,
@@ -140,7 +152,14 @@ function emojiItems(plan: EmojiTagsPlan, keys: ReadonlySet<string>, styleNames: 
       const chars = charsOf.get(s.name)!;
       const set = setOf.get(s.name)!;
       for (const skin of skinsOf.get(e.hexcode) ?? []) {
-        const name = chars[skin.hexcode.toLowerCase().split('-').filter((p) => p !== 'fe0f').join('-')];
+        const name =
+          chars[
+            skin.hexcode
+              .toLowerCase()
+              .split('-')
+              .filter((p) => p !== 'fe0f')
+              .join('-')
+          ];
         if (!name || !set.icons[name]) continue;
         items.push({ id: `emoji/${s.name}/${e.key}/${skin.hexcode.toLowerCase()}`, set: s.name, svg: squareIcon(set, name), ...fields });
       }
@@ -157,7 +176,8 @@ function iconItems(setName: string): CorpusItem[] {
     for (const n of names) (categoryOf.get(n) ?? categoryOf.set(n, []).get(n)!).push(cat);
   }
   const aliasesOf = new Map<string, string[]>();
-  for (const [alias, a] of Object.entries(set.aliases ?? {})) (aliasesOf.get(a.parent) ?? aliasesOf.set(a.parent, []).get(a.parent)!).push(alias);
+  for (const [alias, a] of Object.entries(set.aliases ?? {}))
+    (aliasesOf.get(a.parent) ?? aliasesOf.set(a.parent, []).get(a.parent)!).push(alias);
   let tagsOf = new Map<string, { tags: string[]; category?: string }>();
   if (setName === 'tabler') {
     const t = require('@tabler/icons/icons.json') as Record<string, { name: string; category?: string; tags?: (string | number)[] }>;
@@ -221,7 +241,11 @@ export class CorpusLeakError extends Error {
  * Throws CorpusLeakError naming the first item that shows a B emoji (by key, or by drawing in any style), uses
  * the test-only style or a Fluent set. Returns what was checked, for the index.
  */
-export function leakCheck(items: readonly CorpusItem[], benchmark: CorpusPlan['benchmark'], testStyle: string): { items: number; drawings: number; benchmarkEmoji: number; forbiddenDrawings: number } {
+export function leakCheck(
+  items: readonly CorpusItem[],
+  benchmark: CorpusPlan['benchmark'],
+  testStyle: string,
+): { items: number; drawings: number; benchmarkEmoji: number; forbiddenDrawings: number } {
   const bKeys = new Set(benchmark.emoji);
   const bDrawings = new Set(benchmark.drawings);
   let drawings = 0;
@@ -230,10 +254,12 @@ export function leakCheck(items: readonly CorpusItem[], benchmark: CorpusPlan['b
     if (it.set === testStyle) throw new CorpusLeakError(`${it.id}: ${testStyle} is the benchmark's test-only style`);
     const keys = it.kind === 'emoji' ? [it.key] : (it.scene?.members.map((m) => m.key) ?? []);
     for (const k of keys) if (bKeys.has(k)) throw new CorpusLeakError(`${it.id}: emoji ${k} is in the benchmark pool B`);
-    for (const m of it.scene?.members ?? []) if (m.style === testStyle || m.style.includes('fluent')) throw new CorpusLeakError(`${it.id}: member ${m.key} in style ${m.style}`);
+    for (const m of it.scene?.members ?? [])
+      if (m.style === testStyle || m.style.includes('fluent')) throw new CorpusLeakError(`${it.id}: member ${m.key} in style ${m.style}`);
     for (const d of drawingsOf(it)) {
       drawings++;
-      if (bDrawings.has(svgHash(d))) throw new CorpusLeakError(`${it.id}: draws a benchmark (B) emoji (same SVG body as one of its drawings)`);
+      if (bDrawings.has(svgHash(d)))
+        throw new CorpusLeakError(`${it.id}: draws a benchmark (B) emoji (same SVG body as one of its drawings)`);
     }
   }
   return { items: items.length, drawings, benchmarkEmoji: bKeys.size, forbiddenDrawings: bDrawings.size };
@@ -266,7 +292,14 @@ export function planCorpus(options: CorpusOptions = {}): CorpusPlan {
   const labelsOf = emojiPlan.labeling.emojiLabels;
   const sceneOf = (spec: SceneSpec, members: { key: string; name: string }[]) => ({
     spec,
-    members: spec.members.map((m, i) => ({ key: m.key, style: m.style, name: members[i]!.name, words: labelsOf.get(m.key) ?? [], box: m.box, svg: drawing(m) })),
+    members: spec.members.map((m, i) => ({
+      key: m.key,
+      style: m.style,
+      name: members[i]!.name,
+      words: labelsOf.get(m.key) ?? [],
+      box: m.box,
+      svg: drawing(m),
+    })),
   });
   for (const s of scenesPlan.pretrain) {
     items.push({
@@ -282,7 +315,8 @@ export function planCorpus(options: CorpusOptions = {}): CorpusPlan {
     });
   }
   const licences: Record<string, string> = {};
-  for (const s of emojiPlan.styles) if (scenesPlan.trainStyles.includes(s.name)) licences[s.name] = `${s.pkg}: ${s.info.license.spdx ?? s.info.license.title}`;
+  for (const s of emojiPlan.styles)
+    if (scenesPlan.trainStyles.includes(s.name)) licences[s.name] = `${s.pkg}: ${s.info.license.spdx ?? s.info.license.title}`;
   for (const setName of options.iconSets ?? ICON_SETS) {
     items.push(...iconItems(setName).filter(keep));
     const info = require(`@iconify-json/${setName}/info.json`) as { license: { spdx?: string; title: string } };
@@ -298,13 +332,16 @@ export function planCorpus(options: CorpusOptions = {}): CorpusPlan {
     for (const st of scenesPlan.trainStyles) {
       const style = styleByName.get(st)!;
       const icon = style.iconOf.get(k);
-      if (icon) val.push({ id: `single/${st}/${k}`, kind: 'single', name: entryOf.get(k)!.name, labels: benchLabels(k), svg: style.svg(icon) });
+      if (icon)
+        val.push({ id: `single/${st}/${k}`, kind: 'single', name: entryOf.get(k)!.name, labels: benchLabels(k), svg: style.svg(icon) });
     }
   }
   for (const s of scenesPlan.scenes.filter((x) => x.part === 'val').slice(0, options.valScenes ?? 500)) {
     val.push({ id: s.id, kind: 'scene', name: sceneCaption(s.members), labels: s.labels, scene: sceneOf(s.spec, s.members) });
   }
-  const poolsHash = createHash('sha256').update(JSON.stringify(poolsRecord(scenesPlan), null, 1) + '\n').digest('hex');
+  const poolsHash = createHash('sha256')
+    .update(`${JSON.stringify(poolsRecord(scenesPlan), null, 1)}\n`)
+    .digest('hex');
   return { scenesPlan, emojiPlan, items, val, licences, benchmark, poolsHash };
 }
 
@@ -316,7 +353,12 @@ async function pixelsOf(it: CorpusItem | ValItem, S: number): Promise<Buffer> {
     const png = await renderSvgPng(it.svg!, S);
     return sharp(png).flatten({ background: '#ffffff' }).removeAlpha().raw().toBuffer();
   }
-  const img = new Resvg(svgDocument(it.svg!), { background: 'white', fitTo: { mode: 'width', value: S }, font: { loadSystemFonts: false }, logLevel: 'off' }).render();
+  const img = new Resvg(svgDocument(it.svg!), {
+    background: 'white',
+    fitTo: { mode: 'width', value: S },
+    font: { loadSystemFonts: false },
+    logLevel: 'off',
+  }).render();
   const rgba = img.pixels;
   const out = Buffer.alloc(S * S * 3);
   for (let i = 0, j = 0; i < S * S; i++, j += 4) {
@@ -347,7 +389,18 @@ async function writeImages(items: (CorpusItem | ValItem)[], S: number, path: str
  * for scenes, the members with boxes in fractions of the side [x, y, side]. */
 function captionRecord(it: CorpusItem): string {
   const members = it.scene?.members.map((m) => ({ key: m.key, style: m.style, name: m.name, words: m.words, box: m.box }));
-  return JSON.stringify({ id: it.id, kind: it.kind, set: it.set, key: it.key, name: it.name, keywords: it.keywords, words: it.words, categories: it.categories, drawings: drawingsOf(it).map(svgHash), ...(members ? { members } : {}) });
+  return JSON.stringify({
+    id: it.id,
+    kind: it.kind,
+    set: it.set,
+    key: it.key,
+    name: it.name,
+    keywords: it.keywords,
+    words: it.words,
+    categories: it.categories,
+    drawings: drawingsOf(it).map(svgHash),
+    ...(members ? { members } : {}),
+  });
 }
 
 function valRecord(it: ValItem, S: number): string {
@@ -375,7 +428,12 @@ async function main(): Promise<void> {
   };
   const S = int('size', values.size!, 16, 512);
   const t0 = performance.now();
-  const plan = planCorpus({ iconSets: values['icon-sets']?.split(',').filter(Boolean), skins: !values['no-skins'], scenes: int('scenes', values.scenes!, 0, 1_000_000), valScenes: int('val-scenes', values['val-scenes']!, 0, 100_000) });
+  const plan = planCorpus({
+    iconSets: values['icon-sets']?.split(',').filter(Boolean),
+    skins: !values['no-skins'],
+    scenes: int('scenes', values.scenes!, 0, 1_000_000),
+    valScenes: int('val-scenes', values['val-scenes']!, 0, 100_000),
+  });
   const log = (msg: string) => process.stderr.write(`[corpus ${((performance.now() - t0) / 1000).toFixed(0)}s] ${msg}\n`);
   // Validate before writing anything: a corpus that shows a B drawing is never written.
   const testStyle = plan.scenesPlan.options.testStyle;
@@ -383,12 +441,14 @@ async function main(): Promise<void> {
   mkdirSync(values.out, { recursive: true });
   const counts: Record<string, number> = {};
   for (const it of plan.items) counts[it.set] = (counts[it.set] ?? 0) + 1;
-  log(`${plan.items.length} items (${JSON.stringify(counts)}), ${plan.val.length} validation images; leak check passed (${checked.drawings} drawings against ${checked.forbiddenDrawings} B drawings)`);
+  log(
+    `${plan.items.length} items (${JSON.stringify(counts)}), ${plan.val.length} validation images; leak check passed (${checked.drawings} drawings against ${checked.forbiddenDrawings} B drawings)`,
+  );
 
   await writeImages(plan.items, S, join(values.out, 'images.u8'), (n) => log(`rendered ${n}/${plan.items.length}`));
-  await writeFileAtomic(join(values.out, 'captions.jsonl'), plan.items.map((it) => captionRecord(it)).join('\n') + '\n');
+  await writeFileAtomic(join(values.out, 'captions.jsonl'), `${plan.items.map((it) => captionRecord(it)).join('\n')}\n`);
   await writeImages(plan.val, S, join(values.out, 'val.u8'), () => {});
-  await writeFileAtomic(join(values.out, 'val.jsonl'), plan.val.map((it) => valRecord(it, S)).join('\n') + '\n');
+  await writeFileAtomic(join(values.out, 'val.jsonl'), `${plan.val.map((it) => valRecord(it, S)).join('\n')}\n`);
   const split = plan.scenesPlan.split;
   const index = {
     format: 'pico-clip-corpus',
@@ -399,15 +459,24 @@ async function main(): Promise<void> {
     perKind: Object.fromEntries(['emoji', 'scene', 'icon'].map((k) => [k, plan.items.filter((it) => it.kind === k).length])),
     perSet: counts,
     licences: plan.licences,
-    pools: { source: 'EmojiScenes default build (seed 0): planEmojiScenes()', poolsHash: plan.poolsHash, testOnlyStyle: testStyle, pretrainStyles: plan.scenesPlan.trainStyles, pretrainEmoji: plan.scenesPlan.pools.pretrain.length, benchmarkEmoji: plan.benchmark.emoji.length },
+    pools: {
+      source: 'EmojiScenes default build (seed 0): planEmojiScenes()',
+      poolsHash: plan.poolsHash,
+      testOnlyStyle: testStyle,
+      pretrainStyles: plan.scenesPlan.trainStyles,
+      pretrainEmoji: plan.scenesPlan.pools.pretrain.length,
+      benchmarkEmoji: plan.benchmark.emoji.length,
+    },
     // the emoji whose drawings are in images.u8, alone or in scenes (tests/pico-clip-corpus.test.ts checks them against P)
-    pretrainEmoji: [...new Set(plan.items.flatMap((it) => (it.kind === 'emoji' ? [it.key] : (it.scene?.members.map((m) => m.key) ?? []))))].sort(),
+    pretrainEmoji: [
+      ...new Set(plan.items.flatMap((it) => (it.kind === 'emoji' ? [it.key] : (it.scene?.members.map((m) => m.key) ?? [])))),
+    ].sort(),
     // what the trainer checks captions.jsonl against before it trains (tools/pico-clip/train.py)
     leakCheck: { passed: true, ...checked, benchmark: plan.benchmark },
     labels: { seen: split.seen, unseen: split.unseen, pseudoUnseen: split.pseudoUnseen },
     seconds: Math.round((performance.now() - t0) / 1000),
   };
-  await writeFileAtomic(join(values.out, 'index.json'), JSON.stringify(index) + '\n');
+  await writeFileAtomic(join(values.out, 'index.json'), `${JSON.stringify(index)}\n`);
   log(`done: ${values.out}`);
 }
 

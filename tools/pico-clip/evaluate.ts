@@ -24,7 +24,15 @@ import { writeFileAtomic } from '../../src/util/fs.ts';
 
 /** Candidate templates (the CLIP paper's habit: pick on held-out data). */
 export const NAME_TEMPLATES = ['{label}', 'an emoji of {label}', 'a photo of {label}', 'an emoji of a {label}'];
-export const TAG_TEMPLATES = ['a photo of {label}', 'a photo of a {label}', 'an emoji of {label}', 'an emoji of a {label}', '{label}', 'a drawing of {label}', 'an icon of {label}'];
+export const TAG_TEMPLATES = [
+  'a photo of {label}',
+  'a photo of a {label}',
+  'an emoji of {label}',
+  'an emoji of a {label}',
+  '{label}',
+  'a drawing of {label}',
+  'an icon of {label}',
+];
 /** Special candidate: the average of every tag template (CLIP's prompt ensembling). */
 export const ENSEMBLE = 'ensemble';
 
@@ -44,7 +52,8 @@ export async function partImages(plan: EmojiTagsPlan, part: 'val' | 'test', data
   if (dataDir && existsSync(join(dataDir, 'split.json')) && existsSync(join(dataDir, 'manifest.jsonl'))) {
     const split = JSON.parse(readFileSync(join(dataDir, 'split.json'), 'utf8')) as Record<string, string[]>;
     const same = split[part]?.length === ids.length && split[part]!.every((id, i) => id === ids[i]);
-    if (!same) throw new Error(`${dataDir}/split.json: its ${part} part is not the default EmojiTags split; rebuild it or leave out --data`);
+    if (!same)
+      throw new Error(`${dataDir}/split.json: its ${part} part is not the default EmojiTags split; rebuild it or leave out --data`);
     sources = items.map((it) => resolve(dataDir, it.file));
   } else {
     const styleOf = new Map(plan.styles.map((s) => [s.name as string, s]));
@@ -149,7 +158,12 @@ function chance(targets: Uint8Array, n: number, L: number, cols: number[]): numb
   return k ? sum / k : 0;
 }
 
-export function tagScores(scores: Float32Array, labels: readonly string[][], seen: readonly string[], unseen: readonly string[]): TagScores {
+export function tagScores(
+  scores: Float32Array,
+  labels: readonly string[][],
+  seen: readonly string[],
+  unseen: readonly string[],
+): TagScores {
   const columns = [...seen, ...unseen];
   const n = labels.length;
   const targets = targetsOf(labels, columns);
@@ -191,7 +205,8 @@ export async function evaluateModel(modelDir: string, dataDir?: string, log: (s:
     const valImg = await imageEmbeddings(model, val.sources);
     const valNames = [...new Set(val.names)].sort();
     const nameSel: Record<string, number> = {};
-    for (const t of NAME_TEMPLATES) nameSel[t] = nameRetrieval(cosines(valImg, await textEmbeddings(model, valNames, t), E), val.names, valNames).r1;
+    for (const t of NAME_TEMPLATES)
+      nameSel[t] = nameRetrieval(cosines(valImg, await textEmbeddings(model, valNames, t), E), val.names, valNames).r1;
     const pseudo = new Set(split.pseudoUnseen);
     const valSeen = split.seen.filter((l) => !pseudo.has(l));
     const tagSel: Record<string, number> = {};
@@ -223,7 +238,13 @@ export async function evaluateModel(modelDir: string, dataDir?: string, log: (s:
         emoji: names.length,
         names: { ...nr, r1: Math.round(nr.r1 * 10) / 10, r5: Math.round(nr.r5 * 10) / 10 },
         zsl: { mAP: pct(ts.zsl.mAP), f1at3: f1(ts.zsl, 3), f1at5: f1(ts.zsl, 5), chanceMAP: pct(ts.chanceZsl), labels: ts.zsl.labels },
-        gzsl: { mAP: pct(ts.gzsl.mAP), f1at3: f1(ts.gzsl, 3), f1at5: f1(ts.gzsl, 5), chanceMAP: pct(ts.chanceGzsl), labels: ts.gzsl.labels },
+        gzsl: {
+          mAP: pct(ts.gzsl.mAP),
+          f1at3: f1(ts.gzsl, 3),
+          f1at5: f1(ts.gzsl, 5),
+          chanceMAP: pct(ts.chanceGzsl),
+          labels: ts.gzsl.labels,
+        },
       },
       seconds: Math.round((performance.now() - t0) / 1000),
     };
@@ -242,24 +263,31 @@ async function main(): Promise<void> {
       'probe-scenes': { type: 'string', default: '1500' },
     },
   });
-  const log = (s: string) => process.stderr.write(s + '\n');
+  const log = (s: string) => process.stderr.write(`${s}\n`);
   if (values.benchmark === 'emojiscenes') {
     const { evaluateScenes, formatScenes } = await import('./scenes-eval.ts');
     const probeScenes = Number(values['probe-scenes']);
-    if (!Number.isInteger(probeScenes) || probeScenes < 1) throw new Error(`--probe-scenes must be a positive integer, got ${values['probe-scenes']}`);
+    if (!Number.isInteger(probeScenes) || probeScenes < 1)
+      throw new Error(`--probe-scenes must be a positive integer, got ${values['probe-scenes']}`);
     const r = await evaluateScenes(values.model!, values.data ?? '/work/emojiscenes', log, { probeScenes });
     for (const line of formatScenes(r)) console.log(line);
-    if (values.json) await writeFileAtomic(values.json, JSON.stringify(r, null, 2) + '\n');
+    if (values.json) await writeFileAtomic(values.json, `${JSON.stringify(r, null, 2)}\n`);
     return;
   }
   if (values.benchmark !== 'emojitags') throw new Error(`--benchmark must be emojiscenes or emojitags, got ${values.benchmark}`);
   const r = await evaluateModel(values.model!, values.data ?? '/work/emojitags', log);
   const t = r.test;
   console.log(`EmojiTags TEST (${t.images} images of ${t.emoji} emoji never seen in pretraining), model ${r.model}`);
-  console.log(`  name retrieval ("${r.templates.name}", ${t.names.candidates} names): R@1 ${t.names.r1.toFixed(1)} % (chance ${t.names.chanceR1.toFixed(2)}), R@5 ${t.names.r5.toFixed(1)} % (chance ${t.names.chanceR5.toFixed(2)})`);
-  console.log(`  ZSL  (${t.zsl.labels} unseen labels, "${r.templates.tags}"): mAP ${t.zsl.mAP.toFixed(1)} (chance ${t.zsl.chanceMAP.toFixed(1)}), F1@3 ${t.zsl.f1at3.toFixed(1)}, F1@5 ${t.zsl.f1at5.toFixed(1)}`);
-  console.log(`  GZSL (${t.gzsl.labels} labels): mAP ${t.gzsl.mAP.toFixed(1)} (chance ${t.gzsl.chanceMAP.toFixed(1)}), F1@3 ${t.gzsl.f1at3.toFixed(1)}, F1@5 ${t.gzsl.f1at5.toFixed(1)}`);
-  if (values.json) await writeFileAtomic(values.json, JSON.stringify(r, null, 2) + '\n');
+  console.log(
+    `  name retrieval ("${r.templates.name}", ${t.names.candidates} names): R@1 ${t.names.r1.toFixed(1)} % (chance ${t.names.chanceR1.toFixed(2)}), R@5 ${t.names.r5.toFixed(1)} % (chance ${t.names.chanceR5.toFixed(2)})`,
+  );
+  console.log(
+    `  ZSL  (${t.zsl.labels} unseen labels, "${r.templates.tags}"): mAP ${t.zsl.mAP.toFixed(1)} (chance ${t.zsl.chanceMAP.toFixed(1)}), F1@3 ${t.zsl.f1at3.toFixed(1)}, F1@5 ${t.zsl.f1at5.toFixed(1)}`,
+  );
+  console.log(
+    `  GZSL (${t.gzsl.labels} labels): mAP ${t.gzsl.mAP.toFixed(1)} (chance ${t.gzsl.chanceMAP.toFixed(1)}), F1@3 ${t.gzsl.f1at3.toFixed(1)}, F1@5 ${t.gzsl.f1at5.toFixed(1)}`,
+  );
+  if (values.json) await writeFileAtomic(values.json, `${JSON.stringify(r, null, 2)}\n`);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

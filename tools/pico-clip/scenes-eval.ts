@@ -56,17 +56,35 @@ const readJsonl = (path: string) =>
 /** Reads a built EmojiScenes folder (`clip-decoder data scenes --out DIR`); an unbuilt one is named in the error. */
 export function readEmojiScenes(dir: string): ScenesData {
   for (const f of ['build.json', 'manifest.jsonl', 'split.json', 'single/manifest.jsonl', 'single/split.json', 'pretrain-scenes.jsonl']) {
-    if (!existsSync(join(dir, f))) throw new ClipDecoderError('INPUT_INVALID', `${join(dir, f)}: missing; build the benchmark with clip-decoder data scenes --out ${dir}`, '--data');
+    if (!existsSync(join(dir, f)))
+      throw new ClipDecoderError(
+        'INPUT_INVALID',
+        `${join(dir, f)}: missing; build the benchmark with clip-decoder data scenes --out ${dir}`,
+        '--data',
+      );
   }
   const build = JSON.parse(readFileSync(join(dir, 'build.json'), 'utf8')) as { options: { size: number } };
   const split = JSON.parse(readFileSync(join(dir, 'split.json'), 'utf8')) as Record<string, string[]>;
   const sSplit = JSON.parse(readFileSync(join(dir, 'single/split.json'), 'utf8')) as Record<string, string[]>;
-  const scenes = new Map(readJsonl(join(dir, 'manifest.jsonl')).map((r) => [r.id as string, { ...(r as unknown as Img), file: join(dir, r.file as string) }]));
-  const singles = new Map(readJsonl(join(dir, 'single/manifest.jsonl')).map((r) => [r.id as string, { ...(r as unknown as Img), file: join(dir, 'single', r.file as string) }]));
+  const scenes = new Map(
+    readJsonl(join(dir, 'manifest.jsonl')).map((r) => [r.id as string, { ...(r as unknown as Img), file: join(dir, r.file as string) }]),
+  );
+  const singles = new Map(
+    readJsonl(join(dir, 'single/manifest.jsonl')).map((r) => [
+      r.id as string,
+      { ...(r as unknown as Img), file: join(dir, 'single', r.file as string) },
+    ]),
+  );
   const pick = (m: Map<string, Img>, ids: string[]) => ids.map((id) => m.get(id)!);
   const test = pick(scenes, split.test!);
   const stest = pick(singles, sSplit.test!);
-  const pretrain = readJsonl(join(dir, 'pretrain-scenes.jsonl')).map((r) => ({ id: r.id as string, file: join(dir, r.file as string), labels: r.words as string[], subset: 'pretrain', members: r.members as Member[] }));
+  const pretrain = readJsonl(join(dir, 'pretrain-scenes.jsonl')).map((r) => ({
+    id: r.id as string,
+    file: join(dir, r.file as string),
+    labels: r.words as string[],
+    subset: 'pretrain',
+    members: r.members as Member[],
+  }));
   return {
     dir,
     size: build.options.size,
@@ -93,7 +111,12 @@ export interface TagRow {
 }
 
 function tagRow(scores: Float32Array, imgs: Img[], seen: string[], unseen: string[]): TagRow {
-  const ts = tagScores(scores, imgs.map((i) => i.labels), seen, unseen);
+  const ts = tagScores(
+    scores,
+    imgs.map((i) => i.labels),
+    seen,
+    unseen,
+  );
   const f1 = (m: ProtocolMetrics, k: number) => pct(m.topK.find((t) => t.k === k)!.f1);
   return {
     images: imgs.length,
@@ -103,7 +126,10 @@ function tagRow(scores: Float32Array, imgs: Img[], seen: string[], unseen: strin
 }
 
 /** Patch tokens [N, T, D] of images (CLS dropped) and their L2-normalised image embeddings [N, E]: one pass. */
-async function patchTokens(model: ClipModel, files: string[]): Promise<{ tokens: Float32Array; T: number; D: number; embeds: Float32Array }> {
+async function patchTokens(
+  model: ClipModel,
+  files: string[],
+): Promise<{ tokens: Float32Array; T: number; D: number; embeds: Float32Array }> {
   let out: Float32Array | undefined;
   const E = model.embedDim;
   const embeds = new Float32Array(files.length * E);
@@ -147,7 +173,14 @@ export interface Localisation {
  * For each member of each scene: the patch whose (projected) token is most similar to the member's name
  * embedding. `project(tokens [T, D]) → [T, E]`.
  */
-function localise(imgs: Img[], tok: { tokens: Float32Array; T: number; D: number }, nameEmb: Map<string, Float32Array>, S: number, project: (t: Float32Array) => Float32Array, E: number): Localisation {
+function localise(
+  imgs: Img[],
+  tok: { tokens: Float32Array; T: number; D: number },
+  nameEmb: Map<string, Float32Array>,
+  S: number,
+  project: (t: Float32Array) => Float32Array,
+  E: number,
+): Localisation {
   const G = Math.round(Math.sqrt(tok.T));
   let hit = 0;
   let rand = 0;
@@ -214,7 +247,14 @@ export function ridgeSolve(A: Float64Array, B: Float64Array, n: number, m: numbe
  * diagonal): every patch whose centre lies in exactly one member's box is a sample, its target the member's
  * normalised name embedding. Fitted on P scenes only (CLIP's pretraining data; no B image).
  */
-function fitProbe(imgs: Img[], tok: { tokens: Float32Array; T: number; D: number }, nameEmb: Map<string, Float32Array>, S: number, E: number, lambda = 0.1): (t: Float32Array) => Float32Array {
+function fitProbe(
+  imgs: Img[],
+  tok: { tokens: Float32Array; T: number; D: number },
+  nameEmb: Map<string, Float32Array>,
+  S: number,
+  E: number,
+  lambda = 0.1,
+): (t: Float32Array) => Float32Array {
   const { T, D } = tok;
   const G = Math.round(Math.sqrt(T));
   const n = D + 1;
@@ -265,28 +305,60 @@ export interface ScenesEvalResult {
     singles: TagRow & { names: NameRetrieval };
     styleSingles: TagRow & { names: NameRetrieval };
   };
-  localisation: { grid: number; ownProjection?: Localisation; probe: Localisation; styleOwnProjection?: Localisation; styleProbe: Localisation; probeScenes: number };
+  localisation: {
+    grid: number;
+    ownProjection?: Localisation;
+    probe: Localisation;
+    styleOwnProjection?: Localisation;
+    styleProbe: Localisation;
+    probeScenes: number;
+  };
   seconds: number;
 }
 
-export async function evaluateScenes(modelDir: string, dataDir: string, log: (s: string) => void = () => {}, options: { probeScenes?: number } = {}): Promise<ScenesEvalResult> {
+export async function evaluateScenes(
+  modelDir: string,
+  dataDir: string,
+  log: (s: string) => void = () => {},
+  options: { probeScenes?: number } = {},
+): Promise<ScenesEvalResult> {
   const t0 = performance.now();
   const d = readEmojiScenes(dataDir);
   const model = await ClipModel.load(modelDir, { threads: 2 });
   const E = model.embedDim;
   try {
     // --- selection on the validation part only
-    const valSingleImg = await imageEmbeddings(model, d.valSingles.map((i) => i.file));
+    const valSingleImg = await imageEmbeddings(
+      model,
+      d.valSingles.map((i) => i.file),
+    );
     const valNames = [...new Set(d.valSingles.map((i) => i.name!))].sort();
     const nameSel: Record<string, number> = {};
-    for (const t of NAME_TEMPLATES) nameSel[t] = r1(nameRetrieval(cosines(valSingleImg, await textEmbeddings(model, valNames, t), E), d.valSingles.map((i) => i.name!), valNames).r1);
+    for (const t of NAME_TEMPLATES)
+      nameSel[t] = r1(
+        nameRetrieval(
+          cosines(valSingleImg, await textEmbeddings(model, valNames, t), E),
+          d.valSingles.map((i) => i.name!),
+          valNames,
+        ).r1,
+      );
     const pseudo = new Set(d.pseudoUnseen);
     const valSeen = d.seen.filter((l) => !pseudo.has(l));
-    const valSceneImg = await imageEmbeddings(model, d.valScenes.map((i) => i.file));
+    const valSceneImg = await imageEmbeddings(
+      model,
+      d.valScenes.map((i) => i.file),
+    );
     const tagSel: Record<string, number> = {};
     for (const t of [...TAG_TEMPLATES, ENSEMBLE]) {
       const cols = [...valSeen, ...d.pseudoUnseen];
-      tagSel[t] = pct(tagScores(cosines(valSceneImg, await textEmbeddings(model, cols, t), E), d.valScenes.map((i) => i.labels), valSeen, d.pseudoUnseen).zsl.mAP);
+      tagSel[t] = pct(
+        tagScores(
+          cosines(valSceneImg, await textEmbeddings(model, cols, t), E),
+          d.valScenes.map((i) => i.labels),
+          valSeen,
+          d.pseudoUnseen,
+        ).zsl.mAP,
+      );
     }
     const best = (sel: Record<string, number>) => Object.entries(sel).reduce((a, b) => (b[1] > a[1] ? b : a))[0];
     const nameTemplate = best(nameSel);
@@ -299,17 +371,32 @@ export async function evaluateScenes(modelDir: string, dataDir: string, log: (s:
     const cols = [...d.seen, ...d.unseen];
     const labelEmb = await textEmbeddings(model, cols, tagTemplate);
     const rowOf = async (imgs: Img[], given?: Float32Array) => {
-      const img = given ?? (await imageEmbeddings(model, imgs.map((i) => i.file)));
+      const img =
+        given ??
+        (await imageEmbeddings(
+          model,
+          imgs.map((i) => i.file),
+        ));
       return { img, row: tagRow(cosines(img, labelEmb, E), imgs, d.seen, d.unseen) };
     };
     const testNames = [...new Set([...d.testSingles, ...d.styleSingles].map((i) => i.name!))].sort();
     const nameEmbTest = await textEmbeddings(model, testNames, nameTemplate);
     const names = (img: Float32Array, imgs: Img[]) => {
-      const nr = nameRetrieval(cosines(img, nameEmbTest, E), imgs.map((i) => i.name!), testNames);
+      const nr = nameRetrieval(
+        cosines(img, nameEmbTest, E),
+        imgs.map((i) => i.name!),
+        testNames,
+      );
       return { ...nr, r1: r1(nr.r1), r5: r1(nr.r5) };
     };
-    const tTok = await patchTokens(model, d.testScenes.map((s) => s.file)); // tokens kept for the localisation
-    const sTok = await patchTokens(model, d.styleScenes.map((s) => s.file));
+    const tTok = await patchTokens(
+      model,
+      d.testScenes.map((s) => s.file),
+    ); // tokens kept for the localisation
+    const sTok = await patchTokens(
+      model,
+      d.styleScenes.map((s) => s.file),
+    );
     const scenes = (await rowOf(d.testScenes, tTok.embeds)).row;
     const styleScenes = (await rowOf(d.styleScenes, sTok.embeds)).row;
     const s1 = await rowOf(d.testSingles);
@@ -317,11 +404,16 @@ export async function evaluateScenes(modelDir: string, dataDir: string, log: (s:
     log('test tags and names done; localisation ...');
 
     // --- localisation: member names through the chosen name template
-    const memberNames = [...new Set([...d.testScenes, ...d.styleScenes, ...d.pretrain].flatMap((s) => (s.members ?? []).map((m) => m.name)))].sort();
+    const memberNames = [
+      ...new Set([...d.testScenes, ...d.styleScenes, ...d.pretrain].flatMap((s) => (s.members ?? []).map((m) => m.name))),
+    ].sort();
     const nameVecs = await textEmbeddings(model, memberNames, nameTemplate);
     const nameEmb = new Map(memberNames.map((n, i) => [n, nameVecs.subarray(i * E, (i + 1) * E)]));
     const probeScenes = d.pretrain.slice(0, options.probeScenes ?? 1500);
-    const pTok = await patchTokens(model, probeScenes.map((s) => s.file));
+    const pTok = await patchTokens(
+      model,
+      probeScenes.map((s) => s.file),
+    );
     const probe = fitProbe(probeScenes, pTok, nameEmb, d.size, E);
     const G = Math.round(Math.sqrt(tTok.T));
     const loc: ScenesEvalResult['localisation'] = {
@@ -334,9 +426,15 @@ export async function evaluateScenes(modelDir: string, dataDir: string, log: (s:
     const own = await ClipModel.load(modelDir, { threads: 2, outputs: { patchTokens: 'patch_embeds' } }).catch(() => undefined);
     if (own) {
       try {
-        const ownTok = await patchTokens(own, d.testScenes.map((s) => s.file));
+        const ownTok = await patchTokens(
+          own,
+          d.testScenes.map((s) => s.file),
+        );
         loc.ownProjection = localise(d.testScenes, ownTok, nameEmb, d.size, (t) => t, E);
-        const ownStyle = await patchTokens(own, d.styleScenes.map((s) => s.file));
+        const ownStyle = await patchTokens(
+          own,
+          d.styleScenes.map((s) => s.file),
+        );
         loc.styleOwnProjection = localise(d.styleScenes, ownStyle, nameEmb, d.size, (t) => t, E);
       } catch (e) {
         if (!(e instanceof ClipDecoderError)) throw e; // no patch_embeds output: v1 and other CLIPs
@@ -349,7 +447,12 @@ export async function evaluateScenes(modelDir: string, dataDir: string, log: (s:
       data: dataDir,
       templates: { name: nameTemplate, tags: tagTemplate },
       selection: { name: nameSel, tags: tagSel },
-      test: { scenes, styleScenes, singles: { ...s1.row, names: names(s1.img, d.testSingles) }, styleSingles: { ...s2.row, names: names(s2.img, d.styleSingles) } },
+      test: {
+        scenes,
+        styleScenes,
+        singles: { ...s1.row, names: names(s1.img, d.testSingles) },
+        styleSingles: { ...s2.row, names: names(s2.img, d.styleSingles) },
+      },
       localisation: loc,
       seconds: Math.round((performance.now() - t0) / 1000),
     };
@@ -363,8 +466,12 @@ export function formatScenes(r: ScenesEvalResult): string[] {
   const row = (name: string, x: TagRow) =>
     `  ${name.padEnd(22)} ${String(x.images).padStart(5)} img  ZSL mAP ${x.zsl.mAP.toFixed(1)} (chance ${x.zsl.chanceMAP.toFixed(1)}) F1@3 ${x.zsl.f1at3.toFixed(1)} F1@5 ${x.zsl.f1at5.toFixed(1)} | GZSL mAP ${x.gzsl.mAP.toFixed(1)} (chance ${x.gzsl.chanceMAP.toFixed(1)}) F1@3 ${x.gzsl.f1at3.toFixed(1)} F1@5 ${x.gzsl.f1at5.toFixed(1)}`;
   const t = r.test;
-  const nm = (x: NameRetrieval) => `R@1 ${x.r1.toFixed(1)} % (chance ${x.chanceR1.toFixed(2)}), R@5 ${x.r5.toFixed(1)} % (chance ${x.chanceR5.toFixed(2)}) among ${x.candidates} names`;
-  const lc = (x?: Localisation) => (x ? `${x.rate.toFixed(1)} % vs random ${x.random.toFixed(1)} % (${x.ratio.toFixed(2)}×, ${x.members} members)` : 'n/a (no patch_embeds output)');
+  const nm = (x: NameRetrieval) =>
+    `R@1 ${x.r1.toFixed(1)} % (chance ${x.chanceR1.toFixed(2)}), R@5 ${x.r5.toFixed(1)} % (chance ${x.chanceR5.toFixed(2)}) among ${x.candidates} names`;
+  const lc = (x?: Localisation) =>
+    x
+      ? `${x.rate.toFixed(1)} % vs random ${x.random.toFixed(1)} % (${x.ratio.toFixed(2)}×, ${x.members} members)`
+      : 'n/a (no patch_embeds output)';
   return [
     `EmojiScenes TEST (${r.data}), model ${r.model}; templates: names "${r.templates.name}", tags "${r.templates.tags}" (chosen on validation)`,
     row('scenes', t.scenes),

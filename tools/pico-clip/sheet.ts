@@ -15,9 +15,12 @@ async function main(): Promise<void> {
     if ((idx + 1) * S * S * 3 > buf.length) break;
     const r = Math.floor(k / cols);
     const c = k % cols;
-    for (let y = 0; y < S; y++) buf.copy(sheet, ((r * S + y) * cols * S + c * S) * 3, (idx * S * S + y * S) * 3, (idx * S * S + y * S + S) * 3);
+    for (let y = 0; y < S; y++)
+      buf.copy(sheet, ((r * S + y) * cols * S + c * S) * 3, (idx * S * S + y * S) * 3, (idx * S * S + y * S + S) * 3);
   }
-  await sharp(sheet, { raw: { width: cols * S, height: (n / cols) * S, channels: 3 } }).png().toFile(out!);
+  await sharp(sheet, { raw: { width: cols * S, height: (n / cols) * S, channels: 3 } })
+    .png()
+    .toFile(out!);
 }
 
 main().catch((e) => {
