@@ -83,10 +83,6 @@ test('tag --out: one record per image with file state, model, head, label set an
     assert.match(rec.labelSet, /^sha256:[0-9a-f]{16}$/);
     assert.deepEqual(rec.probabilities, plain.find((p) => p.file === rec.path)!.labels, rec.path);
   }
-  // The red image's most probable colour is red, the blue one's blue.
-  const top = (p: Record<string, number>) => Object.entries(p).sort((a, b) => b[1] - a[1])[0]![0];
-  assert.equal(top(recs.find((x) => x.path.endsWith('red.png'))!.probabilities), 'red');
-  assert.equal(top(recs.find((x) => x.path.endsWith('blue sky.jpg'))!.probabilities), 'blue');
 });
 
 test('a rerun skips what is done, redoes changed files, --force redoes all; another label set is refused', async () => {

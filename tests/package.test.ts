@@ -109,7 +109,6 @@ test('npm pack → install into an empty project → plain Node import, bin and 
   const expected = await tagger.tag(image, LABELS);
   await tagger.dispose();
   const want = Object.fromEntries(expected.labels.map((l) => [l.label, l.probability]));
-  assert.equal(expected.labels[0]!.label, 'food');
 
   await t.test('plain Node imports the package and tags with the bundled model', () => {
     const script = `import { Tagger, DEFAULT_MODEL, ClipDecoderError } from 'clip-decoder';

@@ -71,17 +71,25 @@ export class ClipModel {
   private textSession?: Promise<Session>;
   private readonly tokenizer: TextTokenizer;
   private logitParamsP?: Promise<LogitParams>;
-  /** Patch tokens per image (T) and their width (C), from the config; every run checks the graph agrees. */
+  /** Patch tokens per image (T), from the config; every run checks the graph agrees. */
   readonly numTokens: number;
-  readonly tokenDim: number;
+  private tokenWidth: number;
   readonly embedDim: number;
+
+  /**
+   * Width of the patch tokens (C): the config's hidden_size, checked on every run. A patch-token output chosen
+   * by name (`outputs.patchTokens`, e.g. projected tokens) may have another width: the graph's is taken then.
+   */
+  get tokenDim(): number {
+    return this.tokenWidth;
+  }
 
   private constructor(folder: ClipFolder, options: ClipModelOptions) {
     this.folder = folder;
     this.options = options;
     const patches = (folder.imageSize.height / folder.patchSize) * (folder.imageSize.width / folder.patchSize);
     this.numTokens = patches + (options.keepCls && folder.spec.hasCls ? 1 : 0);
-    this.tokenDim = folder.visionHidden;
+    this.tokenWidth = folder.visionHidden;
     this.embedDim = folder.projectionDim;
     // The parsed files directly: no global setting is touched, and CLIP's BPE, SigLIP's SentencePiece and
     // SigLIP 2's Gemma tokenizer are all plain tokenizer.json files.
@@ -202,6 +210,7 @@ export class ClipModel {
     } else {
       throw new ClipDecoderError('MODEL_INVALID', `${path}: patch-token output has shape [${d}], expected [B, T, C] or [B, C, H, W]`, path);
     }
+    if (this.options.outputs?.patchTokens !== undefined && T === this.numTokens) this.tokenWidth = C;
     if (T !== this.numTokens || C !== this.tokenDim) {
       // A config that disagrees with its graph would size heads and caches wrongly: refuse it by name.
       throw new ClipDecoderError(
