@@ -16,21 +16,10 @@
 // what the record was computed from (the extractor's "<size>:<mtime ns>" of the image file): a record whose
 // source changed is recomputed and its new index line supersedes the old one (the last line of a key wins).
 import { createHash } from 'node:crypto';
-import {
-  existsSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  closeSync,
-  fsyncSync,
-  writeSync,
-  readSync,
-  ftruncateSync,
-  fstatSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, openSync, readFileSync, closeSync, fsyncSync, readSync, ftruncateSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { ClipDecoderError } from '../errors.ts';
-import { writeFileAtomic } from '../util/fs.ts';
+import { writeFileAtomic, writeAll } from '../util/fs.ts';
 
 export const CACHE_FORMAT_VERSION = 2;
 /** Records per shard file (keeps files a manageable size). */
@@ -270,7 +259,7 @@ export class FeatureCache {
       const buf = Buffer.allocUnsafe(bytes);
       Buffer.from(r.tokens.buffer, r.tokens.byteOffset, r.tokens.byteLength).copy(buf, 0);
       Buffer.from(r.imageEmbed.buffer, r.imageEmbed.byteOffset, r.imageEmbed.byteLength).copy(buf, T * C * 4);
-      writeSync(fd, buf, 0, bytes, slot * bytes);
+      writeAll(fd, buf.subarray(0, bytes), slot * bytes);
       touched.add(fd);
       const entry: CacheEntry = { shard, slot, sha256: recordDigest(r.key, buf), ...(r.source !== undefined ? { source: r.source } : {}) };
       lines.push(JSON.stringify({ key: r.key, ...entry }));
@@ -280,7 +269,7 @@ export class FeatureCache {
     if (lines.length === 0) return;
     for (const fd of touched) fsyncSync(fd);
     this.indexFd ??= openSync(join(this.dir, 'index.jsonl'), 'a');
-    writeSync(this.indexFd, `${lines.join('\n')}\n`);
+    writeAll(this.indexFd, `${lines.join('\n')}\n`);
     fsyncSync(this.indexFd);
   }
 

@@ -12,23 +12,12 @@
 // loses at most the batch in flight and every file stays readable meanwhile. A rerun skips images whose path,
 // size and mtime are in the metadata; a changed image gets a new row (its older row stays: readers that
 // dedupe by image_path keep the last).
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  ftruncateSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClipModel } from '../clip/model.ts';
 import { l2normalizeRows } from '../clip/prompts.ts';
 import { ClipDecoderError } from '../errors.ts';
-import { writeFileAtomic } from '../util/fs.ts';
+import { writeFileAtomic, writeAll } from '../util/fs.ts';
 import { modelIdentity } from './identity.ts';
 import { NpyAppender } from './npy.ts';
 import { planImages, type LibrarySummary, type Stamp } from './plan.ts';
@@ -114,8 +103,7 @@ class Shard {
       .map((it) => `${JSON.stringify({ image_path: it.path, size: it.stamp.size, mtime_ns: it.stamp.mtimeNs })}\n`)
       .join('');
     const buf = Buffer.from(lines);
-    let off = 0;
-    while (off < buf.length) off += writeSync(this.metaFd, buf, off, buf.length - off, this.metaEnd + off);
+    writeAll(this.metaFd, buf, this.metaEnd);
     this.metaEnd += buf.length;
     fsyncSync(this.metaFd);
     this.tok?.commit();

@@ -2,8 +2,9 @@
 // that are valid at every moment: rows are appended after the data, then the header's row count is rewritten
 // in place. The header has a fixed size (space padding), so it never moves; the count in it is the commit
 // point: bytes past it (a crash between the two writes) are cut off when the file is opened again.
-import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync } from 'node:fs';
 import { ClipDecoderError } from '../errors.ts';
+import { writeAll } from '../util/fs.ts';
 
 const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]); // \x93NUMPY v1.0
 /** Whole header: magic (8) + length (2) + dict; a multiple of 64 as the format asks, room for any shape. */
@@ -55,7 +56,7 @@ export class NpyAppender {
   static open(path: string, rowShape: readonly number[]): NpyAppender {
     if (!existsSync(path)) {
       const fd = openSync(path, 'w+');
-      writeSync(fd, npyHeader([0, ...rowShape]), 0, HEADER_BYTES, 0);
+      writeAll(fd, npyHeader([0, ...rowShape]).subarray(0, HEADER_BYTES), 0);
       fsyncSync(fd);
       return new NpyAppender(path, rowShape, fd, 0);
     }
@@ -89,7 +90,7 @@ export class NpyAppender {
   write(data: Float32Array): void {
     if (data.length % this.rowFloats !== 0)
       throw new ClipDecoderError('INPUT_INVALID', `${this.path}: ${data.length} values is not whole rows`);
-    writeSync(this.fd, Buffer.from(data.buffer, data.byteOffset, data.byteLength), 0, data.byteLength, this.byteEnd(this.written));
+    writeAll(this.fd, Buffer.from(data.buffer, data.byteOffset, data.byteLength), this.byteEnd(this.written));
     this.written += data.length / this.rowFloats;
   }
 
@@ -101,7 +102,7 @@ export class NpyAppender {
   /** Counts `rows` rows (default: all written) in the header, cutting off any past them, and fsyncs. */
   commit(rows = this.written): void {
     this.n = this.written = rows;
-    writeSync(this.fd, npyHeader([rows, ...this.rowShape]), 0, HEADER_BYTES, 0);
+    writeAll(this.fd, npyHeader([rows, ...this.rowShape]).subarray(0, HEADER_BYTES), 0);
     if (fstatSync(this.fd).size !== this.byteEnd(rows)) ftruncateSync(this.fd, this.byteEnd(rows));
     fsyncSync(this.fd);
   }

@@ -9,8 +9,9 @@
 // its image tagged again. The last record of a path wins. One file holds one (model, head, label set): records
 // of another are refused by name (RESULTS_MISMATCH), never mixed in.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, openSync, readFileSync } from 'node:fs';
 import { ClipDecoderError } from '../errors.ts';
+import { writeAll } from '../util/fs.ts';
 
 /** What every record of one results file shares. */
 export interface ResultIdentity {
@@ -175,8 +176,7 @@ export class ResultsFile {
     if (this.fd === undefined) throw new Error(`${this.path}: opened read-only`);
     const buf = Buffer.from(recordLine({ ...rec, ...this.identity }));
     try {
-      let off = 0;
-      while (off < buf.length) off += writeSync(this.fd, buf, off);
+      writeAll(this.fd, buf);
       this.dirty = true;
       const now = Date.now();
       if (now - this.lastSync >= FSYNC_INTERVAL_MS) {

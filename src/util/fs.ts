@@ -1,4 +1,4 @@
-import { constants, statSync, type Stats } from 'node:fs';
+import { constants, statSync, writeSync, type Stats } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { ClipDecoderError } from '../errors.ts';
@@ -90,4 +90,14 @@ export function statStamp(path: string): { size: number; mtimeNs: string } | und
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Writes all of `data` to `fd`, looping over short writes (writeSync may write fewer bytes than asked), at
+ * `position` or, without one, at the file's current offset.
+ */
+export function writeAll(fd: number, data: string | Uint8Array, position?: number): void {
+  const buf = typeof data === 'string' ? Buffer.from(data) : data;
+  let off = 0;
+  while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off, position === undefined ? null : position + off);
 }
