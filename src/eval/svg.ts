@@ -192,3 +192,36 @@ export function lineChartSvg(panels: readonly { title: string; series: readonly 
   parts.push('</svg>', '');
   return parts.join('\n');
 }
+
+export interface ReliabilitySeries {
+  name: string;
+  /** Per non-empty bin: mean predicted probability, observed fraction of positives. */
+  points: readonly (readonly [number, number])[];
+}
+
+/** A reliability diagram: observed frequency against predicted probability, the diagonal being perfect calibration. */
+export function reliabilitySvg(series: readonly ReliabilitySeries[], title: string): string {
+  const W = 560;
+  const H = 420;
+  const f: Frame = { x: 70, y: 40, w: 440, h: 320 };
+  const px = (x: number) => fmt(f.x + x * f.w);
+  const py = (y: number) => fmt(f.y + f.h - y * f.h);
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    axes(f, title, 'predicted probability', 'fraction positive'),
+    `<line x1="${px(0)}" y1="${py(0)}" x2="${px(1)}" y2="${py(1)}" stroke="#999" stroke-dasharray="4 3"/>`,
+  ];
+  series.forEach((s, k) => {
+    const color = COLORS[k % COLORS.length]!;
+    parts.push(
+      `<polyline fill="none" stroke="${color}" stroke-width="1.8" points="${s.points.map((q) => `${px(q[0])},${py(q[1])}`).join(' ')}"/>`,
+    );
+    for (const q of s.points) parts.push(`<circle cx="${px(q[0])}" cy="${py(q[1])}" r="2.5" fill="${color}"/>`);
+    const ly = f.y + 16 + k * 16;
+    parts.push(`<rect x="${f.x + 10}" y="${ly - 10}" width="12" height="12" fill="${color}"/>`);
+    parts.push(`<text x="${f.x + 27}" y="${ly}" font-size="11">${escapeXml(s.name)}</text>`);
+  });
+  parts.push('</svg>', '');
+  return parts.join('\n');
+}

@@ -23,6 +23,11 @@ export interface HeadConfig {
   clipProjDim: number;
   /** Width of the caption text embeddings fed to the CLIP loss (usually E). */
   captionDim: number;
+  /**
+   * Start the output layer (fc) at zero, so the untrained head adds nothing: a residual head (CLIP-Decoder+,
+   * docs/method.md §7) trained on top of CLIP's own logit starts as plain CLIP. Absent: xavier-normal (§1).
+   */
+  zeroOutput?: boolean;
 }
 
 /** The official hyper-parameters, for CLIP ViT-B/32 features (C = 768, E = 512). */

@@ -52,6 +52,11 @@ export interface TrainBatch {
   targets: Float32Array;
   /** Caption text embeddings [B, captionDim] for the CLIP loss (required when alpha > 0). */
   captions?: Float32Array;
+  /**
+   * Added to the head's logits before the ASL [B, L] (a residual head: CLIP's own scaled logit, so the head
+   * learns a correction to it). Constant: no gradient flows into it.
+   */
+  logitOffset?: Float32Array;
 }
 
 export interface StepOptions {
@@ -238,6 +243,13 @@ class Workspace {
     this.dEmbedBias = sum(D);
   }
 
+  private offset?: Float32Array;
+  /** logits + logitOffset [B, L] (a residual head's loss input), allocated on first use. */
+  offsetLogits(): Float32Array {
+    this.offset ??= new Float32Array(this.B * this.L);
+    return this.offset;
+  }
+
   fits(B: number, T: number, Nq: number, training: boolean): boolean {
     return this.B === B && this.T === T && this.Nq === Nq && this.training === training;
   }
@@ -368,6 +380,7 @@ export class ClipDecoderHead {
       n.bias.data.fill(0);
     }
     xavierNormal(fc.weight.data, fc.weight.shape, rng);
+    if (this.config.zeroOutput) fc.weight.data.fill(0); // drawn anyway: the other parameters stay the same
     fc.bias.data.fill(0);
     this.clip?.init(rng);
     this.version++;
@@ -441,6 +454,15 @@ export class ClipDecoderHead {
       throw new ClipDecoderError('INPUT_INVALID', `targets hold ${batch.targets.length} values; B=${B} × labels=${N} expected`, 'targets');
     }
     assertFinite(batch.targets, 'targets');
+    if (batch.logitOffset) {
+      if (batch.logitOffset.length !== B * N)
+        throw new ClipDecoderError(
+          'INPUT_INVALID',
+          `logitOffset holds ${batch.logitOffset.length} values; B=${B} × labels=${N} expected`,
+          'logitOffset',
+        );
+      assertFinite(batch.logitOffset, 'logitOffset');
+    }
     if (opts.alpha > 0) {
       if (!this.clip)
         throw new ClipDecoderError('INPUT_INVALID', 'alpha > 0 but this head has no CLIP-loss branch (clipProjDim = 0)', 'alpha');
@@ -500,8 +522,9 @@ export class ClipDecoderHead {
   /** ASL on the logits (writes dLogits = β·∂ASL) and the CLIP loss with its backward (writes dPooled). */
   private losses(ws: Workspace, batch: TrainBatch, opts: StepOptions, useClip: boolean): StepLosses {
     const { B, T, L } = ws;
-    // asl = ASL(logits, y)                                   [B, L] → dLogits [B, L]
-    const asl = aslLoss(ws.logits, batch.targets, B * L, ws.dLogits, opts.beta, opts.asl ?? ASL_DEFAULTS);
+    // asl = ASL(logits + offset, y)                          [B, L] → dLogits [B, L]
+    const z = batch.logitOffset ? addInto(ws.offsetLogits(), ws.logits, batch.logitOffset) : ws.logits;
+    const asl = aslLoss(z, batch.targets, B * L, ws.dLogits, opts.beta, opts.asl ?? ASL_DEFAULTS);
     let clip = 0;
     if (useClip) {
       // pooled = mean_T(m)                                   [B·T, D] → [B, D]
@@ -960,4 +983,10 @@ function checkMasks(mk: DropoutMasks, ws: Workspace, cfg: HeadConfig): void {
 
 function copyInto(dst: Float32Array, src: Float64Array): void {
   for (let i = 0; i < dst.length; i++) dst[i] = src[i];
+}
+
+/** out = a + b element-wise; returns out. */
+function addInto(out: Float32Array, a: Float32Array, b: Float32Array): Float32Array {
+  for (let i = 0; i < out.length; i++) out[i] = a[i]! + b[i]!;
+  return out;
 }

@@ -14,6 +14,7 @@ import { createRng, shuffleInPlace } from '../data/random.ts';
 import type { FeatureCache } from '../features/cache.ts';
 import { viewKey } from '../features/extract.ts';
 import { evaluateProtocol, type ProtocolResult } from '../eval/protocol.ts';
+import { globalScores } from '../head/fusion.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 import { lineChartSvg } from '../eval/svg.ts';
 import { saveCheckpoint, type CheckpointMeta } from './checkpoint.ts';
@@ -31,6 +32,15 @@ export interface FitTrainData {
   queries: Float32Array;
   /** Caption embeddings [N, E] for the CLIP loss (captions of seen labels only); absent when alpha = 0. */
   captions?: Float32Array;
+}
+
+/**
+ * A residual head (CLIP-Decoder+): the loss sees scale · cos(image, label) + bias + head logit, CLIP's own
+ * calibrated score plus the head's correction; validation scores the same sum. Needs CLIP label queries.
+ */
+export interface ResidualStream {
+  scale: number;
+  bias: number;
 }
 
 /** Images + labels scored after each epoch (validation) or at the end (test). */
@@ -74,6 +84,13 @@ export interface FitOptions {
   stopAfterEpochs?: number;
   /** Stop after this many steps in this call, without saving (tests: a kill mid-epoch). */
   stopAfterSteps?: number;
+  /** Train as a residual on CLIP's global score (see ResidualStream); when resuming, must equal the run's. */
+  residual?: ResidualStream;
+  /**
+   * ASL on a random subset of this many labels per step (DualCoOp's trick for large label sets: the step's cost
+   * is linear in labels); default: every label. Drawn from (seed, epoch, step), so a resumed run draws the same.
+   */
+  labelsPerStep?: number;
 }
 
 export interface TrainProgress {
@@ -165,25 +182,42 @@ export function scoreFromCache(
   labels: readonly string[],
   queries: Float32Array,
   batchSize = 64,
+  residual?: ResidualStream,
 ): Float32Array {
-  const { numTokens: T, tokenDim: C } = cache.meta;
+  const { numTokens: T, tokenDim: C, embedDim: E } = cache.meta;
   const L = labels.length;
   const prepared = head.prepareLabels(labels, queries);
   const out = new Float32Array(ids.length * L);
   const features = new Float32Array(batchSize * T * C);
-  const embed = new Float32Array(cache.meta.embedDim);
+  const embeds = new Float32Array(batchSize * E);
   for (let s = 0; s < ids.length; s += batchSize) {
     const n = Math.min(batchSize, ids.length - s);
-    for (let b = 0; b < n; b++) cache.read(ids[s + b]!, { tokens: features.subarray(b * T * C, (b + 1) * T * C), imageEmbed: embed });
+    for (let b = 0; b < n; b++)
+      cache.read(ids[s + b]!, { tokens: features.subarray(b * T * C, (b + 1) * T * C), imageEmbed: embeds.subarray(b * E, (b + 1) * E) });
     const { logits } = head.predict(features.subarray(0, n * T * C), n, T, prepared);
+    if (residual) addResidual(logits, embeds.subarray(0, n * E), n, queries, L, E, residual);
     out.set(logits, s * L);
   }
   return out;
 }
 
-export function evaluateHead(head: ClipDecoderHead, cache: FeatureCache, data: FitEvalData): ProtocolResult {
+/** logits += scale · cos(image, label) + bias, in place [B, L]. */
+function addResidual(
+  logits: Float32Array,
+  embeds: Float32Array,
+  B: number,
+  queries: Float32Array,
+  L: number,
+  E: number,
+  r: ResidualStream,
+): void {
+  const g = globalScores(embeds, B, queries, L, E);
+  for (let i = 0; i < B * L; i++) logits[i] += r.scale * g[i]! + r.bias;
+}
+
+export function evaluateHead(head: ClipDecoderHead, cache: FeatureCache, data: FitEvalData, residual?: ResidualStream): ProtocolResult {
   const labels = [...data.seen, ...data.unseen];
-  const scores = scoreFromCache(head, cache, data.ids, labels, data.queries);
+  const scores = scoreFromCache(head, cache, data.ids, labels, data.queries, 64, residual);
   return evaluateProtocol({ scores, labels, targets: data.targets, images: data.ids.length }, data.seen, data.unseen);
 }
 
@@ -258,6 +292,8 @@ async function openRun(
       check(`trainer.${k}`, v, (trainer.opts as unknown as Record<string, unknown>)[k]);
     for (const [k, v] of Object.entries(opts.head ?? {}))
       check(`head.${k}`, v, (trainer.head.config as unknown as Record<string, unknown>)[k]);
+    check('residual', opts.residual, hp.residual);
+    check('labelsPerStep', opts.labelsPerStep, hp.labelsPerStep);
     if (diffs.length) {
       throw new ClipDecoderError(
         'RESUME_MISMATCH',
@@ -341,14 +377,38 @@ export async function fitHead(
   let progress = run.progress;
 
   const features = new Float32Array(B * T * C);
-  const embed = new Float32Array(E);
-  const targets = new Float32Array(B * L);
   const captions = train.captions ? new Float32Array(B * E) : undefined;
+  const residual = opts.residual;
+  if (residual && queryDim(train) !== E)
+    throw new ClipDecoderError(
+      'INPUT_INVALID',
+      `a residual head needs CLIP label queries (${E}-d), not ${queryDim(train)}-d ones`,
+      'residual',
+    );
+  // The labels of each step: all of them, or a random subset of K (labelsPerStep).
+  const K = Math.min(opts.labelsPerStep ?? L, L);
+  if (!(Number.isInteger(K) && K > 0))
+    throw new ClipDecoderError('INPUT_INVALID', `labelsPerStep must be a positive integer, got ${opts.labelsPerStep}`, 'labelsPerStep');
+  const Q = queryDim(train);
+  const stepQueries = K < L ? new Float32Array(K * Q) : train.queries;
+  const targets = new Float32Array(B * K);
+  const embeds = new Float32Array(B * E);
+  const offset = residual ? new Float32Array(B * K) : undefined;
+  const allLabels = Array.from({ length: L }, (_, l) => l);
   const meta = (metrics: Record<string, unknown>, extra?: Record<string, unknown>): CheckpointMeta => ({
     ...opts.meta,
     ...(extra ? { extra: { ...opts.meta.extra, ...extra } } : {}),
     labels: train.labels,
-    hyperParameters: { ...opts.meta.hyperParameters, epochs, batchSize, extraViews: train.extraViews, ...tr.opts, asl: tr.opts.asl },
+    hyperParameters: {
+      ...opts.meta.hyperParameters,
+      epochs,
+      batchSize,
+      extraViews: train.extraViews,
+      ...(residual ? { residual } : {}),
+      ...(K < L ? { labelsPerStep: K } : {}),
+      ...tr.opts,
+      asl: tr.opts.asl,
+    },
     metrics,
   });
   const saveLast = (metrics: Record<string, unknown>) => tr.save(lastDir, meta(metrics, { progress }));
@@ -378,15 +438,31 @@ export async function fitHead(
         stopped = true;
         break;
       }
-      targets.fill(0);
+      const cols = K < L ? stepLabels(allLabels, K, seed, epoch, s) : allLabels;
+      if (K < L) cols.forEach((l, k) => stepQueries.set(train.queries.subarray(l * Q, (l + 1) * Q), k * Q));
       for (let b = 0; b < B; b++) {
         const i = order[s * B + b]!;
         const view = train.extraViews > 0 ? rng.int(train.extraViews + 1) : 0;
-        cache.read(viewKey(train.ids[i]!, view), { tokens: features.subarray(b * T * C, (b + 1) * T * C), imageEmbed: embed });
-        for (let l = 0; l < L; l++) targets[b * L + l] = train.targets[i * L + l]!;
+        cache.read(viewKey(train.ids[i]!, view), {
+          tokens: features.subarray(b * T * C, (b + 1) * T * C),
+          imageEmbed: embeds.subarray(b * E, (b + 1) * E),
+        });
+        cols.forEach((l, k) => (targets[b * K + k] = train.targets[i * L + l]!));
         if (captions) captions.set(train.captions!.subarray(i * E, (i + 1) * E), b * E);
       }
-      const r = tr.trainStep({ features, B, T, queries: train.queries, targets, captions: alpha > 0 ? captions : undefined });
+      if (offset) {
+        offset.fill(0);
+        addResidual(offset, embeds, B, stepQueries, K, E, residual!);
+      }
+      const r = tr.trainStep({
+        features,
+        B,
+        T,
+        queries: stepQueries,
+        targets,
+        captions: alpha > 0 ? captions : undefined,
+        logitOffset: offset,
+      });
       sums = { loss: sums.loss + r.loss, asl: sums.asl + r.asl, clip: sums.clip + r.clip };
       stepsRun++;
       opts.onProgress?.({ step: tr.step, totalSteps, startStep, epoch: epoch + 1, epochs, loss: r.loss });
@@ -399,7 +475,7 @@ export async function fitHead(
     }
     if (stopped) break;
     const evalHead = tr.emaHead();
-    const result = val ? evaluateHead(evalHead, cache, val) : null;
+    const result = val ? evaluateHead(evalHead, cache, val, residual) : null;
     const score = result ? selectionScore(result) : epoch;
     const entry: EpochLog = {
       epoch: epoch + 1,
@@ -433,6 +509,19 @@ export async function fitHead(
   const done = progress.epochs;
   const secondsPerEpoch = done.length ? done.reduce((s, e) => s + e.seconds, 0) / done.length : 0;
   return { bestEpoch: progress.best.epoch, bestScore: progress.best.score ?? -Infinity, epochs: done, bestDir, lastDir, secondsPerEpoch };
+}
+
+const queryDim = (train: FitTrainData) => train.queries.length / train.labels.length;
+
+/** K label columns of one step, drawn without replacement from (seed, epoch, step) alone. */
+function stepLabels(all: readonly number[], K: number, seed: number, epoch: number, step: number): number[] {
+  const rng = createRng((seed * 1_000_003 + epoch) * 65_537 + step + 0x5eed);
+  const a = [...all];
+  for (let i = 0; i < K; i++) {
+    const j = i + rng.int(a.length - i);
+    [a[i], a[j]] = [a[j]!, a[i]!];
+  }
+  return a.slice(0, K);
 }
 
 /** The progress of a run whose checkpoint predates extra.progress: from training-log.json, which must then be whole. */

@@ -25,7 +25,8 @@ import type { HeadConfig } from '../head/config.ts';
 import { OrtMatmul } from '../nn/ort-matmul.ts';
 import { labelVectors, trainWordVectors } from '../text/wordvec.ts';
 import { loadCheckpoint } from './checkpoint.ts';
-import { fitHead, savedRunSettings, scoreFromCache, type FitResult, type TrainProgress } from './fit.ts';
+import { fitHead, savedRunSettings, scoreFromCache, type FitResult, type ResidualStream, type TrainProgress } from './fit.ts';
+import { fitStreams, globalScores } from '../head/fusion.ts';
 import type { TrainerOptions } from './trainer.ts';
 
 export type QuerySource = 'clip' | 'wordvec';
@@ -57,6 +58,19 @@ export interface TrainRunOptions {
   head?: Partial<HeadConfig>;
   /** Upper bound, not zero-shot: the unseen labels are training targets too. */
   trainOnUnseen?: boolean;
+  /**
+   * CLIP-Decoder+ residual training: the head learns a correction to CLIP's own score, scale · cos + bias fitted
+   * on the training images' seen labels (logistic regression) before the first step. Use with head.zeroOutput
+   * so that the untrained head is plain CLIP.
+   */
+  residual?: boolean;
+  /**
+   * What the CLIP loss pulls the head's pooled embedding towards: the caption of the image's seen labels (the
+   * paper), or CLIP's own image embedding of it (knowledge-preserving distillation: the head keeps CLIP's view).
+   */
+  clipTarget?: 'captions' | 'image';
+  /** ASL on a random subset of this many labels per step (see FitOptions.labelsPerStep). */
+  labelsPerStep?: number;
   /**
    * Final run: train on train + validation with every seen label for exactly `epochs` epochs (chosen earlier on
    * validation) and keep the last epoch; no per-epoch selection.
@@ -149,20 +163,25 @@ async function queryEmbeddings(
 /** Scores [N, L] of plain CLIP zero-shot: cosine of the cached image embedding and each label's prompt embedding. */
 export function clipZeroShotScores(cache: FeatureCache, ids: readonly string[], labelEmbeds: Float32Array, L: number): Float32Array {
   const E = cache.meta.embedDim;
-  const T = cache.meta.numTokens * cache.meta.tokenDim;
-  const tokens = new Float32Array(T);
-  const img = new Float32Array(E);
-  const out = new Float32Array(ids.length * L);
-  ids.forEach((id, i) => {
-    cache.read(id, { tokens, imageEmbed: img });
-    l2normalizeRows(img, E);
-    for (let l = 0; l < L; l++) {
-      let dot = 0;
-      for (let e = 0; e < E; e++) dot += img[e]! * labelEmbeds[l * E + e]!;
-      out[i * L + l] = dot;
-    }
-  });
-  return out;
+  const tokens = new Float32Array(cache.meta.numTokens * cache.meta.tokenDim);
+  const embeds = new Float32Array(ids.length * E);
+  ids.forEach((id, i) => cache.read(id, { tokens, imageEmbed: embeds.subarray(i * E, (i + 1) * E) }));
+  return globalScores(embeds, ids.length, labelEmbeds, L, E);
+}
+
+/** The global stream of a residual head: scale · cos + bias fitted to the training targets (logistic regression). */
+export function fitResidualStream(cache: FeatureCache, set: TrainingSet, labelEmbeds: Float32Array): ResidualStream {
+  const L = set.labels.length;
+  const g = clipZeroShotScores(cache, set.ids, labelEmbeds, L);
+  const w = fitStreams(
+    g,
+    null,
+    Uint8Array.from(set.targets),
+    set.ids.length,
+    L,
+    Array.from({ length: L }, (_, l) => l),
+  );
+  return { scale: w.global, bias: w.bias };
 }
 
 /** Plain CLIP zero-shot on the test split (baseline (a)): no training. */
@@ -239,7 +258,15 @@ export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRun
     const captions = trainingCaptions({ ids: train.ids, labels: train.labels, targets: train.targets });
     const wantClipLoss = (opts.trainer?.alpha ?? 1) > 0;
     let captionEmbeds: Float32Array | undefined;
-    if (wantClipLoss) {
+    if (wantClipLoss && opts.clipTarget === 'image') {
+      // distillation: each image's own CLIP embedding, unit-norm, stands in for its caption
+      captionEmbeds = new Float32Array(train.ids.length * model.embedDim);
+      const tokens = new Float32Array(cache.meta.numTokens * cache.meta.tokenDim);
+      train.ids.forEach((id, i) =>
+        cache.read(id, { tokens, imageEmbed: captionEmbeds!.subarray(i * model.embedDim, (i + 1) * model.embedDim) }),
+      );
+      l2normalizeRows(captionEmbeds, model.embedDim);
+    } else if (wantClipLoss) {
       const unique = [...new Set(captions)];
       const emb = l2normalizeRows(await model.encodeTexts(unique), model.embedDim);
       const row = new Map(unique.map((c, i) => [c, i]));
@@ -258,6 +285,16 @@ export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRun
         `word vectors: ${wordvec.vocab.size} words, ${oov.length} of ${test.labels.length} labels outside the vocabulary (trigram fallback)`,
       );
     }
+    const trainQueries = await queryEmbeddings(model, labels, opts, wordvec);
+    if (opts.residual && wordvec)
+      throw new ClipDecoderError(
+        'INPUT_INVALID',
+        'a residual head adds CLIP scores: it needs CLIP label queries, not word vectors',
+        '--queries',
+      );
+    // A resumed run keeps its saved stream (fitting again would give the same numbers, but the check is by value).
+    const residual = opts.residual ? fitResidualStream(cache, { ids: train.ids, labels, targets }, trainQueries) : undefined;
+    if (residual) log(`global stream: ${residual.scale.toFixed(3)} · cos + ${residual.bias.toFixed(3)} (fitted on the training targets)`);
     const fit = await fitHead(
       cache,
       {
@@ -265,7 +302,7 @@ export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRun
         extraViews,
         labels,
         targets,
-        queries: await queryEmbeddings(model, labels, opts, wordvec),
+        queries: trainQueries,
         captions: captionEmbeds,
       },
       val && {
@@ -288,13 +325,21 @@ export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRun
         checkpointEveryMinutes: opts.checkpointEveryMinutes,
         stopAfterEpochs: opts.stopAfterEpochs,
         stopAfterSteps: opts.stopAfterSteps,
+        residual,
+        labelsPerStep: opts.labelsPerStep,
         optionNames: opts.optionNames,
         onLog: opts.onLog,
         onProgress: opts.onProgress,
         meta: {
           clipModel: model.id,
           promptTemplates: opts.templates ?? [...DEFAULT_TEMPLATES],
-          extra: { queries: opts.queries ?? 'clip', keepCls: false, trainOnUnseen: Boolean(opts.trainOnUnseen), dataset: dataset.name },
+          extra: {
+            queries: opts.queries ?? 'clip',
+            keepCls: false,
+            trainOnUnseen: Boolean(opts.trainOnUnseen),
+            dataset: dataset.name,
+            ...(opts.clipTarget === 'image' ? { clipTarget: 'image' } : {}),
+          },
         },
       },
     );
@@ -305,7 +350,15 @@ export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRun
         : `best epoch ${fit.bestEpoch} (validation ${(fit.bestScore * 100).toFixed(2)} mAP); scoring the test split`,
     );
     const best = await loadCheckpoint(fit.bestDir, new OrtMatmul());
-    const scores = scoreFromCache(best.head, cache, test.ids, test.labels, await queryEmbeddings(model, test.labels, opts, wordvec));
+    const scores = scoreFromCache(
+      best.head,
+      cache,
+      test.ids,
+      test.labels,
+      await queryEmbeddings(model, test.labels, opts, wordvec),
+      64,
+      residual,
+    );
     const reportDir = join(opts.outDir, 'test-report');
     const { report } = await evaluateAndWriteReport({ ids: test.ids, labels: test.labels, scores }, dataset, reportDir);
     return { extract, fit, test: report, reportDir, seconds: (performance.now() - t0) / 1000 };
