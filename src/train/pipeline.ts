@@ -71,6 +71,8 @@ export interface TrainRunOptions {
   clipTarget?: 'captions' | 'image';
   /** ASL on a random subset of this many labels per step (see FitOptions.labelsPerStep). */
   labelsPerStep?: number;
+  /** Score the test split with the best checkpoint and write outDir/test-report (default true). */
+  testReport?: boolean;
   /**
    * Final run: train on train + validation with every seen label for exactly `epochs` epochs (chosen earlier on
    * validation) and keep the last epoch; no per-epoch selection.
@@ -233,7 +235,12 @@ function querySettings(opts: TrainRunOptions): TrainRunOptions {
   };
 }
 
-export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRunResult> {
+/** A run trained without its test report (testReport: false): the caller scores the test split itself. */
+export type TrainOnlyResult = Omit<TrainRunResult, 'test' | 'reportDir'>;
+
+export async function trainOnDataset(options: TrainRunOptions & { testReport: false }): Promise<TrainOnlyResult>;
+export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRunResult>;
+export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRunResult | TrainOnlyResult> {
   const t0 = performance.now();
   const opts = querySettings(options);
   const log = (s: string) => opts.onLog?.(s);
@@ -349,6 +356,7 @@ export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRun
         ? `trained ${fit.bestEpoch} epochs; scoring the test split`
         : `best epoch ${fit.bestEpoch} (validation ${(fit.bestScore * 100).toFixed(2)} mAP); scoring the test split`,
     );
+    if (opts.testReport === false) return { extract, fit, seconds: (performance.now() - t0) / 1000 };
     const best = await loadCheckpoint(fit.bestDir, new OrtMatmul());
     const scores = scoreFromCache(
       best.head,
