@@ -67,12 +67,23 @@ export class Trainer {
   }
 
   trainStep(batch: TrainBatch): StepReport {
+    const step = this.beginStep();
+    const losses = this.head.forwardBackward(batch, { alpha: this.opts.alpha, beta: this.opts.beta, rng: this.rng, asl: this.opts.asl });
+    return this.finishStep(step, losses);
+  }
+
+  /** The step about to be taken; refuses a complete run. (trainStep's first half; the data-parallel trainer's too.) */
+  beginStep(): number {
     const step = this.adam.step;
     if (step >= this.opts.totalSteps) {
       throw new ClipDecoderError('INPUT_INVALID', `the run is complete: ${step} of ${this.opts.totalSteps} steps done`, 'totalSteps');
     }
+    return step;
+  }
+
+  /** With ∂loss/∂θ in every parameter's grad: the divergence check, Adam + EMA on the OneCycle schedule. */
+  finishStep(step: number, losses: StepLosses): StepReport {
     const { lr, beta1 } = this.schedule.at(step);
-    const losses = this.head.forwardBackward(batch, { alpha: this.opts.alpha, beta: this.opts.beta, rng: this.rng, asl: this.opts.asl });
     if (!Number.isFinite(losses.loss)) {
       throw new ClipDecoderError(
         'TRAINING_DIVERGED',
