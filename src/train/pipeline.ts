@@ -71,6 +71,8 @@ export interface TrainRunOptions {
   clipTarget?: 'captions' | 'image';
   /** ASL on a random subset of this many labels per step (see FitOptions.labelsPerStep). */
   labelsPerStep?: number;
+  /** Worker threads for data-parallel steps (see FitOptions.workers). */
+  workers?: number;
   /**
    * Final run: train on train + validation with every seen label for exactly `epochs` epochs (chosen earlier on
    * validation) and keep the last epoch; no per-epoch selection.
@@ -327,6 +329,7 @@ export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRun
         stopAfterSteps: opts.stopAfterSteps,
         residual,
         labelsPerStep: opts.labelsPerStep,
+        workers: opts.workers,
         optionNames: opts.optionNames,
         onLog: opts.onLog,
         onProgress: opts.onProgress,
