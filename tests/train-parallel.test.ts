@@ -66,17 +66,24 @@ test('2 workers: losses and every gradient equal the one-thread step (odd batch 
     for (let s = 0; s < 2; s++) {
       const a = one.trainStep(batchAt(s));
       const b = await par.trainStep(batchAt(s));
-      for (const k of ['loss', 'asl', 'clip'] as const)
+      for (const k of ['loss', 'asl', 'clip', 'lr', 'beta1'] as const)
         assert.ok(Math.abs(a[k] - b[k]) <= 1e-5 * Math.abs(a[k]), `${k}: ${a[k]} vs ${b[k]}`);
-      one.head.params.list.forEach((p, i) => {
+      const grads = par.lastGradients();
+      one.head.params.list.forEach((p) => {
         if (!p.grad) return;
-        const q = par.head.params.list[i];
         // the key bias's gradient is rounding noise in both (docs/engine.md, deviations §2)
         const skip: [number, number] | undefined = p.name === 'attn.in_proj_bias' ? [D, 2 * D] : undefined;
-        const r = rel(q.grad!, p.grad, skip);
+        const r = rel(grads.get(p.name)!, p.grad, skip);
         assert.ok(r <= 1e-4, `step ${s}: ${p.name} gradient differs by ${r} (relative)`);
       });
     }
+    // Adam + EMA, sharded over the workers, then apply the summed gradient: the weights agree too
+    one.head.params.list.forEach((p, i) => {
+      const skip: [number, number] | undefined = p.name === 'attn.in_proj_bias' ? [D, 2 * D] : undefined;
+      const r = rel(par.head.params.list[i].data, p.data, skip);
+      assert.ok(r <= 1e-4, `${p.name} weights differ by ${r} (relative)`);
+    });
+    one.ema!.shadow.forEach((s, i) => assert.ok(rel(par.trainer.ema!.shadow[i], s) <= 1e-4, `EMA ${i}`));
   } finally {
     await par.close();
     be.dispose();
@@ -136,6 +143,25 @@ test('fewer images than workers, no CLIP loss, closed-set: still the one-thread 
     assert.ok(Math.abs(ra.loss - rb.loss) <= 1e-6 * Math.abs(ra.loss));
     assert.equal(rb.clip, 0);
     one.head.params.list.forEach((p, i) => assert.ok(rel(par.head.params.list[i].data, p.data) <= 1e-6, p.name));
+  } finally {
+    await par.close();
+    be.dispose();
+  }
+});
+
+test('a worker that throws in the update phase fails the step naming it and says the run must resume', async () => {
+  const be = new OrtMatmul({ threads: 1 });
+  const par = await ParallelTrainer.create(Trainer.create(config(0.1), be, opts), {
+    workers: 2,
+    fault: { worker: 0, step: 0, kind: 'throw-in-update' },
+  });
+  try {
+    await assert.rejects(par.trainStep(batchAt(0)), (e: unknown) => {
+      assert.ok(e instanceof ClipDecoderError && e.code === 'WORKER_FAILED');
+      assert.match(e.message, /training worker 0 of 2 failed at step 0: .*injected fault in the update.*resume from the last checkpoint/s);
+      return true;
+    });
+    assert.equal(par.step, 0);
   } finally {
     await par.close();
     be.dispose();

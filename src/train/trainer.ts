@@ -81,9 +81,8 @@ export class Trainer {
     return step;
   }
 
-  /** With ∂loss/∂θ in every parameter's grad: the divergence check, Adam + EMA on the OneCycle schedule. */
-  finishStep(step: number, losses: StepLosses): StepReport {
-    const { lr, beta1 } = this.schedule.at(step);
+  /** Refuses a non-finite loss (TRAINING_DIVERGED); returns the step's learning rate and β1. */
+  checkLoss(step: number, losses: StepLosses): { lr: number; beta1: number } {
     if (!Number.isFinite(losses.loss)) {
       throw new ClipDecoderError(
         'TRAINING_DIVERGED',
@@ -91,6 +90,12 @@ export class Trainer {
         'loss',
       );
     }
+    return this.schedule.at(step);
+  }
+
+  /** With ∂loss/∂θ in every parameter's grad: the divergence check, Adam + EMA on the OneCycle schedule. */
+  finishStep(step: number, losses: StepLosses): StepReport {
+    const { lr, beta1 } = this.checkLoss(step, losses);
     this.adam.update(lr, beta1, this.ema); // Adam and the EMA in one pass over the weights
     this.head.version++;
     return { ...losses, step, lr, beta1 };
