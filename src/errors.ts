@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'CHECKPOINT_INVALID' // a head checkpoint fails validation
   | 'HEAD_MODEL_MISMATCH' // a head trained on another CLIP's features (token width or text-embedding width differ)
   | 'TRAINING_DIVERGED' // the training loss became NaN or infinite
+  | 'WORKER_FAILED' // a data-parallel training worker threw or died (the message names it and the cause)
   | 'CHECKPOINT_CORRUPT' // a checkpoint tensor's bytes differ from the SHA-256 digest recorded at save time
   | 'RESUME_MISMATCH' // --resume with options that differ from the run being resumed
   | 'DATASET_INVALID' // a dataset file fails validation
@@ -63,6 +64,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   CHECKPOINT_INVALID: 500,
   HEAD_MODEL_MISMATCH: 500,
   TRAINING_DIVERGED: 500,
+  WORKER_FAILED: 500,
   CHECKPOINT_CORRUPT: 500,
   RESUME_MISMATCH: 400,
   DATASET_INVALID: 500,

@@ -94,3 +94,16 @@ test('the training bar on a terminal: steps, loss, rate, ETA; log lines go above
   plain.stop();
   assert.equal(pipe, 'epoch 1/1\n');
 });
+
+test('train --workers: 1 and 2 both train; a count outside 1 … cores is refused in one line naming the flag', () => {
+  for (const w of ['1', '2']) {
+    const r = cli(['--out', join(root, `workers-${w}`), '--epochs', '1', ...small, '--workers', w]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /^epoch 1\/1 /m);
+  }
+  for (const bad of ['0', '999', 'two']) {
+    const r = cli(['--out', join(root, 'workers-bad'), '--epochs', '1', ...small, '--workers', bad]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`--workers must be an integer from 1 to \\d+ \\(this machine's cores\\), got ${bad}`));
+  }
+});

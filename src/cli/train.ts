@@ -5,6 +5,8 @@ import type { QuerySource } from '../train/pipeline.ts';
 import { FIT_DEFAULTS, defaultTrainerOptions } from '../train/defaults.ts';
 import { defaultHeadConfig } from '../head/config.ts';
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { defaultWorkers, validateWorkers } from '../train/parallel.ts';
 import { modelOrDefault, numberFlag } from './options.ts';
 import { startProgress, startStepProgress } from './progress.ts';
 import { DEFAULT_TEMPLATES } from '../clip/prompts.ts';
@@ -33,6 +35,7 @@ interface TrainFlags {
   ffn?: string;
   dropout?: string;
   checkpointSteps?: string;
+  workers?: string;
   checkpointMinutes?: string;
   resume?: boolean;
   trainOnUnseen?: boolean;
@@ -123,6 +126,10 @@ export function registerTrainCommands(program: Command): void {
     .option('--dropout <x>', `dropout ${dflt(hDef.dropout)}`)
     .option('--checkpoint-steps <n>', 'also save OUT/last every n steps within an epoch (default: by time only)')
     .option(
+      '--workers <n>',
+      `worker threads for data-parallel steps, 1 … ${availableParallelism()} (default ${defaultWorkers()}); a resume is exact for the same count`,
+    )
+    .option(
       '--checkpoint-minutes <m>',
       `also save OUT/last every m minutes within an epoch; 0: only at epoch ends (default ${FIT_DEFAULTS.checkpointEveryMinutes})`,
     )
@@ -180,6 +187,10 @@ export function registerTrainCommands(program: Command): void {
         },
         checkpointEverySteps: given(o.checkpointSteps, (v) => numberFlag(v, '--checkpoint-steps', 'positive-integer')),
         checkpointEveryMinutes: given(o.checkpointMinutes, (v) => numberFlag(v, '--checkpoint-minutes', 'non-negative')),
+        workers:
+          o.workers === undefined
+            ? defaultWorkers()
+            : validateWorkers(/^[0-9]+$/.test(o.workers) ? Number(o.workers) : o.workers, '--workers'),
         optionNames: OPTION_FLAGS,
         resume: o.resume,
         trainOnUnseen: o.trainOnUnseen,

@@ -69,6 +69,20 @@ export interface StepOptions {
   /** Explicit masks (replay), overriding rng. */
   masks?: DropoutMasks;
   asl?: AslOptions;
+  /**
+   * Data-parallel training (train/parallel.ts): the CLIP loss is computed elsewhere over the whole batch.
+   * The step hands over its pooled image features and later receives their gradient instead of computing
+   * the InfoNCE itself; captions are then not needed here and the CLIP branch's gradients are left at zero.
+   */
+  clipExchange?: ClipExchange;
+}
+
+/** How a data-parallel step exchanges the CLIP loss's image side with the thread that computes it. */
+export interface ClipExchange {
+  /** Called once the forward has this step's pooled image features [B, D] (read them before returning). */
+  send(pooled: Float32Array): void;
+  /** Fills dPooled [B, D] with α·∂clip/∂pooled and returns the CLIP loss, just before the backward needs it. */
+  receive(dPooled: Float32Array): number;
 }
 
 export interface StepLosses {
@@ -420,8 +434,8 @@ export class ClipDecoderHead {
   // ---------------------------------------------------------------------------------------------------------
   // training
 
-  /** Checks a training batch and returns N (labels in the batch). */
-  private checkBatch(batch: TrainBatch, opts: StepOptions): number {
+  /** Checks a training batch and returns N (labels in the batch); forwardBackward calls it, and so does the data-parallel trainer before splitting a batch. */
+  checkBatch(batch: TrainBatch, opts: StepOptions): number {
     const cfg = this.config;
     const { B, T } = batch;
     if (!Number.isInteger(B) || B <= 0 || !Number.isInteger(T) || T <= 0) {
@@ -466,10 +480,13 @@ export class ClipDecoderHead {
     if (opts.alpha > 0) {
       if (!this.clip)
         throw new ClipDecoderError('INPUT_INVALID', 'alpha > 0 but this head has no CLIP-loss branch (clipProjDim = 0)', 'alpha');
-      if (!batch.captions || batch.captions.length !== B * cfg.captionDim) {
-        throw new ClipDecoderError('INPUT_INVALID', `alpha > 0 needs caption embeddings [B=${B}, ${cfg.captionDim}]`, 'captions');
+      // data-parallel (clipExchange): the captions are with the thread that computes the CLIP loss
+      if (!opts.clipExchange) {
+        if (!batch.captions || batch.captions.length !== B * cfg.captionDim) {
+          throw new ClipDecoderError('INPUT_INVALID', `alpha > 0 needs caption embeddings [B=${B}, ${cfg.captionDim}]`, 'captions');
+        }
+        assertFinite(batch.captions, 'captions');
       }
-      assertFinite(batch.captions, 'captions');
     }
     if (cfg.dropout > 0 && !opts.masks && !opts.rng)
       throw new ClipDecoderError('INPUT_INVALID', 'dropout > 0 needs an rng (or explicit masks)', 'rng');
@@ -488,7 +505,11 @@ export class ClipDecoderHead {
     const useClip = opts.alpha > 0 && this.clip !== null;
     this.forward(ws, batch, drop);
     const losses = this.losses(ws, batch, opts, useClip);
-    this.backward(ws, batch, drop, useClip);
+    const clip = this.backward(ws, batch, drop, useClip, opts.clipExchange);
+    if (clip !== null) {
+      losses.clip = clip;
+      losses.loss = opts.beta * losses.asl + opts.alpha * clip;
+    }
     return losses;
   }
 
@@ -526,7 +547,12 @@ export class ClipDecoderHead {
     const z = batch.logitOffset ? addInto(ws.offsetLogits(), ws.logits, batch.logitOffset) : ws.logits;
     const asl = aslLoss(z, batch.targets, B * L, ws.dLogits, opts.beta, opts.asl ?? ASL_DEFAULTS);
     let clip = 0;
-    if (useClip) {
+    if (useClip && opts.clipExchange) {
+      // pooled = mean_T(m), handed to the thread that computes the InfoNCE over the whole batch  [B, D]
+      meanTokensForward(ws.pooled, ws.m, B, T, this.config.dModel);
+      opts.clipExchange.send(ws.pooled);
+      for (const q of this.clip!.params) q.grad!.fill(0);
+    } else if (useClip) {
       // pooled = mean_T(m)                                   [B·T, D] → [B, D]
       meanTokensForward(ws.pooled, ws.m, B, T, this.config.dModel);
       // clip = InfoNCE(norm(W_i pooled), norm(W_j c))        [B, D], [B, E] → dPooled [B, D]
@@ -537,8 +563,8 @@ export class ClipDecoderHead {
     return { loss: opts.beta * asl + opts.alpha * clip, asl, clip };
   }
 
-  /** The training backward: the forward in reverse, line by line. */
-  private backward(ws: Workspace, batch: TrainBatch, drop: Dropout, useClip: boolean): void {
+  /** The training backward: the forward in reverse, line by line. Returns the exchanged CLIP loss, if any. */
+  private backward(ws: Workspace, batch: TrainBatch, drop: Dropout, useClip: boolean, exchange?: ClipExchange): number | null {
     const { B, T, Nq } = ws;
     const { inputDim: C, queryDim: E, dModel: D } = this.config;
     const { be, embed, queryProj } = this;
@@ -557,11 +583,14 @@ export class ClipDecoderHead {
       reluBackward(ws.dTq, ws.dTq, ws.tq, Nq * D);
       linearBackward(be, null, queryProj.weight.grad, queryProj.bias.grad, ws.dTq, batch.queries!, queryProj.weight.data, Nq, E, D);
     }
+    // data-parallel: dPooled from the thread that computed the CLIP loss over the whole batch  [B, D]
+    const clip = useClip && exchange ? exchange.receive(ws.dPooled) : null;
     // dM += dPooled / T, through ReLU; Σ = db_e              [B, D] → [B·T, D]
     this.memoryReluBackward(ws, useClip ? ws.dPooled : null);
     // embed's weight gradient                                [B·T, D] → dW_e [D, C]
     linearBackward(be, null, embed.weight.grad, null, ws.dM, batch.features, embed.weight.data, B * T, C, D);
     copyInto(embed.bias.grad!, ws.dEmbedBias);
+    return clip;
   }
 
   /**

@@ -13,6 +13,12 @@ export interface AdamOptions {
 
 export const ADAM_DEFAULTS: Readonly<AdamOptions> = { beta2: 0.999, eps: 1e-8, weightDecay: 1e-2 };
 
+/** The bias corrections of update t (1-based): stepSize = lr/(1−β1^t), bc2sqrt = sqrt(1−β2^t). Shared with the data-parallel workers. */
+export function adamScalars(lr: number, beta1: number, t: number, beta2: number): { stepSize: number; bc2sqrt: number } {
+  const bc1 = 1 - beta1 ** t;
+  return { stepSize: lr / bc1, bc2sqrt: Math.sqrt(1 - beta2 ** t) };
+}
+
 export class Adam {
   readonly params: Param[];
   readonly opts: AdamOptions;
@@ -38,10 +44,7 @@ export class Adam {
   update(lr: number, beta1: number, ema?: Ema | null): void {
     this.step++;
     const { beta2, eps } = this.opts;
-    const t = this.step;
-    const bc1 = 1 - beta1 ** t;
-    const bc2sqrt = Math.sqrt(1 - beta2 ** t);
-    const stepSize = lr / bc1;
+    const { stepSize, bc2sqrt } = adamScalars(lr, beta1, this.step, beta2);
     for (let k = 0; k < this.params.length; k++) {
       const p = this.params[k];
       const wd = p.decay ? this.opts.weightDecay : 0;

@@ -20,6 +20,7 @@ import { lineChartSvg } from '../eval/svg.ts';
 import { saveCheckpoint, type CheckpointMeta } from './checkpoint.ts';
 import { autoEmaDecay, FIT_DEFAULTS } from './defaults.ts';
 import { Trainer, type TrainerOptions } from './trainer.ts';
+import { ParallelTrainer, validateWorkers } from './parallel.ts';
 
 /** The training images: cache ids, seen-label targets and the caption embedding of each image. */
 export interface FitTrainData {
@@ -91,6 +92,12 @@ export interface FitOptions {
    * is linear in labels); default: every label. Drawn from (seed, epoch, step), so a resumed run draws the same.
    */
   labelsPerStep?: number;
+  /**
+   * Worker threads for data-parallel steps (train/parallel.ts; 1 … cores, default 1: the step runs on this
+   * thread). Results differ from 1 worker by float summation order and dropout draws; a resume is bit-for-bit
+   * for the same count.
+   */
+  workers?: number;
 }
 
 export interface TrainProgress {
@@ -365,6 +372,24 @@ export async function fitHead(
   backend: MatmulBackend,
   fitOpts: FitOptions,
 ): Promise<FitResult> {
+  const workers = validateWorkers(fitOpts.workers ?? 1, fitOpts.optionNames?.workers ?? 'workers');
+  const pool: { trainer?: ParallelTrainer } = {};
+  try {
+    return await fitRun(cache, train, val, backend, fitOpts, workers, pool);
+  } finally {
+    await pool.trainer?.close();
+  }
+}
+
+async function fitRun(
+  cache: FeatureCache,
+  train: FitTrainData,
+  val: FitEvalData | null,
+  backend: MatmulBackend,
+  fitOpts: FitOptions,
+  workers: number,
+  pool: { trainer?: ParallelTrainer },
+): Promise<FitResult> {
   const opts: FitOptions = { ...fitOpts, trainer: given(fitOpts.trainer), head: given(fitOpts.head) };
   checkFitInputs(cache, train, val);
   const L = train.labels.length;
@@ -373,7 +398,9 @@ export async function fitHead(
   const bestDir = join(opts.outDir, 'best');
   const log = (s: string) => opts.onLog?.(s);
   const run = await openRun(cache, train, backend, opts, lastDir, log);
-  const { trainer: tr, epochs, batchSize, B, stepsPerEpoch, totalSteps, seed, alpha } = run;
+  const { epochs, batchSize, B, stepsPerEpoch, totalSteps, seed, alpha } = run;
+  if (workers > 1) pool.trainer = await ParallelTrainer.create(run.trainer, { workers });
+  const tr = pool.trainer ?? run.trainer;
   let progress = run.progress;
 
   const features = new Float32Array(B * T * C);
@@ -454,7 +481,7 @@ export async function fitHead(
         offset.fill(0);
         addResidual(offset, embeds, B, stepQueries, K, E, residual!);
       }
-      const r = tr.trainStep({
+      const r = await tr.trainStep({
         features,
         B,
         T,

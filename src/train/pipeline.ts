@@ -73,6 +73,8 @@ export interface TrainRunOptions {
   labelsPerStep?: number;
   /** Score the test split with the best checkpoint and write outDir/test-report (default true). */
   testReport?: boolean;
+  /** Worker threads for data-parallel steps (see FitOptions.workers). */
+  workers?: number;
   /**
    * Final run: train on train + validation with every seen label for exactly `epochs` epochs (chosen earlier on
    * validation) and keep the last epoch; no per-epoch selection.
@@ -334,6 +336,7 @@ export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRun
         stopAfterSteps: opts.stopAfterSteps,
         residual,
         labelsPerStep: opts.labelsPerStep,
+        workers: opts.workers,
         optionNames: opts.optionNames,
         onLog: opts.onLog,
         onProgress: opts.onProgress,

@@ -67,12 +67,22 @@ export class Trainer {
   }
 
   trainStep(batch: TrainBatch): StepReport {
+    const step = this.beginStep();
+    const losses = this.head.forwardBackward(batch, { alpha: this.opts.alpha, beta: this.opts.beta, rng: this.rng, asl: this.opts.asl });
+    return this.finishStep(step, losses);
+  }
+
+  /** The step about to be taken; refuses a complete run. (trainStep's first half; the data-parallel trainer's too.) */
+  beginStep(): number {
     const step = this.adam.step;
     if (step >= this.opts.totalSteps) {
       throw new ClipDecoderError('INPUT_INVALID', `the run is complete: ${step} of ${this.opts.totalSteps} steps done`, 'totalSteps');
     }
-    const { lr, beta1 } = this.schedule.at(step);
-    const losses = this.head.forwardBackward(batch, { alpha: this.opts.alpha, beta: this.opts.beta, rng: this.rng, asl: this.opts.asl });
+    return step;
+  }
+
+  /** Refuses a non-finite loss (TRAINING_DIVERGED); returns the step's learning rate and β1. */
+  checkLoss(step: number, losses: StepLosses): { lr: number; beta1: number } {
     if (!Number.isFinite(losses.loss)) {
       throw new ClipDecoderError(
         'TRAINING_DIVERGED',
@@ -80,6 +90,12 @@ export class Trainer {
         'loss',
       );
     }
+    return this.schedule.at(step);
+  }
+
+  /** With ∂loss/∂θ in every parameter's grad: the divergence check, Adam + EMA on the OneCycle schedule. */
+  finishStep(step: number, losses: StepLosses): StepReport {
+    const { lr, beta1 } = this.checkLoss(step, losses);
     this.adam.update(lr, beta1, this.ema); // Adam and the EMA in one pass over the weights
     this.head.version++;
     return { ...losses, step, lr, beta1 };
