@@ -40,6 +40,9 @@ interface TrainFlags {
   resume?: boolean;
   trainOnUnseen?: boolean;
   final?: boolean;
+  residual?: boolean;
+  labelsPerStep?: string;
+  clipTarget?: string;
 }
 
 /** Library option → flag, for messages (a refused --resume names the flags). */
@@ -57,6 +60,8 @@ const OPTION_FLAGS: Record<string, string> = {
   'head.heads': '--heads',
   'head.ffnDim': '--ffn',
   'head.dropout': '--dropout',
+  residual: '--residual',
+  labelsPerStep: '--labels-per-step',
 };
 
 const given = <T>(v: string | undefined, parse: (v: string) => T): T | undefined => (v === undefined ? undefined : parse(v));
@@ -139,8 +144,13 @@ export function registerTrainCommands(program: Command): void {
     )
     .option('--train-on-unseen', 'upper bound: train with the unseen labels as targets too (not zero-shot)')
     .option('--final', 'train on train + validation with all seen labels for exactly --epochs (no selection)')
+    .option('--residual', "CLIP-Decoder+: train the head as a correction to CLIP's own score (it starts as plain CLIP)")
+    .option('--labels-per-step <n>', 'ASL on this many random seen labels per step (faster with many labels; default all)')
+    .option('--clip-target <captions|image>', "CLIP loss towards the seen-label caption (paper) or CLIP's image embedding (distillation)")
     .action(async (o: TrainFlags) => {
       const queries = o.queries as QuerySource | undefined;
+      if (o.clipTarget !== undefined && o.clipTarget !== 'captions' && o.clipTarget !== 'image')
+        throw new ClipDecoderError('BAD_PARAMETER', `--clip-target must be captions or image, got "${o.clipTarget}"`, '--clip-target');
       if (queries !== undefined && queries !== 'clip' && queries !== 'wordvec')
         throw new ClipDecoderError('BAD_PARAMETER', `--queries must be clip or wordvec, got "${o.queries}"`, '--queries');
       const [{ loadDataset }, { trainOnDataset }] = await Promise.all([import('../data/load.ts'), import('../train/pipeline.ts')]);
@@ -195,6 +205,9 @@ export function registerTrainCommands(program: Command): void {
         resume: o.resume,
         trainOnUnseen: o.trainOnUnseen,
         final: o.final,
+        residual: o.residual,
+        labelsPerStep: given(o.labelsPerStep, (v) => numberFlag(v, '--labels-per-step', 'positive-integer')),
+        clipTarget: o.clipTarget as 'captions' | 'image' | undefined,
         onLog: (line) => {
           progress.stop();
           bar.log(line);

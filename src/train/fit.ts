@@ -261,6 +261,9 @@ interface OpenRun {
   totalSteps: number;
   seed: number;
   alpha: number;
+  /** The run's residual stream and label-subset size (a resumed run's own when not given). */
+  residual?: ResidualStream;
+  labelsPerStep?: number;
 }
 
 async function openRun(
@@ -281,10 +284,15 @@ async function openRun(
   let trainer: Trainer;
   let progress: RunProgress = { epochs: [], best: { epoch: -1, score: null }, epochSums: { loss: 0, asl: 0, clip: 0 } };
   let epochs: number, batchSize: number, seed: number;
+  let residual = opts.residual;
+  let labelsPerStep = opts.labelsPerStep;
   if (resuming) {
     const { trainer: t, meta } = await Trainer.resume(lastDir, backend);
     trainer = t;
     const hp = meta.hyperParameters ?? {};
+    // not given: the run's own (a residual run resumed without --residual is still residual)
+    residual = opts.residual ?? (hp.residual as ResidualStream | undefined);
+    labelsPerStep = opts.labelsPerStep ?? (hp.labelsPerStep as number | undefined);
     // Options given must equal the run's: a changed schedule or architecture would silently be another run.
     const diffs: string[] = [];
     const check = (key: string, given: unknown, saved: unknown) => {
@@ -358,7 +366,7 @@ async function openRun(
     });
   }
   trainer!.head.trainedLabels = train.labels;
-  return { trainer: trainer!, progress, epochs, batchSize, B, stepsPerEpoch, totalSteps, seed, alpha };
+  return { trainer: trainer!, progress, epochs, batchSize, B, stepsPerEpoch, totalSteps, seed, alpha, residual, labelsPerStep };
 }
 
 /**
@@ -405,7 +413,7 @@ async function fitRun(
 
   const features = new Float32Array(B * T * C);
   const captions = train.captions ? new Float32Array(B * E) : undefined;
-  const residual = opts.residual;
+  const { residual } = run;
   if (residual && queryDim(train) !== E)
     throw new ClipDecoderError(
       'INPUT_INVALID',

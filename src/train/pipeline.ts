@@ -60,8 +60,8 @@ export interface TrainRunOptions {
   trainOnUnseen?: boolean;
   /**
    * CLIP-Decoder+ residual training: the head learns a correction to CLIP's own score, scale · cos + bias fitted
-   * on the training images' seen labels (logistic regression) before the first step. Use with head.zeroOutput
-   * so that the untrained head is plain CLIP.
+   * on the training images' seen labels (logistic regression) before the first step. The head's output layer
+   * starts at zero (head.zeroOutput, unless given), so the untrained head is plain CLIP.
    */
   residual?: boolean;
   /**
@@ -328,7 +328,8 @@ export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRun
         batchSize: opts.batchSize,
         seed: opts.seed,
         trainer: opts.trainer,
-        head: opts.head,
+        // a residual head starts as plain CLIP: its output layer at zero
+        head: opts.residual ? { zeroOutput: true, ...opts.head } : opts.head,
         resume: opts.resume,
         checkpointEverySteps: opts.checkpointEverySteps,
         checkpointEveryMinutes: opts.checkpointEveryMinutes,
@@ -361,6 +362,8 @@ export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRun
     );
     if (opts.testReport === false) return { extract, fit, seconds: (performance.now() - t0) / 1000 };
     const best = await loadCheckpoint(fit.bestDir, new OrtMatmul());
+    // the run's stream: fitted here, or a resumed run's own
+    const stream = residual ?? (best.meta.hyperParameters?.residual as ResidualStream | undefined);
     const scores = scoreFromCache(
       best.head,
       cache,
@@ -368,7 +371,7 @@ export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRun
       test.labels,
       await queryEmbeddings(model, test.labels, opts, wordvec),
       64,
-      residual,
+      stream,
     );
     const reportDir = join(opts.outDir, 'test-report');
     const { report } = await evaluateAndWriteReport({ ids: test.ids, labels: test.labels, scores }, dataset, reportDir);
