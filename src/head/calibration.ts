@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import type { ClipModel } from '../clip/model.ts';
 import { ClipDecoderError } from '../errors.ts';
 import { hashFile, modelFingerprint } from '../features/extract.ts';
+import type { CheckpointMeta } from '../train/checkpoint.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 import type { Fusion, StreamWeights } from './fusion.ts';
 
@@ -202,4 +203,23 @@ export async function readCalibration(path: string, expect: CalibrationExpectati
 export async function writeCalibration(path: string, cal: Calibration): Promise<void> {
   const valid = validateCalibration(cal, path);
   await writeFileAtomic(path, `${JSON.stringify(valid, null, 1)}\n`);
+}
+
+/**
+ * A residual head's scoring without a calibration, as it was trained: head logit + scale · cos + bias, i.e. the
+ * fusion weights {global: scale, local: 1, bias} for every label. Undefined for a head that is not residual
+ * (no hyperParameters.residual); a malformed record is refused.
+ */
+export function residualWeights(meta: CheckpointMeta, headDir: string): Pick<Fusion, 'trained' | 'novel'> | undefined {
+  const r = meta.hyperParameters?.residual as { scale?: unknown; bias?: unknown } | undefined | null;
+  if (r === undefined || r === null) return undefined;
+  if (typeof r !== 'object' || !Number.isFinite(r.scale) || !Number.isFinite(r.bias)) {
+    throw new ClipDecoderError(
+      'CHECKPOINT_INVALID',
+      `${join(headDir, 'config.json')}: hyperParameters.residual must be {scale, bias} (finite numbers), got ${JSON.stringify(r)}`,
+      headDir,
+    );
+  }
+  const w = { global: r.scale as number, local: 1, bias: r.bias as number };
+  return { trained: w, novel: { ...w } };
 }

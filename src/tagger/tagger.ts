@@ -22,7 +22,7 @@ import { DEFAULT_TEMPLATES, embedLabels } from '../clip/prompts.ts';
 import type { ImageSource } from '../clip/preprocess.ts';
 import { ClipDecoderError } from '../errors.ts';
 import { checkLabels, type LabelLimits } from '../labels.ts';
-import { CALIBRATION_FILE, clipFingerprint, readCalibration, type Calibration } from '../head/calibration.ts';
+import { CALIBRATION_FILE, clipFingerprint, readCalibration, residualWeights, type Calibration } from '../head/calibration.ts';
 import { fuseLogits, globalScores, trainedMask, type Fusion } from '../head/fusion.ts';
 import type { ClipDecoderHead, PreparedLabels } from '../head/head.ts';
 import { OrtMatmul } from '../nn/ort-matmul.ts';
@@ -122,20 +122,6 @@ interface TaggerScoring {
   weights: Weights | null;
   calibration: Calibration | null;
   calibrationPath: string | null;
-}
-
-/** A residual head's recorded global stream (hyperParameters.residual), or undefined; malformed is refused. */
-function residualOf(meta: CheckpointMeta, headDir: string): { scale: number; bias: number } | undefined {
-  const r = meta.hyperParameters?.residual as { scale?: unknown; bias?: unknown } | undefined;
-  if (r === undefined || r === null) return undefined;
-  if (typeof r !== 'object' || !Number.isFinite(r.scale) || !Number.isFinite(r.bias)) {
-    throw new ClipDecoderError(
-      'CHECKPOINT_INVALID',
-      `${join(headDir, 'config.json')}: hyperParameters.residual must be {scale, bias} (finite numbers), got ${JSON.stringify(r)}`,
-      headDir,
-    );
-  }
-  return { scale: r.scale as number, bias: r.bias as number };
 }
 
 function describe(src: ImageSource): string {
@@ -261,7 +247,7 @@ export class Tagger {
           );
         }
       }
-      const residual = residualOf(ck.meta, headDir);
+      const residual = residualWeights(ck.meta, headDir);
       const inFolder = join(headDir, CALIBRATION_FILE);
       const calibrationPath = options.calibration ?? (existsSync(inFolder) ? inFolder : null);
       let scoring: TaggerScoring;
@@ -273,10 +259,9 @@ export class Tagger {
         });
         scoring = { mode: { scoring: 'fused', calibrated: true }, weights: calibration.fusion, calibration, calibrationPath };
       } else if (residual) {
-        const w = { global: residual.scale, local: 1, bias: residual.bias };
         scoring = {
           mode: { scoring: 'residual', calibrated: false },
-          weights: { trained: w, novel: w },
+          weights: residual,
           calibration: null,
           calibrationPath,
         };
@@ -289,6 +274,11 @@ export class Tagger {
       await model.dispose();
       throw e;
     }
+  }
+
+  /** The stream weights scored with (fused: the calibration's; residual: its recorded rule); null otherwise. */
+  get fusionWeights(): Weights | null {
+    return this.weights;
   }
 
   /** The calibration's decision threshold; null without a calibration. */
