@@ -212,9 +212,10 @@ export interface ExportWebOptions {
 export function taggerWebScoring(tagger: Tagger): WebScoring {
   if (!tagger.head || tagger.mode.scoring === 'clip')
     throw new ClipDecoderError('EXPORT_UNSUPPORTED', 'the in-browser page runs a head: plain CLIP (--head none) has none', '--head');
+  const w = tagger.fusionWeights;
   return {
     mode: { scoring: tagger.mode.scoring, calibrated: tagger.mode.calibrated },
-    weights: tagger.fusionWeights,
+    weights: w ? { trained: { ...w.trained }, novel: { ...w.novel } } : null,
     trainedLabels: [...(tagger.head.trainedLabels ?? tagger.meta.labels)],
     threshold: tagger.threshold,
   };
