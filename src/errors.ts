@@ -21,6 +21,8 @@ export type ErrorCode =
   | 'OUTPUT_UNWRITABLE' // an output folder or file cannot be created or written
   | 'CHECKPOINT_INVALID' // a head checkpoint fails validation
   | 'HEAD_MODEL_MISMATCH' // a head trained on another CLIP's features (token width or text-embedding width differ)
+  | 'CALIBRATION_INVALID' // a calibration file (calibration.json) is malformed: the message names the field
+  | 'CALIBRATION_MISMATCH' // a calibration fitted for another CLIP model or head than the one loaded
   | 'TRAINING_DIVERGED' // the training loss became NaN or infinite
   | 'WORKER_FAILED' // a data-parallel training worker threw or died (the message names it and the cause)
   | 'CHECKPOINT_CORRUPT' // a checkpoint tensor's bytes differ from the SHA-256 digest recorded at save time
@@ -63,6 +65,8 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   OUTPUT_UNWRITABLE: 500,
   CHECKPOINT_INVALID: 500,
   HEAD_MODEL_MISMATCH: 500,
+  CALIBRATION_INVALID: 500,
+  CALIBRATION_MISMATCH: 500,
   TRAINING_DIVERGED: 500,
   WORKER_FAILED: 500,
   CHECKPOINT_CORRUPT: 500,

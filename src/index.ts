@@ -2,7 +2,23 @@
 
 // Tagging: a CLIP model + a CLIP-Decoder head → an independent probability per label per image.
 export { Tagger, DEFAULT_MODEL, DEFAULT_HEAD, NO_HEAD } from './tagger/tagger.ts';
-export type { TaggerOptions, TagOptions, TagResult, LabelProbability, LabelSet } from './tagger/tagger.ts';
+export type { TaggerOptions, TagOptions, TagResult, LabelProbability, LabelSet, Scoring, ScoringMode } from './tagger/tagger.ts';
+// CLIP-Decoder+ scoring: CLIP's score fused with the head's, and the calibration file that holds the weights.
+export {
+  CALIBRATION_FILE,
+  CALIBRATION_FORMAT,
+  CALIBRATION_VERSION,
+  checkCalibration,
+  clipFingerprint,
+  headDigest,
+  readCalibration,
+  residualWeights,
+  validateCalibration,
+  writeCalibration,
+} from './head/calibration.ts';
+export type { Calibration, CalibrationExpectation } from './head/calibration.ts';
+export { bestThreshold, fitStreams, fuseLogits, globalScores, trainedMask } from './head/fusion.ts';
+export type { Fusion, StreamWeights } from './head/fusion.ts';
 export { attentionOverlayPng } from './tagger/overlay.ts';
 
 // Parsing what people type: label lists and numbers, with errors that name the label or flag.
@@ -46,8 +62,8 @@ export type { EvalOptions, EvalReport, ReportMetrics, WrittenReport } from './ev
 export { readScoresFile, writeScoresFile } from './eval/scores.ts';
 export { headToOnnx, exportHeadOnnx, HEAD_ONNX, HEAD_ONNX_OPSET } from './head/export-onnx.ts';
 export type { HeadOnnxOptions, ExportHeadOptions } from './head/export-onnx.ts';
-export { exportWeb, webBundle, writeWebBundle } from './web/bundle.ts';
-export type { ExportWebOptions, WebBundleInput, WebFile } from './web/bundle.ts';
+export { exportWeb, taggerWebScoring, uncalibratedScoring, webBundle, writeWebBundle } from './web/bundle.ts';
+export type { ExportWebOptions, WebBundleInput, WebFile, WebScoring } from './web/bundle.ts';
 export { buildServer } from './serve/server.ts';
 export type { ServerOptions } from './serve/server.ts';
 export { DEFAULT_LIMITS, type ServeLimits } from './serve/limits.ts';

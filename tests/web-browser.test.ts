@@ -16,7 +16,8 @@ import { TsMatmul } from '../src/nn/matmul.ts';
 import { Tagger } from '../src/tagger/tagger.ts';
 import { loadCheckpoint } from '../src/train/checkpoint.ts';
 import { buildServer } from '../src/serve/server.ts';
-import { webBundle, writeWebBundle } from '../src/web/bundle.ts';
+import { taggerWebScoring, webBundle, writeWebBundle } from '../src/web/bundle.ts';
+import { makeCalibratedHead } from './helpers/calibrated-head.ts';
 import { notoSvg, renderPng } from './helpers/images.ts';
 import { launchChromium } from './helpers/browser.ts';
 import { trainTinyHead, TINY_CLIP } from './helpers/tiny-head.ts';
@@ -172,4 +173,45 @@ test('serve answers the page at /web/, cross-origin isolated: onnxruntime-web ru
     `/web/: ${stats.threads} threads; ${JSON.stringify(await page.evaluate(() => (window as unknown as { clipDecoderStats: object }).clipDecoderStats))}`,
   );
   assert.deepEqual(errors, []);
+});
+
+test("a calibrated CLIP-Decoder+ head: the page fuses CLIP's score with the head's as the Tagger does, and marks the calibrated threshold", async () => {
+  const h = await makeCalibratedHead();
+  const cal = await Tagger.load({ model: TINY_CLIP, head: h.dir, threads: 1 });
+  const calDir = mkdtempSync(join(tmpdir(), 'web-page-calibrated-'));
+  await writeWebBundle(
+    calDir,
+    webBundle({ folder: cal.model.folder, head: cal.head!, meta: cal.meta, scoring: taggerWebScoring(cal), defaultLabels: ['dog'] }),
+  );
+  const calServer = await staticServer(calDir);
+  try {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(url(calServer));
+    await page.waitForFunction(
+      () => /fused, calibrated, threshold 0\.42/.test(document.getElementById('status')!.textContent ?? ''),
+      null,
+      {
+        timeout: 30000,
+      },
+    );
+    const labels = ['dog', 'tree', 'pizza', 'cat', 'sun'];
+    for (const file of [tiny.images[0]!.file, tiny.images[1]!.file]) {
+      const got = await tagInPage(page, file, labels.join(', '));
+      const want = await cal.tag(file, labels);
+      let worst = 0;
+      for (const l of want.labels) worst = Math.max(worst, Math.abs(got.get(l.label)! - l.probability));
+      assert.ok(worst <= 1e-3, `${file}: page and Tagger differ by ${worst}`);
+      const pass = await page.$$eval('.bar', (els) =>
+        els.map((e) => [(e as HTMLElement).dataset.label!, (e as HTMLElement).dataset.pass] as const),
+      );
+      for (const [label, p] of pass) assert.equal(p, String(got.get(label)! >= 0.42), label);
+      assert.match((await page.textContent('#status'))!, /at or above the calibrated threshold 0\.42/);
+    }
+    assert.deepEqual(errors, []);
+  } finally {
+    calServer.close();
+    await cal.dispose();
+  }
 });

@@ -25,12 +25,19 @@ export function registerExportCommands(program: Command): void {
     .description('a static page that tags in the browser (onnxruntime-web): HTML, JS, the CLIP towers, the head, the tokenizer')
     .argument('<outdir>', 'folder to write the page into')
     .option('-m, --model <path|id>', 'CLIP model folder (default: the bundled pico-CLIP)')
-    .option('--head <dir>', 'CLIP-Decoder head checkpoint (default: the bundled head)')
+    .option('--head <dir>', 'CLIP-Decoder head checkpoint (default: the bundled head; its calibration.json scores the page)')
+    .option('--calibration <file>', "calibration file for this model and head instead of the head folder's calibration.json")
     .option('-l, --labels <a,b,c>', "labels pre-filled in the page (default: the head's first 8 trained labels)")
-    .action(async (out: string, o: { model?: string; head?: string; labels?: string }) => {
+    .action(async (out: string, o: { model?: string; head?: string; calibration?: string; labels?: string }) => {
       const { exportWeb } = await import('../web/bundle.ts');
       const defaultLabels = o.labels === undefined ? undefined : parseLabelList(o.labels, { source: '--labels' });
-      const r = await exportWeb({ model: modelOrDefault(o.model), head: o.head ?? DEFAULT_HEAD, out, defaultLabels });
+      const r = await exportWeb({
+        model: modelOrDefault(o.model),
+        head: o.head ?? DEFAULT_HEAD,
+        calibration: o.calibration,
+        out,
+        defaultLabels,
+      });
       process.stderr.write(
         `clip-decoder: wrote ${r.files} files to ${out} (${mb(r.bytes)}); serve the folder over HTTP and open index.html ` +
           '(threads need the Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp headers)\n',

@@ -62,46 +62,58 @@ export function registerServeCommand(program: Command): void {
     .option('--host <host>', 'address to bind', '127.0.0.1')
     .option('--port <port>', 'port (0: any free port)', '8080')
     .option('-m, --model <path|id>', 'CLIP model folder (default: the bundled pico-CLIP)')
-    .option('--head <dir>', 'CLIP-Decoder head checkpoint (default: the bundled head)');
+    .option(
+      '--head <dir|none>',
+      'CLIP-Decoder head checkpoint (default: the bundled head; its calibration.json, if any, is used); "none": plain CLIP',
+    )
+    .option('--calibration <file>', "calibration file for this model and head (or plain CLIP) instead of the folder's calibration.json");
   for (const [key, flag, what] of LIMIT_FLAGS) {
     cmd.option(flag, key === 'maxBufferedBytes' ? what : `${what} (default ${DEFAULT_LIMITS[key]})`);
   }
-  cmd.action(async (o: Record<string, string | undefined> & { host: string; port: string; model?: string; head?: string }) => {
-    const port = numberFlag(o.port, '--port', 'non-negative-integer');
-    if (port > 65535) throw new ClipDecoderError('BAD_PARAMETER', `--port must be 0–65535, got "${o.port}"`, '--port');
-    const limits: Partial<ServeLimits> = {};
-    for (const [key, flag] of LIMIT_FLAGS) {
-      const raw = o[optionKey(flag)];
-      if (raw !== undefined) limits[key] = numberFlag(raw, flag.split(' ')[0]!, 'positive-integer');
-    }
-    // Loaded here, not at the top, so other commands and --help do not pay for the server and the model.
-    const [{ Tagger }, { buildServer }] = await Promise.all([import('../tagger/tagger.ts'), import('../serve/server.ts')]);
-    const labelLimits = {
-      maxLabels: limits.maxLabels ?? DEFAULT_LIMITS.maxLabels,
-      maxLength: limits.maxLabelLength ?? DEFAULT_LIMITS.maxLabelLength,
-    };
-    const tagger = await Tagger.load({ model: o.model, head: o.head, pixelLimit: limits.maxPixels, labelLimits });
-    const app = buildServer(tagger, { ...limits, onServerError: (line) => process.stderr.write(`${line}\n`) });
-    let address: string;
-    try {
-      address = await app.listen({ host: o.host, port });
-    } catch (e) {
-      await app.close().catch(() => {});
-      await tagger.dispose();
-      throw listenError(e, o.host, port);
-    }
-    process.stderr.write(`clip-decoder: serving on ${address} (model ${tagger.model.id})\n`);
-    // The action resolves only once the server has closed: main() exits the process when it returns.
-    await new Promise<void>((resolve) => {
-      const stop = () => {
-        process.stderr.write('clip-decoder: shutting down\n');
-        app
-          .close()
-          .then(() => tagger.dispose())
-          .finally(resolve);
+  cmd.action(
+    async (o: Record<string, string | undefined> & { host: string; port: string; model?: string; head?: string; calibration?: string }) => {
+      const port = numberFlag(o.port, '--port', 'non-negative-integer');
+      if (port > 65535) throw new ClipDecoderError('BAD_PARAMETER', `--port must be 0–65535, got "${o.port}"`, '--port');
+      const limits: Partial<ServeLimits> = {};
+      for (const [key, flag] of LIMIT_FLAGS) {
+        const raw = o[optionKey(flag)];
+        if (raw !== undefined) limits[key] = numberFlag(raw, flag.split(' ')[0]!, 'positive-integer');
+      }
+      // Loaded here, not at the top, so other commands and --help do not pay for the server and the model.
+      const [{ Tagger }, { buildServer }] = await Promise.all([import('../tagger/tagger.ts'), import('../serve/server.ts')]);
+      const labelLimits = {
+        maxLabels: limits.maxLabels ?? DEFAULT_LIMITS.maxLabels,
+        maxLength: limits.maxLabelLength ?? DEFAULT_LIMITS.maxLabelLength,
       };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-    });
-  });
+      const tagger = await Tagger.load({
+        model: o.model,
+        head: o.head,
+        calibration: o.calibration,
+        pixelLimit: limits.maxPixels,
+        labelLimits,
+      });
+      const app = buildServer(tagger, { ...limits, onServerError: (line) => process.stderr.write(`${line}\n`) });
+      let address: string;
+      try {
+        address = await app.listen({ host: o.host, port });
+      } catch (e) {
+        await app.close().catch(() => {});
+        await tagger.dispose();
+        throw listenError(e, o.host, port);
+      }
+      process.stderr.write(`clip-decoder: serving on ${address} (model ${tagger.model.id}; scoring: ${tagger.describeMode()})\n`);
+      // The action resolves only once the server has closed: main() exits the process when it returns.
+      await new Promise<void>((resolve) => {
+        const stop = () => {
+          process.stderr.write('clip-decoder: shutting down\n');
+          app
+            .close()
+            .then(() => tagger.dispose())
+            .finally(resolve);
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+    },
+  );
 }

@@ -17,9 +17,11 @@ interface TagFlags {
   labelsFile?: string;
   model?: string;
   head?: string;
+  calibration?: string;
   dtype?: string;
   top?: string;
-  threshold?: string;
+  /** true: the flag without a value (the calibration's threshold). */
+  threshold?: string | true;
   format?: string;
   explain?: string;
   batchSize: string;
@@ -62,18 +64,26 @@ export function registerTagCommand(program: Command): void {
     .option('-m, --model <path|id>', 'CLIP model folder (default: the bundled pico-CLIP)')
     .option(
       '--head <dir|none>',
-      'CLIP-Decoder head checkpoint (default: the bundled head); "none": the model\'s own zero-shot score, sigmoid(s·cos + b)',
+      'CLIP-Decoder head checkpoint (default: the bundled head; its calibration.json, if any, is used); "none": plain CLIP, ' +
+        "calibrated by the model folder's calibration.json or --calibration, else the model's own sigmoid(s·cos + b)",
+    )
+    .option(
+      '--calibration <file>',
+      "calibration file (fitted for this model and head, or for plain CLIP with --head none) instead of the folder's calibration.json",
     )
     .option('--dtype <fp32|fp16|q8|...>', 'ONNX weights of the model folder: fp32 (default) or its _fp16 / _quantized (q8) / ... variant')
     .option('-k, --top <K>', 'keep the K most probable labels per image')
-    .option('-p, --threshold <p>', 'keep labels with probability ≥ p')
+    .option('-p, --threshold [p]', "keep labels with probability ≥ p; without p: the calibration's threshold (chosen on validation)")
     .option('-f, --format <table|jsonl|csv>', 'output format (default: table on a terminal, else jsonl)')
     .option('--explain <dir>', 'write an attention overlay PNG per image and kept label into DIR')
     .option('-b, --batch-size <n>', 'images per ONNX run', '16')
     .option('--max-file-bytes <n>', 'refuse image files larger than this', String(DEFAULT_MAX_FILE_BYTES))
     .option('-o, --out <results.jsonl>', 'incremental: append one record per image to this file; a rerun skips images already in it')
     .option('--force', 'with --out: tag every image again and start the results file anew')
-    .option('--xmp', 'with --out: write labels ≥ --threshold (default 0.5) as dc:subject keywords into XMP sidecars (never the images)')
+    .option(
+      '--xmp',
+      "with --out: write labels ≥ --threshold (default: the calibration's threshold, else 0.5) as dc:subject keywords into XMP sidecars (never the images)",
+    )
     .option(
       '--xmp-naming <append|replace>',
       'sidecar name: append (photo.jpg.xmp: darktable, digiKam) or replace (photo.xmp: Adobe)',
@@ -83,7 +93,7 @@ export function registerTagCommand(program: Command): void {
     .action(async (paths: string[], flags: TagFlags) => {
       const labels = readLabelFlags(flags.labels, flags.labelsFile);
       const top = optionalNumberFlag(flags.top, '--top', 'positive-integer');
-      const threshold = optionalNumberFlag(flags.threshold, '--threshold', 'probability');
+      const givenThreshold = flags.threshold === true ? 'calibrated' : optionalNumberFlag(flags.threshold, '--threshold', 'probability');
       const format = flags.format ?? (process.stdout.isTTY ? 'table' : 'jsonl');
       if (!['table', 'jsonl', 'csv'].includes(format))
         throw new ClipDecoderError('BAD_PARAMETER', `--format must be table, jsonl or csv, got "${format}"`, '--format');
@@ -120,9 +130,19 @@ export function registerTagCommand(program: Command): void {
         flags.explain !== undefined ? import('../tagger/overlay.ts') : undefined,
       ]);
       const dtype = flags.dtype !== undefined ? parseDtype(flags.dtype) : undefined;
-      const tagger = await Tagger.load({ model: flags.model, head: flags.head, maxFileBytes, dtype });
+      const tagger = await Tagger.load({ model: flags.model, head: flags.head, calibration: flags.calibration, maxFileBytes, dtype });
+      let threshold: number | undefined;
+      try {
+        threshold = tagger.resolveThreshold(givenThreshold);
+      } catch (e) {
+        await tagger.dispose();
+        throw e;
+      }
+      process.stderr.write(`clip-decoder: scoring: ${tagger.describeMode()}\n`);
       if (flags.out !== undefined) {
-        const xmp = flags.xmp ? { naming: flags.xmpNaming as SidecarNaming, threshold, top } : undefined;
+        const xmp = flags.xmp
+          ? { naming: flags.xmpNaming as SidecarNaming, threshold: threshold ?? tagger.threshold ?? undefined, top }
+          : undefined;
         try {
           failures += await tagIntoLibrary(tagger, files, labels, {
             out: flags.out,
@@ -207,7 +227,8 @@ function describeSidecarChange(c: SidecarChange): string {
 
 function formatResult(r: TagResult, format: string, width: number): string {
   if (format === 'jsonl') {
-    return `${JSON.stringify({ file: r.source, labels: Object.fromEntries(r.labels.map((l) => [l.label, Number(l.probability.toFixed(6))])) })}\n`;
+    const labels = Object.fromEntries(r.labels.map((l) => [l.label, Number(l.probability.toFixed(6))]));
+    return `${JSON.stringify({ file: r.source, labels, mode: r.mode })}\n`;
   } else if (format === 'csv') {
     return r.labels.map((l) => `${csvCell(r.source)},${csvCell(l.label)},${l.probability.toFixed(6)}\n`).join('');
   }

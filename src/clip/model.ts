@@ -352,6 +352,29 @@ export class ClipModel {
     return out;
   }
 
+  /**
+   * Checks now (opening both sessions) that the towers output the projected embeddings that CLIP's own
+   * image–label score needs, and refuses a model exported without a projection by name; `why` says which mode
+   * needs them (e.g. "plain CLIP scoring (--head none)").
+   */
+  async checkEmbeddingOutputs(why: string): Promise<void> {
+    const towers = [
+      ['image', this.vision(), this.folder.visionModelPath, this.options.outputs?.imageEmbeds ?? this.folder.spec.imageEmbedsOutput],
+      ['text', this.text(), this.folder.textModelPath, this.options.outputs?.textEmbeds ?? this.folder.spec.textEmbedsOutput],
+    ] as const;
+    for (const [what, session, path, name] of towers) {
+      const names = (await session).outputNames;
+      if (!names.includes(name)) {
+        throw new ClipDecoderError(
+          'MODEL_OUTPUT_MISSING',
+          `${why} needs the ${what} embedding (the ${what} projection), but ${path} has no output "${name}" (it has: ${names.join(', ')}): ` +
+            'export the tower with its projection (CLIPVisionModelWithProjection / CLIPTextModelWithProjection, as the Xenova/clip-* repos do)',
+          path,
+        );
+      }
+    }
+  }
+
   /** The plain score's scale and bias (see logits.ts), found once per model. */
   logitParams(): Promise<LogitParams> {
     this.logitParamsP ??= (async () => {

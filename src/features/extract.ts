@@ -19,12 +19,19 @@ export async function hashFile(path: string, h: ReturnType<typeof createHash>): 
   for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
 }
 
-/** Fingerprint of everything that determines a model's features: configs, vision weights, CLS option. */
-export async function modelFingerprint(model: ClipModel, keepCls: boolean): Promise<string> {
+/**
+ * Fingerprint of everything that determines a model's features: configs, vision weights, CLS option.
+ * `visionModelPath` names another ONNX variant of the same folder to hash (default: the one the model runs).
+ */
+export async function modelFingerprint(
+  model: ClipModel,
+  keepCls: boolean,
+  visionModelPath = model.folder.visionModelPath,
+): Promise<string> {
   const h = createHash('sha256');
   h.update(readFileSync(join(model.folder.dir, 'config.json')));
   h.update(readFileSync(join(model.folder.dir, 'preprocessor_config.json')));
-  await hashFile(model.folder.visionModelPath, h);
+  await hashFile(visionModelPath, h);
   h.update(`keepCls=${keepCls}`);
   return h.digest('hex');
 }

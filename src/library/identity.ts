@@ -25,6 +25,17 @@ export function headIdentity(headDir: string | null): string {
   return `${basename(headDir)}@${short(digest)}`;
 }
 
+/**
+ * The head identity with the calibration that scores it: "<head>+calibration@<16 hex of the file>", or the
+ * head's alone without one. A calibration changes every probability, so results made with another are refused.
+ */
+export function scoringIdentity(headDir: string | null, calibrationPath: string | null): string {
+  const head = headIdentity(headDir);
+  if (calibrationPath === null) return head;
+  const digest = createHash('sha256').update(readFileSync(calibrationPath)).digest('hex');
+  return `${head}+calibration@${short(digest)}`;
+}
+
 /** "sha256:<16 hex>" of the label set; sorted first, since each label's probability is independent of the others. */
 export function labelSetIdentity(labels: readonly string[]): string {
   const sorted = [...labels].sort();

@@ -2,14 +2,14 @@
 // from the same file state, model, head and label set are skipped; the rest are tagged, their sidecars merged
 // (with xmp) and then their record appended, so an image whose sidecar failed is retried by the next run.
 import type { Tagger } from '../tagger/tagger.ts';
-import { headIdentity, labelSetIdentity, modelIdentity } from './identity.ts';
+import { labelSetIdentity, modelIdentity, scoringIdentity } from './identity.ts';
 import { planImages, type LibrarySummary } from './plan.ts';
 import { ResultsFile, type ResultIdentity } from './results.ts';
 import { sidecarPath, XmpSidecars, type SidecarChange, type SidecarNaming } from './xmp.ts';
 
 export interface XmpOptions {
   naming?: SidecarNaming;
-  /** Keywords: labels with probability ≥ threshold (default 0.5) ... */
+  /** Keywords: labels with probability ≥ threshold (default: the tagger's calibrated threshold, else 0.5) ... */
   threshold?: number;
   /** ... at most the `top` most probable. */
   top?: number;
@@ -37,7 +37,7 @@ export interface TagLibraryOptions {
 export async function tagIdentity(tagger: Tagger, labels: readonly string[]): Promise<ResultIdentity> {
   return {
     model: await modelIdentity(tagger.model, tagger.head !== null && tagger.meta.extra?.keepCls === true),
-    head: headIdentity(tagger.head ? tagger.headDir : null),
+    head: scoringIdentity(tagger.head ? tagger.headDir : null, tagger.calibrationPath),
     labelSet: labelSetIdentity(labels),
   };
 }
@@ -66,7 +66,7 @@ export async function tagLibrary(
     options.onFailure?.(message);
   };
   for (const f of summary.failures) options.onFailure?.(f.message);
-  const threshold = xmp?.threshold ?? 0.5;
+  const threshold = xmp?.threshold ?? tagger.threshold ?? 0.5;
   // Two images named for one sidecar (photo.jpg and photo.png with photo.xmp): an image done in an earlier run
   // keeps it, else the first input claims it; the other is refused, in this run and in later ones.
   const sidecarOwner = new Map<string, string>();

@@ -24,6 +24,7 @@ export const PAGE_STYLE = `  :root { font-family: system-ui, sans-serif; color: 
   .bar { display: grid; grid-template-columns: 140px 1fr 56px; align-items: center; gap: 8px; padding: 4px 6px; border-radius: 6px; cursor: pointer; }
   .bar:hover { background: #ebe9fb; }
   .bar.selected { background: #dcd8ff; }
+  .bar[data-pass="true"] .name { font-weight: 600; }
   .bar .name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
   .bar .track { display: block; height: 14px; background: #e4e4ec; border-radius: 7px; overflow: hidden; }
   .bar .fill { display: block; height: 100%; background: linear-gradient(90deg, #7e03a8, #f89540); }
@@ -112,6 +113,8 @@ window.clipDecoderPage = (opts) => {
       row.className = 'bar' + (l.label === selected ? ' selected' : '');
       row.dataset.label = l.label;
       row.dataset.probability = String(l.probability);
+      // the calibration's decision threshold (answers carry it): labels at or above it are the predicted tags
+      if (typeof result.threshold === 'number') row.dataset.pass = String(l.probability >= result.threshold);
       const pct = (100 * l.probability).toFixed(1);
       row.innerHTML = '<span class="name"></span><span class="track"><span class="fill"></span></span><span class="pct"></span>';
       row.querySelector('.name').textContent = l.label;
@@ -128,7 +131,9 @@ window.clipDecoderPage = (opts) => {
       const body = await opts.tag(file, labelsInput.value);
       result = body; selected = body.labels.length ? body.labels[0].label : null;
       renderBars(); draw();
-      setStatus(body.labels.length + ' labels in ' + body.ms + ' ms');
+      const t = typeof body.threshold === 'number' ? body.threshold : null;
+      const passed = t === null ? '' : ' (' + body.labels.filter((l) => l.probability >= t).length + ' at or above the calibrated threshold ' + t + ')';
+      setStatus(body.labels.length + ' labels in ' + body.ms + ' ms' + passed);
     } catch (e) {
       setStatus(String((e && e.message) || e), true);
     } finally {

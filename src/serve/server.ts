@@ -20,7 +20,7 @@ import { parseDecimal, type NumberKind } from '../numbers.ts';
 import { MAX_FIELDS, SMALL_FIELD_BYTES, labelsFieldBytes, resolveLimits, type ServeLimits } from './limits.ts';
 import { PAGE_HTML } from './page.ts';
 import { rasteriseSvg } from './svg.ts';
-import { webBundle, type WebFile } from '../web/bundle.ts';
+import { taggerWebScoring, webBundle, type WebFile } from '../web/bundle.ts';
 
 export interface ServerOptions extends Partial<ServeLimits> {
   /** Fastify's logger (default off). */
@@ -267,6 +267,8 @@ export function buildServer(tagger: Tagger, options: ServerOptions = {}): Fastif
     status: 'ok',
     model: tagger.model.id,
     head: tagger.meta.clipModel ? { trainedWith: tagger.meta.clipModel, labels: tagger.meta.labels.length } : undefined,
+    mode: tagger.mode,
+    threshold: tagger.threshold,
     load: { tagging: slots.load.used, waiting: slots.load.waiting + bodies.load.waiting, bufferedBytes: bodies.load.used },
   }));
 
@@ -278,7 +280,12 @@ export function buildServer(tagger: Tagger, options: ServerOptions = {}): Fastif
   app.get('/web/*', async (req, reply) => {
     if (!tagger.head)
       throw new ClipDecoderError('NOT_FOUND', 'the in-browser page runs a head: this server was started with --head none', '--head');
-    webFiles ??= new Map(webBundle({ folder: tagger.model.folder, head: tagger.head, meta: tagger.meta }).map((f) => [f.path, f]));
+    webFiles ??= new Map(
+      webBundle({ folder: tagger.model.folder, head: tagger.head, meta: tagger.meta, scoring: taggerWebScoring(tagger) }).map((f) => [
+        f.path,
+        f,
+      ]),
+    );
     const path = (req.params as { '*': string })['*'] || 'index.html';
     const f = webFiles.get(path);
     if (!f) throw new ClipDecoderError('NOT_FOUND', `no file /web/${path} in the in-browser page`);
@@ -302,7 +309,11 @@ export function buildServer(tagger: Tagger, options: ServerOptions = {}): Fastif
       throw new ClipDecoderError('NO_IMAGE', 'no image: send a multipart "image" file or raw image bytes');
     const labels = requestLabels(fields.labels, limits);
     const top = optionalNumber(fields.top, 'top', 'positive-integer');
-    const threshold = optionalNumber(fields.threshold, 'threshold', 'probability');
+    // "calibrated": the calibration's threshold (400 without a calibration)
+    const threshold = tagger.resolveThreshold(
+      fields.threshold === 'calibrated' ? 'calibrated' : optionalNumber(fields.threshold, 'threshold', 'probability'),
+      '"threshold"',
+    );
     const attention = fields.attention === '1' || fields.attention === 'true';
 
     const t0 = performance.now();
@@ -338,6 +349,9 @@ export function buildServer(tagger: Tagger, options: ServerOptions = {}): Fastif
       })),
       grid: tagger.grid,
       model: tagger.model.id,
+      // how the probabilities were formed, and the calibration's decision threshold (null without one)
+      mode: result.mode,
+      threshold: tagger.threshold,
       ms: Math.round(performance.now() - t0),
     });
   });

@@ -34,6 +34,11 @@ export interface CheckpointMeta {
   labels: string[];
   /** Id or path of the CLIP model whose features and text embeddings the head expects. */
   clipModel: string;
+  /**
+   * Fingerprint of that CLIP model (src/head/calibration.ts clipFingerprint: configs + vision weights + CLS
+   * option); a Tagger refuses the head with another model. Absent in checkpoints saved before it existed.
+   */
+  clipFingerprint?: string;
   /** Prompt templates used for label queries, e.g. ["a photo of {label}"]. */
   promptTemplates: string[];
   hyperParameters?: Record<string, unknown>;
@@ -65,6 +70,7 @@ interface ConfigJson {
   architecture: HeadConfig;
   labels: string[];
   clipModel: string;
+  clipFingerprint?: string;
   promptTemplates: string[];
   hyperParameters: Record<string, unknown>;
   metrics: Record<string, unknown>;
@@ -164,6 +170,7 @@ export async function saveCheckpoint(dir: string, head: ClipDecoderHead, meta: C
     architecture: head.config,
     labels: meta.labels,
     clipModel: meta.clipModel,
+    ...(meta.clipFingerprint !== undefined ? { clipFingerprint: meta.clipFingerprint } : {}),
     promptTemplates: meta.promptTemplates,
     hyperParameters: meta.hyperParameters ?? {},
     metrics: meta.metrics ?? {},
@@ -213,6 +220,8 @@ function validateMeta(meta: CheckpointMeta, cfg: HeadConfig, where: string): voi
   if (cfg.mode === 'closed-set' && meta.labels.length !== cfg.numClasses)
     bad(`a closed-set head has ${cfg.numClasses} classes but ${meta.labels.length} labels were given`, 'labels');
   if (typeof meta.clipModel !== 'string') bad('clipModel must be a string', 'clipModel');
+  if (meta.clipFingerprint !== undefined && (typeof meta.clipFingerprint !== 'string' || !/^[0-9a-f]{64}$/.test(meta.clipFingerprint)))
+    bad('clipFingerprint must be a SHA-256 in hex', 'clipFingerprint');
   if (!Array.isArray(meta.promptTemplates) || !meta.promptTemplates.every((t) => typeof t === 'string'))
     bad('promptTemplates must be a list of strings', 'promptTemplates');
 }
@@ -224,6 +233,11 @@ export interface LoadedCheckpoint {
   training?: TrainingState;
   formatVersion: number;
   savedAt: string;
+  /**
+   * SHA-256 (hex) of the weights file: the digest config.json records, verified on load (computed from the
+   * bytes for a checkpoint saved before digests existed). A calibration names its head by it.
+   */
+  weightsSha256: string;
 }
 
 /**
@@ -275,6 +289,7 @@ export async function loadCheckpoint(dir: string, backend: MatmulBackend, opts: 
   const meta: CheckpointMeta = {
     labels: cfg.labels,
     clipModel: cfg.clipModel,
+    ...(cfg.clipFingerprint !== undefined ? { clipFingerprint: cfg.clipFingerprint } : {}),
     promptTemplates: cfg.promptTemplates,
     hyperParameters: cfg.hyperParameters ?? {},
     metrics: cfg.metrics ?? {},
@@ -300,7 +315,7 @@ export async function loadCheckpoint(dir: string, backend: MatmulBackend, opts: 
     return d;
   };
   const head = new ClipDecoderHead(cfg.architecture, backend);
-  const weights = await readTensors(join(dir, cfg.weights), cfg.stamp, digestsOf(cfg.weights));
+  const { tensors: weights, sha256: weightsSha256 } = await readTensors(join(dir, cfg.weights), cfg.stamp, digestsOf(cfg.weights));
   for (const p of head.params.list) {
     const t = takeTensor(weights, p.name, p.shape, join(dir, cfg.weights));
     p.data.set(t);
@@ -309,7 +324,7 @@ export async function loadCheckpoint(dir: string, backend: MatmulBackend, opts: 
     bad(`${join(dir, cfg.weights)} has unexpected tensors: ${[...weights.keys()].slice(0, 5).join(', ')}`, join(dir, cfg.weights));
   head.trainedLabels = [...cfg.labels];
   head.version++;
-  const out: LoadedCheckpoint = { head, meta, formatVersion: cfg.formatVersion, savedAt: cfg.savedAt };
+  const out: LoadedCheckpoint = { head, meta, formatVersion: cfg.formatVersion, savedAt: cfg.savedAt, weightsSha256 };
   if (opts.withTraining) {
     const tr = cfg.training;
     if (!tr) bad(`${cfgPath} holds no training state (it was saved for inference); start a new run instead of resuming`);
@@ -318,7 +333,7 @@ export async function loadCheckpoint(dir: string, backend: MatmulBackend, opts: 
     if (!Number.isInteger(tr!.step) || tr!.step < 0) bad(`${cfgPath}: training.step must be an integer ≥ 0`);
     if (!Array.isArray(tr!.rng) || tr!.rng.length !== 4 || !tr!.rng.every((x) => Number.isInteger(x) && x >= 0 && x < 2 ** 32))
       bad(`${cfgPath}: training.rng must be four uint32 values`);
-    const ts = await readTensors(file, cfg.stamp, digestsOf(tr!.state));
+    const { tensors: ts } = await readTensors(file, cfg.stamp, digestsOf(tr!.state));
     const adamM = new Map<string, Float32Array>(),
       adamV = new Map<string, Float32Array>();
     for (const p of head.params.trainable) {
@@ -336,7 +351,11 @@ export async function loadCheckpoint(dir: string, backend: MatmulBackend, opts: 
   return out;
 }
 
-async function readTensors(file: string, stamp: string, digests: FileDigests | undefined): Promise<Map<string, StTensor>> {
+async function readTensors(
+  file: string,
+  stamp: string,
+  digests: FileDigests | undefined,
+): Promise<{ tensors: Map<string, StTensor>; sha256: string }> {
   let bytes: Uint8Array;
   try {
     bytes = await readFile(file);
@@ -348,10 +367,11 @@ async function readTensors(file: string, stamp: string, digests: FileDigests | u
       { cause: e },
     );
   }
-  if (digests && sha256(bytes) !== digests.sha256) throw corruption(file, bytes, digests, stamp);
+  const digest = sha256(bytes);
+  if (digests && digest !== digests.sha256) throw corruption(file, bytes, digests, stamp);
   const { tensors, metadata } = decodeSafetensors(bytes, file);
   if (metadata.stamp !== stamp) throw otherSave(file, metadata.stamp, stamp);
-  return tensors;
+  return { tensors, sha256: digest };
 }
 
 /** The error for a data file whose SHA-256 differs from config.json's: names the damaged tensors, or the header. */

@@ -20,6 +20,7 @@ import {
 import { evaluateAndWriteReport, type EvalReport } from '../eval/report.ts';
 import type { ScoreTable } from '../eval/scores.ts';
 import { FeatureCache } from '../features/cache.ts';
+import { clipFingerprint } from '../head/calibration.ts';
 import { datasetFingerprint, extractFeatures, type ExtractSummary } from '../features/extract.ts';
 import type { HeadConfig } from '../head/config.ts';
 import { OrtMatmul } from '../nn/ort-matmul.ts';
@@ -343,6 +344,7 @@ export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRun
         onProgress: opts.onProgress,
         meta: {
           clipModel: model.id,
+          clipFingerprint: await clipFingerprint(model, false),
           promptTemplates: opts.templates ?? [...DEFAULT_TEMPLATES],
           extra: {
             queries: opts.queries ?? 'clip',

@@ -9,9 +9,12 @@ import { readFile, stat } from 'node:fs/promises';
 import type { ClipFolder } from '../clip/folder.ts';
 import { TextTokenizer } from '../clip/tokenizer.ts';
 import { ClipDecoderError } from '../errors.ts';
+import { residualWeights } from '../head/calibration.ts';
 import { headToOnnx } from '../head/export-onnx.ts';
+import type { Fusion } from '../head/fusion.ts';
 import type { ClipDecoderHead } from '../head/head.ts';
 import { pageHtml } from '../serve/page.ts';
+import type { Tagger } from '../tagger/tagger.ts';
 import type { CheckpointMeta } from '../train/checkpoint.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 
@@ -30,6 +33,32 @@ export interface WebBundleInput {
   meta: CheckpointMeta;
   /** Labels pre-filled in the page (default: the first 8 the head was trained on). */
   defaultLabels?: string[];
+  /** How the page turns the head's logits into probabilities (default: the head's own rule, from meta). */
+  scoring?: WebScoring;
+}
+
+/**
+ * The page's scoring (manifest.scoring), as the Tagger's: `weights` null is sigmoid(head logit); else
+ * sigmoid(w.global · cos(image embed, label embed) + w.local · head logit + w.bias) with `trained` weights for
+ * `trainedLabels` and `novel` for the rest (src/head/fusion.ts; lib.js fusedProbabilities).
+ */
+export interface WebScoring {
+  mode: { scoring: 'fused' | 'residual' | 'head'; calibrated: boolean };
+  weights: Pick<Fusion, 'trained' | 'novel'> | null;
+  trainedLabels: string[];
+  /** The calibration's decision threshold: the page marks labels at or above it. */
+  threshold: number | null;
+}
+
+/** A head's scoring without a calibration: the residual rule for a residual head, else its logits alone. */
+export function uncalibratedScoring(meta: CheckpointMeta, headDir = 'the head'): WebScoring {
+  const residual = residualWeights(meta, headDir);
+  return {
+    mode: { scoring: residual ? 'residual' : 'head', calibrated: false },
+    weights: residual ?? null,
+    trainedLabels: [...meta.labels],
+    threshold: null,
+  };
 }
 
 const ASSETS = fileURLToPath(new URL('./assets/', import.meta.url));
@@ -80,7 +109,13 @@ export function webBundle(input: WebBundleInput): WebFile[] {
     grid: { height: folder.imageSize.height / folder.patchSize, width: folder.imageSize.width / folder.patchSize },
     embedDim: folder.projectionDim,
     preprocess: folder.preprocess,
-    vision: { input: 'pixel_values', output: 'last_hidden_state', dropCls: folder.spec.hasCls && !keepCls },
+    vision: {
+      input: 'pixel_values',
+      output: 'last_hidden_state',
+      imageEmbeds: folder.spec.imageEmbedsOutput,
+      dropCls: folder.spec.hasCls && !keepCls,
+    },
+    scoring: input.scoring ?? uncalibratedScoring(meta),
     text: {
       output: folder.spec.textEmbedsOutput,
       ...textTokenOptions(folder),
@@ -165,21 +200,42 @@ export async function writeWebBundle(outDir: string, files: WebFile[]): Promise<
 export interface ExportWebOptions {
   /** CLIP model folder or hub id. */
   model: string;
-  /** Head checkpoint folder. */
+  /** Head checkpoint folder (its calibration.json, if any, scores the page). */
   head: string;
+  /** Calibration file instead of the head folder's calibration.json. */
+  calibration?: string;
   out: string;
   defaultLabels?: string[];
 }
 
-/** `export-web`: loads the model folder and the head, writes the page. */
+/** The page's scoring for a loaded Tagger: the same weights and threshold as `tag` and `serve` use. */
+export function taggerWebScoring(tagger: Tagger): WebScoring {
+  if (!tagger.head || tagger.mode.scoring === 'clip')
+    throw new ClipDecoderError('EXPORT_UNSUPPORTED', 'the in-browser page runs a head: plain CLIP (--head none) has none', '--head');
+  const w = tagger.fusionWeights;
+  return {
+    mode: { scoring: tagger.mode.scoring, calibrated: tagger.mode.calibrated },
+    weights: w ? { trained: { ...w.trained }, novel: { ...w.novel } } : null,
+    trainedLabels: [...(tagger.head.trainedLabels ?? tagger.meta.labels)],
+    threshold: tagger.threshold,
+  };
+}
+
+/** `export-web`: loads the model folder and the head (with its calibration, as `tag` does), writes the page. */
 export async function exportWeb(opts: ExportWebOptions): Promise<{ files: number; bytes: number }> {
-  const [{ resolveModelPath }, { openClipFolder }, { loadCheckpoint }, { TsMatmul }] = await Promise.all([
-    import('../clip/hub.ts'),
-    import('../clip/folder.ts'),
-    import('../train/checkpoint.ts'),
-    import('../nn/matmul.ts'),
-  ]);
-  const folder = await openClipFolder(await resolveModelPath(opts.model));
-  const { head, meta } = await loadCheckpoint(opts.head, new TsMatmul());
-  return writeWebBundle(opts.out, webBundle({ folder, head, meta, defaultLabels: opts.defaultLabels }));
+  const { Tagger } = await import('../tagger/tagger.ts');
+  const tagger = await Tagger.load({ model: opts.model, head: opts.head, calibration: opts.calibration, threads: 1 });
+  try {
+    const { head, meta } = tagger;
+    const files = webBundle({
+      folder: tagger.model.folder,
+      head: head!,
+      meta,
+      defaultLabels: opts.defaultLabels,
+      scoring: taggerWebScoring(tagger),
+    });
+    return await writeWebBundle(opts.out, files);
+  } finally {
+    await tagger.dispose();
+  }
 }

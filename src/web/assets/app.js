@@ -4,7 +4,7 @@
 // overlay, status) is the server page's (src/serve/page.ts), given this page's tag function.
 import * as ort from './vendor/ort.wasm.min.mjs';
 import { Tokenizer } from './vendor/tokenizers.min.mjs';
-import { ensemble, preprocessRgb, rgbaToRgb, tokenBatch } from './lib.js';
+import { ensemble, fusedProbabilities, preprocessRgb, rgbaToRgb, tokenBatch } from './lib.js';
 
 const page = window.clipDecoderPage({ tag, ready: false, cannotShow: 'this browser cannot show that file' });
 // What the test and the docs read: load and first-tag times, threads.
@@ -58,8 +58,10 @@ models.then(
     stats.loadMs = Math.round(performance.now());
     document.getElementById('labels').value = m.manifest.defaultLabels.join(', ');
     page.setReady(true);
+    const sc = m.manifest.scoring;
+    const how = sc ? `${sc.mode.scoring}${sc.mode.calibrated ? `, calibrated, threshold ${sc.threshold}` : ''}` : 'head';
     page.setStatus(
-      `${m.manifest.model} + head loaded in ${stats.loadMs} ms (WASM, ${stats.threads} thread${stats.threads > 1 ? 's' : ''})`,
+      `${m.manifest.model} + head (${how}) loaded in ${stats.loadMs} ms (WASM, ${stats.threads} thread${stats.threads > 1 ? 's' : ''})`,
     );
   },
   (e) => {
@@ -159,7 +161,15 @@ async function tag(file, labelsText) {
     patch_tokens: new ort.Tensor('float32', tokens, [1, T, C]),
     label_embeds: new ort.Tensor('float32', queries, [labels.length, mf.embedDim]),
   });
-  const probs = out.probabilities.data,
+  // CLIP-Decoder+: the head's logits fused with CLIP's own score of the image embedding (the Tagger's formula)
+  const scoring = mf.scoring || { weights: null, trainedLabels: [] };
+  let imageEmbed = null;
+  if (scoring.weights) {
+    const emb = vis[mf.vision.imageEmbeds];
+    if (!emb) throw new Error(`${mf.files.vision}: no output "${mf.vision.imageEmbeds}" (the image embedding the fused score needs)`);
+    imageEmbed = emb.data;
+  }
+  const probs = fusedProbabilities(out.logits.data, imageEmbed, queries, labels, mf.embedDim, scoring),
     attn = out.attention.data;
   const cells = mf.grid.height * mf.grid.width;
   const result = labels.map((label, n) => ({
@@ -172,5 +182,5 @@ async function tag(file, labelsText) {
   const ms = Math.round(performance.now() - t0);
   stats.tagMs.push(ms);
   stats.firstTagMs ??= Math.round(performance.now());
-  return { labels: result, grid: mf.grid, model: mf.model, ms };
+  return { labels: result, grid: mf.grid, model: mf.model, mode: scoring.mode, threshold: scoring.threshold ?? null, ms };
 }

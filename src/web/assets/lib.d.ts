@@ -12,3 +12,16 @@ export function tokenBatch(
 ): { ids: BigInt64Array; mask: BigInt64Array; length: number };
 export function l2normalizeRows(x: Float32Array, dim: number): Float32Array;
 export function ensemble(perTemplate: Float32Array[], dim: number, normalize: boolean): Float32Array;
+export interface WebStreamWeights {
+  global: number;
+  local: number;
+  bias: number;
+}
+export function fusedProbabilities(
+  logits: ArrayLike<number>,
+  imageEmbed: ArrayLike<number>,
+  queries: ArrayLike<number>,
+  labels: readonly string[],
+  dim: number,
+  scoring: { weights: { trained: WebStreamWeights; novel: WebStreamWeights } | null; trainedLabels: string[] },
+): Float32Array;

@@ -219,3 +219,30 @@ export function ensemble(perTemplate, dim, normalize) {
   for (let i = 0; i < sum.length; i++) sum[i] /= perTemplate.length;
   return sum;
 }
+
+/**
+ * The page's probabilities, as the Tagger forms them (src/tagger/tagger.ts, src/head/fusion.ts): `scoring` is
+ * the manifest's. weights null: sigmoid(head logit). Else, per label l, with the `trained` weights for the head's
+ * trained labels and `novel` for the rest: sigmoid(w.global · cos(image, query_l) + w.local · logit_l + w.bias),
+ * where cos divides by the image embedding's norm only (the queries are the head's, as given to it).
+ */
+export function fusedProbabilities(logits, imageEmbed, queries, labels, dim, scoring) {
+  const out = new Float32Array(labels.length);
+  const sigmoid = (z) => 1 / (1 + Math.exp(-z));
+  const w = scoring?.weights;
+  if (!w) {
+    for (let l = 0; l < labels.length; l++) out[l] = sigmoid(logits[l]);
+    return out;
+  }
+  let n2 = 0;
+  for (let e = 0; e < dim; e++) n2 += imageEmbed[e] * imageEmbed[e];
+  const inv = n2 > 0 ? 1 / Math.sqrt(n2) : 0;
+  const trained = new Set(scoring.trainedLabels || []);
+  for (let l = 0; l < labels.length; l++) {
+    let dot = 0;
+    for (let e = 0; e < dim; e++) dot += imageEmbed[e] * queries[l * dim + e];
+    const s = trained.has(labels[l]) ? w.trained : w.novel;
+    out[l] = sigmoid(s.global * dot * inv + s.local * logits[l] + s.bias);
+  }
+  return out;
+}
