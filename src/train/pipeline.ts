@@ -2,25 +2,26 @@
 // text embeddings of prompts, or word vectors learned from text alone) and the seen-label captions, fit with
 // validation-based selection, then score the test split with the best checkpoint. The CLI's `train` and the
 // experiments both call this; plain CLIP zero-shot scoring (no head) lives here too, as the baseline.
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ClipModel } from '../clip/model.ts';
 import { DEFAULT_TEMPLATES, embedLabels, l2normalizeRows } from '../clip/prompts.ts';
 import { ClipDecoderError } from '../errors.ts';
 import { loadDataset } from '../data/load.ts';
-import {
-  evaluationSet,
-  imagePath,
-  splitItems,
-  targetMatrix,
-  trainingSet,
-  type Dataset,
-  type EvaluationSet,
-  type TrainingSet,
-} from '../data/types.ts';
+import { evaluationSet, splitItems, targetMatrix, trainingSet, type Dataset, type EvaluationSet, type TrainingSet } from '../data/types.ts';
 import { evaluateAndWriteReport, type EvalReport } from '../eval/report.ts';
 import type { ScoreTable } from '../eval/scores.ts';
-import { FeatureCache } from '../features/cache.ts';
-import { datasetFingerprint, extractFeatures, type ExtractSummary } from '../features/extract.ts';
+import { FeatureCache, type CacheDtype } from '../features/cache.ts';
+import { datasetExtractItems, datasetFingerprint, extractFeatures, extractKeys, type ExtractSummary } from '../features/extract.ts';
+import {
+  assignShard,
+  keySetDigest,
+  shardName,
+  thisCommand,
+  writeShardManifest,
+  type ShardManifest,
+  type ShardSpec,
+} from '../scale/shard.ts';
 import type { HeadConfig } from '../head/config.ts';
 import { OrtMatmul } from '../nn/ort-matmul.ts';
 import { labelVectors, trainWordVectors } from '../text/wordvec.ts';
@@ -36,6 +37,8 @@ export interface TrainRunOptions {
   /** CLIP model folder (features + text embeddings). */
   model: string | ClipModel;
   cacheDir: string;
+  /** How a new feature cache stores values (default: the existing cache's, else float32). */
+  cacheDtype?: CacheDtype;
   outDir: string;
   /** Label queries: CLIP text embeddings (CLIP-Decoder) or text-only word vectors (ML-Decoder baseline). */
   queries?: QuerySource;
@@ -102,7 +105,17 @@ export function trainingCaptions(set: TrainingSet): string[] {
   return set.ids.map((_, i) => captionOf(set.labels.filter((_, l) => set.targets[i * L + l] === 1)));
 }
 
-/** Ensures every image of the dataset has features in the cache (train images with extra views). */
+export interface EnsureFeaturesOptions {
+  /** Extract only this shard's images, into CACHE/shard-i-of-n/ with its manifest (src/scale/shard.ts). */
+  shard?: ShardSpec;
+  /** How the cache stores values (default: the existing cache's, else float32). */
+  dtype?: CacheDtype;
+}
+
+/**
+ * Ensures every image of the dataset has features in the cache (train images with extra views), or, with a
+ * shard, every image of that shard in its own cache under CACHE, whose manifest says complete once it is.
+ */
 export async function ensureFeatures(
   model: ClipModel,
   dataset: Dataset,
@@ -110,21 +123,48 @@ export async function ensureFeatures(
   extraViews: number,
   onProgress?: (d: number, t: number) => void,
   onError?: (m: string) => void,
+  options: EnsureFeaturesOptions = {},
 ): Promise<ExtractSummary> {
-  const items = [
-    ...[...splitItems(dataset, 'train'), ...splitItems(dataset, 'val')].map((it) => ({
-      id: it.id,
-      path: imagePath(dataset, it),
-      extraViews,
-    })),
-    ...splitItems(dataset, 'test').map((it) => ({ id: it.id, path: imagePath(dataset, it) })),
-  ];
+  const all = datasetExtractItems(dataset, extraViews);
+  const { shard } = options;
+  if (!shard) refuseUnmergedShards(cacheDir);
+  const items = shard ? assignShard(all, (it) => it.id, shard) : all;
+  const dir = shard ? join(cacheDir, shardName(shard)) : cacheDir;
+  let manifest: ShardManifest | undefined;
   const summary = await extractFeatures(model, items, {
-    cacheDir,
+    cacheDir: dir,
     datasetFingerprint: datasetFingerprint(dataset.items),
     seed: 0,
+    dtype: options.dtype,
     onProgress,
     onError: (e) => onError?.(e.message),
+    onCacheOpen: async (meta) => {
+      if (!shard) return;
+      const allKeys = extractKeys(all);
+      manifest = {
+        format: 'clip-decoder-shard',
+        version: 1,
+        kind: 'cache',
+        index: shard.index,
+        count: shard.count,
+        run: {
+          modelId: meta.modelId,
+          modelFingerprint: meta.modelFingerprint,
+          datasetFingerprint: meta.datasetFingerprint,
+          dtype: meta.dtype ?? 'float32',
+          keepCls: meta.keepCls,
+          views: extraViews,
+          tokens: `${meta.numTokens}x${meta.tokenDim}`,
+          embedDim: meta.embedDim,
+        },
+        total: allKeys.length,
+        totalDigest: keySetDigest(allKeys),
+        keys: extractKeys(items),
+        complete: false,
+        command: thisCommand(),
+      };
+      await writeShardManifest(dir, manifest);
+    },
   });
   if (summary.failed > 0) {
     throw new ClipDecoderError(
@@ -133,7 +173,20 @@ export async function ensureFeatures(
       dataset.name,
     );
   }
+  if (manifest) await writeShardManifest(dir, { ...manifest, complete: true });
   return summary;
+}
+
+/** An unsharded run into a folder of shards not yet merged would extract everything again: say what to do. */
+function refuseUnmergedShards(cacheDir: string): void {
+  if (!existsSync(cacheDir) || existsSync(join(cacheDir, 'meta.json'))) return;
+  const shards = readdirSync(cacheDir).filter((n) => /^shard-\d+-of-\d+$/.test(n));
+  if (shards.length > 0)
+    throw new ClipDecoderError(
+      'CACHE_MISMATCH',
+      `${cacheDir}: holds the shards of a sharded extract (${shards.sort()[0]}, …), not merged yet: run \`clip-decoder cache merge ${cacheDir}\` first`,
+      cacheDir,
+    );
 }
 
 async function queryEmbeddings(
@@ -222,7 +275,9 @@ export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRun
   const model = typeof opts.model === 'string' ? await ClipModel.load(opts.model) : opts.model;
   // Views decide which features to extract, so a resumed run's own value is needed before its checkpoint loads.
   const extraViews = opts.extraViews ?? 0;
-  const extract = await ensureFeatures(model, dataset, opts.cacheDir, extraViews, opts.onExtractProgress, (m) => log(m));
+  const extract = await ensureFeatures(model, dataset, opts.cacheDir, extraViews, opts.onExtractProgress, (m) => log(m), {
+    dtype: opts.cacheDtype,
+  });
   if (extract.computed > 0) log(`features: ${extract.computed} computed, ${extract.skipped} cached, ${extract.seconds.toFixed(1)} s`);
   // ensureFeatures has checked the cache's model fingerprint; the dataset's is checked again on opening.
   const cache = await FeatureCache.openExisting(opts.cacheDir, { datasetFingerprint: datasetFingerprint(dataset.items) });
