@@ -29,4 +29,39 @@ export function registerScaleCommands(program: Command): void {
         progress.stop();
       }
     });
+
+  program
+    .command('embeddings')
+    .description('embeddings folder tools')
+    .command('merge')
+    .description(
+      'join the shards of `embed --out EMB --shard` (EMB/shard-i-of-n/) into one embeddings folder, checking they are one run, complete, each image once',
+    )
+    .argument('<dir>', 'the embed --out folder of the shards')
+    .option('-o, --out <dir>', 'merged folder (default: EMB itself)')
+    .action(async (dir: string, o: { out?: string }) => {
+      const { mergeEmbeddingShards } = await import('../scale/merge.ts');
+      const progress = startLazyProgress('merging');
+      try {
+        const s = await mergeEmbeddingShards(dir, { out: o.out, onProgress: (d, t) => progress.update(d, t) });
+        progress.stop();
+        process.stderr.write(`clip-decoder: merged ${s.shards} shards, ${s.records} images, into ${s.out}\n`);
+      } finally {
+        progress.stop();
+      }
+    });
+
+  program
+    .command('results')
+    .description('results file tools')
+    .command('merge')
+    .description(
+      'join the shards of `tag --out FILE --shard` (FILE.shards/shard-i-of-n/) into the results file FILE, checking they are one run, complete, each image once',
+    )
+    .argument('<file>', 'the tag --out results file')
+    .action(async (file: string) => {
+      const { mergeResultShards } = await import('../scale/merge.ts');
+      const s = await mergeResultShards(file);
+      process.stderr.write(`clip-decoder: merged ${s.shards} shards, ${s.records} records, into ${s.out}\n`);
+    });
 }

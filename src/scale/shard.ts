@@ -14,7 +14,7 @@
 // incomplete shard (naming it and the command that finishes it: the same one again), and a key missing or doubled.
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ClipDecoderError } from '../errors.ts';
 import { parseDecimal } from '../numbers.ts';
 import { writeFileAtomic } from '../util/fs.ts';
@@ -143,8 +143,9 @@ export interface ShardManifest {
   /** Keys of the whole run (every shard): how many, and their digest (keySetDigest). */
   total: number;
   totalDigest: string;
-  /** This shard's keys. */
+  /** This shard's keys, and the place of each in the whole run's order (so a merge keeps an unsharded run's order). */
   keys: string[];
+  positions: number[];
   /** True once every key of this shard is done; false while it runs (or after it was killed or failed). */
   complete: boolean;
   /** The command that ran it, to name when it has to run again. */
@@ -164,10 +165,51 @@ export async function writeShardManifest(dir: string, manifest: ShardManifest): 
   await writeFileAtomic(join(dir, MANIFEST), `${JSON.stringify(manifest)}\n`);
 }
 
+/**
+ * Starts a shard's run in `dir`: writes its manifest with complete false and returns the function that marks it
+ * complete at the end (leave it unmarked when something failed: the merge names the shard, the same command
+ * finishes it).
+ */
+export async function beginShard(
+  dir: string,
+  kind: ShardKind,
+  spec: ShardSpec,
+  run: ShardManifest['run'],
+  allKeys: readonly string[],
+  keys: readonly string[],
+): Promise<() => Promise<void>> {
+  const at = new Map<string, number>();
+  allKeys.forEach((k, i) => at.has(k) || at.set(k, i));
+  const mine = [...new Set(keys)];
+  const manifest: ShardManifest = {
+    format: 'clip-decoder-shard',
+    version: 1,
+    kind,
+    index: spec.index,
+    count: spec.count,
+    run,
+    total: new Set(allKeys).size,
+    totalDigest: keySetDigest(allKeys),
+    keys: mine,
+    positions: mine.map((k) => at.get(k) ?? -1),
+    complete: false,
+    command: thisCommand(),
+  };
+  await writeShardManifest(dir, manifest);
+  return () => writeShardManifest(dir, { ...manifest, complete: true });
+}
+
+/** A library run's shard: its files (by absolute path), and every file's key (the absolute path). */
+export function shardFiles(files: readonly string[], spec: ShardSpec): { files: string[]; allKeys: string[] } {
+  return { files: assignShard(files, (f) => resolve(f), spec), allKeys: files.map((f) => resolve(f)) };
+}
+
 export interface ShardSet {
   count: number;
   /** In index order. */
   shards: { dir: string; name: string; manifest: ShardManifest }[];
+  /** Every key of the run with its shard (an index into `shards`), in the order of an unsharded run. */
+  order: { key: string; shard: number }[];
 }
 
 /**
@@ -253,7 +295,11 @@ export function collectShards(parent: string, kind: ShardKind, hint: string): Sh
       `${parent}: the shards hold ${owner.size} item(s) together, the run has ${total}${owner.size === total ? ' (other ones)' : ''}; ${owner.size < total ? 'some are missing' : 'some are extra'}`,
       parent,
     );
-  return { count, shards };
+  const order = shards
+    .flatMap((s, i) => s.manifest.keys.map((key, j) => ({ key, shard: i, at: s.manifest.positions?.[j] ?? -1 })))
+    .sort((a, b) => a.at - b.at)
+    .map(({ key, shard }) => ({ key, shard }));
+  return { count, shards, order };
 }
 
 /** Names what `expected` and `got` differ in (missing and extra keys), for messages; empty when equal. */

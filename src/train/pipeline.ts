@@ -13,15 +13,7 @@ import { evaluateAndWriteReport, type EvalReport } from '../eval/report.ts';
 import type { ScoreTable } from '../eval/scores.ts';
 import { FeatureCache, type CacheDtype } from '../features/cache.ts';
 import { datasetExtractItems, datasetFingerprint, extractFeatures, extractKeys, type ExtractSummary } from '../features/extract.ts';
-import {
-  assignShard,
-  keySetDigest,
-  shardName,
-  thisCommand,
-  writeShardManifest,
-  type ShardManifest,
-  type ShardSpec,
-} from '../scale/shard.ts';
+import { assignShard, beginShard, shardName, type ShardSpec } from '../scale/shard.ts';
 import type { HeadConfig } from '../head/config.ts';
 import { OrtMatmul } from '../nn/ort-matmul.ts';
 import { labelVectors, trainWordVectors } from '../text/wordvec.ts';
@@ -130,7 +122,7 @@ export async function ensureFeatures(
   if (!shard) refuseUnmergedShards(cacheDir);
   const items = shard ? assignShard(all, (it) => it.id, shard) : all;
   const dir = shard ? join(cacheDir, shardName(shard)) : cacheDir;
-  let manifest: ShardManifest | undefined;
+  let finish: (() => Promise<void>) | undefined;
   const summary = await extractFeatures(model, items, {
     cacheDir: dir,
     datasetFingerprint: datasetFingerprint(dataset.items),
@@ -140,14 +132,11 @@ export async function ensureFeatures(
     onError: (e) => onError?.(e.message),
     onCacheOpen: async (meta) => {
       if (!shard) return;
-      const allKeys = extractKeys(all);
-      manifest = {
-        format: 'clip-decoder-shard',
-        version: 1,
-        kind: 'cache',
-        index: shard.index,
-        count: shard.count,
-        run: {
+      finish = await beginShard(
+        dir,
+        'cache',
+        shard,
+        {
           modelId: meta.modelId,
           modelFingerprint: meta.modelFingerprint,
           datasetFingerprint: meta.datasetFingerprint,
@@ -157,13 +146,9 @@ export async function ensureFeatures(
           tokens: `${meta.numTokens}x${meta.tokenDim}`,
           embedDim: meta.embedDim,
         },
-        total: allKeys.length,
-        totalDigest: keySetDigest(allKeys),
-        keys: extractKeys(items),
-        complete: false,
-        command: thisCommand(),
-      };
-      await writeShardManifest(dir, manifest);
+        extractKeys(all),
+        extractKeys(items),
+      );
     },
   });
   if (summary.failed > 0) {
@@ -173,7 +158,7 @@ export async function ensureFeatures(
       dataset.name,
     );
   }
-  if (manifest) await writeShardManifest(dir, { ...manifest, complete: true });
+  await finish?.();
   return summary;
 }
 
