@@ -12,7 +12,7 @@ import { buildEmojiTags } from '../src/data/emoji/build.ts';
 import { loadDataset } from '../src/data/load.ts';
 import { imagePath } from '../src/data/types.ts';
 import { FeatureCache } from '../src/features/cache.ts';
-import { assignShard, resolveShard, shardName } from '../src/scale/shard.ts';
+import { assignShard, resolveShard, shardName, thisCommand } from '../src/scale/shard.ts';
 import { ClipDecoderError } from '../src/errors.ts';
 import { assertSameCache } from './helpers/same-cache.ts';
 
@@ -88,6 +88,12 @@ test('--shard i/n is validated (0 ≤ i < n, integers), naming the flag; the Slu
     () => resolveShard({ shardCount: '4' }, { JOB_COMPLETION_INDEX: '4' }),
     (e) => badShard(e, 'JOB_COMPLETION_INDEX', /not below the shard count 4/),
   );
+  // the command a manifest names to finish a shard: explicit --shard i/n (a rerun outside the array gets no index)
+  assert.equal(
+    thisCommand({ index: 1, count: 3 }, ['node', 'bin/clip-decoder.js', 'extract', '--shard-count', '3', '--cache', 'my cache']),
+    "node bin/clip-decoder.js extract --cache 'my cache' --shard 1/3",
+  );
+  assert.equal(thisCommand({ index: 1, count: 3 }, ['node', 'x.js', '--shard', '1/3']), 'node x.js --shard 1/3');
   // from the command line: exit 2, one line naming the flag
   const r = extract(join(root, 'bad'), ['--shard', '3/3']);
   assert.equal(r.status, 2);

@@ -154,10 +154,27 @@ export interface ShardManifest {
 
 export const MANIFEST = 'shard.json';
 
-/** The command line of this process, for the manifest (the command that finishes an incomplete shard). */
-export function thisCommand(): string {
-  const args = process.argv.slice(1).map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`));
-  return ['node', ...args].join(' ');
+/**
+ * The command line of this process, for the manifest: the command that finishes the shard when it has to run
+ * again. A shard the environment chose (a Slurm array task, a Kubernetes index) gets an explicit --shard i/n, since
+ * a rerun outside the array would get another one (`sbatch --array=5` is task 0 of 1).
+ */
+export function thisCommand(spec: ShardSpec, argv: readonly string[] = process.argv): string {
+  const args: string[] = [];
+  let explicit = false;
+  const rest = argv.slice(1);
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i]!;
+    if (a === '--shard-count') i++;
+    else if (a.startsWith('--shard-count=')) continue;
+    else {
+      if (a === '--shard' || a.startsWith('--shard=')) explicit = true;
+      args.push(a);
+    }
+  }
+  if (!explicit) args.push('--shard', `${spec.index}/${spec.count}`);
+  const quote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
+  return ['node', ...args.map(quote)].join(' ');
 }
 
 /** Writes the shard's manifest atomically (first with complete false, at the end with true). */
@@ -193,7 +210,7 @@ export async function beginShard(
     keys: mine,
     positions: mine.map((k) => at.get(k) ?? -1),
     complete: false,
-    command: thisCommand(),
+    command: thisCommand(spec),
   };
   await writeShardManifest(dir, manifest);
   return () => writeShardManifest(dir, { ...manifest, complete: true });
