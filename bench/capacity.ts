@@ -9,7 +9,7 @@
 //   - what the single-machine head training then needs, from the engine's measured step time (docs/engine.md,
 //     `npm run bench:train`: 0.51 s mean per step of batch 32 at T = 49, C = 768, 80 labels, D = 768).
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
@@ -70,21 +70,26 @@ for (let i = 0; i < N; i++) {
 }
 const cores = availableParallelism();
 const rates: Record<number, number> = {};
+const perCpuSecond: Record<number, number> = {};
 for (const threads of [1, cores]) {
   const model = await ClipModel.load(modelDir, { threads });
   // warm-up batch into a throw-away cache, then the timed run into a fresh one
   await extractFeatures(model, items.slice(0, 16), { cacheDir: join(dir, `warm-${threads}`), datasetFingerprint: 'bench' });
+  const cpu0 = process.cpuUsage();
   const s = await extractFeatures(model, items, { cacheDir: join(dir, `cache-${threads}`), datasetFingerprint: 'bench', batchSize: 16 });
+  const cpu = process.cpuUsage(cpu0);
   rates[threads] = s.computed / s.seconds;
+  // On a shared machine wall time includes waiting for a core; CPU time does not.
+  perCpuSecond[threads] = s.computed / ((cpu.user + cpu.system) / 1e6);
   await model.dispose();
 }
-const perCore = rates[1]!;
+const perCore = perCpuSecond[1]!;
 console.log(
-  `\nextract (whole path, ${N} 900×700 JPEGs, batch 16, ${modelDir}): ${perCore.toFixed(1)} images/s with 1 ONNX thread; ${rates[cores]!.toFixed(1)} images/s with ${cores} (${(rates[cores]! / perCore).toFixed(2)}× on ${cores} cores)`,
+  `\nextract (whole path, ${N} 900×700 JPEGs, batch 16, ${modelDir}): wall clock ${rates[1]!.toFixed(1)} images/s with 1 ONNX thread, ${rates[cores]!.toFixed(1)} with ${cores} (${(rates[cores]! / rates[1]!).toFixed(2)}×; load average ${loadavg()[0]!.toFixed(1)} on ${cores} cores); per CPU-second of the process: ${perCpuSecond[1]!.toFixed(1)} images with 1 thread, ${perCpuSecond[cores]!.toFixed(1)} with ${cores}`,
 );
 const coreHours = NUS_WIDE / perCore / 3600;
 console.log(
-  `NUS-WIDE extraction at ${perCore.toFixed(1)} images/s per core: ${coreHours.toFixed(1)} core-hours; on 32-core nodes ${(coreHours / 32).toFixed(2)} node-hours (${(((coreHours / 32) * 60) / 8).toFixed(1)} min of wall time over 8 nodes, one shard a core)`,
+  `NUS-WIDE extraction at ${perCore.toFixed(1)} images per core-second (1 thread, CPU time): ${coreHours.toFixed(1)} core-hours; on 32-core nodes ${(coreHours / 32).toFixed(2)} node-hours (${(((coreHours / 32) * 60) / 8).toFixed(1)} min of wall time over 8 nodes, one shard a core)`,
 );
 const steps = Math.ceil(NUS_TRAIN / STEP_BATCH);
 console.log(

@@ -156,7 +156,7 @@ export class FeatureCache {
       const problems: string[] = [];
       const oldDtype = old.dtype ?? 'float32';
       if (old.format !== cacheFormat(oldDtype))
-        problems.push(`format ${old.format} (this version reads ${CACHE_FORMAT_VERSION} and ${CACHE_FORMAT_FLOAT16})`);
+        problems.push(`format ${old.format} (this version reads ${CACHE_FORMAT_VERSION} (float32) and ${CACHE_FORMAT_FLOAT16} (float16))`);
       else if (oldDtype !== (meta.dtype ?? 'float32'))
         problems.push(`records stored as ${oldDtype} (this run: ${meta.dtype ?? 'float32'}; --cache-dtype)`);
       if (old.modelFingerprint !== meta.modelFingerprint)
@@ -383,18 +383,34 @@ export class FeatureCache {
 
 /** Writes `a` as float16 bits into `buf` at byte `offset`; returns the first value that overflows, if any. */
 function encodeHalf(a: Float32Array, buf: Buffer, offset: number): number | undefined {
+  const h = halfView(buf, offset, a.length);
   for (let i = 0; i < a.length; i++) {
-    const h = toFloat16Bits(a[i]!);
-    if ((h & 0x7c00) === 0x7c00) return a[i];
-    buf.writeUInt16LE(h, offset + 2 * i);
+    const bits = toFloat16Bits(a[i]!);
+    if ((bits & 0x7c00) === 0x7c00) return a[i];
+    h[i] = bits;
   }
+  if (h.buffer !== buf.buffer) Buffer.from(h.buffer, h.byteOffset, h.byteLength).copy(buf, offset);
   return undefined;
 }
 
+/** Every float16 bit pattern's float32 value (256 KB, made on first use): decoding is one lookup per value. */
+let HALF_TABLE: Float32Array | undefined;
+
 function decodeHalf(buf: Buffer, n: number): Float32Array {
+  const table = (HALF_TABLE ??= Float32Array.from({ length: 65536 }, (_, h) => fromFloat16Bits(h)));
+  const h = halfView(buf, 0, n);
   const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = fromFloat16Bits(buf.readUInt16LE(2 * i));
+  for (let i = 0; i < n; i++) out[i] = table[h[i]!]!;
   return out;
+}
+
+/** The n half floats at `offset` of `buf` as a Uint16Array (little-endian, as the file), copied when unaligned. */
+function halfView(buf: Buffer, offset: number, n: number): Uint16Array {
+  const at = buf.byteOffset + offset;
+  if (at % 2 === 0) return new Uint16Array(buf.buffer, at, n);
+  const copy = new Uint16Array(n);
+  Buffer.from(copy.buffer).set(buf.subarray(offset, offset + 2 * n));
+  return copy;
 }
 
 function firstNonFinite(a: Float32Array): number | undefined {
