@@ -89,7 +89,7 @@ console.log(
 );
 const coreHours = NUS_WIDE / perCore / 3600;
 console.log(
-  `NUS-WIDE extraction at ${perCore.toFixed(1)} images per core-second (1 thread, CPU time): ${coreHours.toFixed(1)} core-hours; on 32-core nodes ${(coreHours / 32).toFixed(2)} node-hours (${(((coreHours / 32) * 60) / 8).toFixed(1)} min of wall time over 8 nodes, one shard a core)`,
+  `NUS-WIDE extraction at ${perCore.toFixed(1)} images per core-second: ${coreHours.toFixed(1)} core-hours = ${(coreHours / 32).toFixed(2)} node-hours on 32-core nodes; 64 shards × 4 cores: ${((coreHours / 256) * 60).toFixed(1)} min of wall time (plus start-up and the merge)`,
 );
 const steps = Math.ceil(NUS_TRAIN / STEP_BATCH);
 console.log(
