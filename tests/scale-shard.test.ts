@@ -4,8 +4,8 @@
 // refused by name. The float16 cache option. (The Slurm array run is in scale-slurm.test.ts.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildEmojiTags } from '../src/data/emoji/build.ts';
@@ -180,6 +180,33 @@ test('a shard that failed midway is named incomplete, with its command; the same
   // (the rewritten image has a new mtime: compare with an unsharded run over the files as they are now)
   assert.equal(extract(join(root, 'failing-full')).status, 0);
   await assertSameCache(join(root, 'failing-full'), join(root, 'failing-merged'));
+});
+
+test('a shard killed midway (kill -9 once it has started) is named incomplete; the same command finishes it', async () => {
+  const cache = join(root, 'killed');
+  const shardDir = join(cache, 'shard-0002-of-0003');
+  const args = ['bin/clip-decoder.js', 'extract', '--dataset', data, '--cache', cache, '--model', MODEL, '--shard', '2/3'];
+  const child = spawn(process.execPath, args, { stdio: 'ignore', env: stripSchedulerEnv(process.env) });
+  const exited = new Promise<NodeJS.Signals | null>((ok) => child.once('exit', (_code, signal) => ok(signal)));
+  // kill it as soon as its manifest is there (written when its cache is open, before any image is encoded)
+  for (let t = 0; !existsSync(join(shardDir, 'shard.json')); t++) {
+    assert.ok(t < 30_000, 'the shard never started');
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  child.kill('SIGKILL');
+  assert.equal(await exited, 'SIGKILL');
+  assert.equal(JSON.parse(readFileSync(join(shardDir, 'shard.json'), 'utf8')).complete, false);
+  for (const s of ['0/3', '1/3']) assert.equal(extract(cache, ['--shard', s]).status, 0);
+  const m = cli(['cache', 'merge', cache]);
+  assert.equal(m.status, 2);
+  assert.match(
+    m.stderr,
+    /shard-0002-of-0003 is incomplete \(killed or failed midway\): rerun its command: node \S+ extract .*--shard 2\/3$/m,
+  );
+  const rerun = extract(cache, ['--shard', '2/3']);
+  assert.equal(rerun.status, 0, rerun.stderr);
+  assert.equal(cli(['cache', 'merge', cache]).status, 0);
+  await assertSameCache(full, cache);
 });
 
 test('shards of different runs are refused at merge, naming both shards and what differs (the model)', () => {
