@@ -100,7 +100,17 @@ function readCacheMeta(metaPath: string): CacheMeta {
   }
 }
 
-export class FeatureCache {
+/** What training and scoring read features from: one cache, or the shards of a sharded extract (src/scale/sharded-cache.ts). */
+export interface FeatureSource {
+  readonly dir: string;
+  readonly meta: CacheMeta;
+  readonly size: number;
+  has(key: string): boolean;
+  read(key: string, into?: { tokens: Float32Array; imageEmbed: Float32Array }): { tokens: Float32Array; imageEmbed: Float32Array };
+  close(): void;
+}
+
+export class FeatureCache implements FeatureSource {
   readonly dir: string;
   readonly meta: CacheMeta;
   private readonly index = new Map<string, CacheEntry>();

@@ -14,6 +14,7 @@ import { HEADER_BYTES, parseNpyHeader } from '../library/npy.ts';
 import { ResultsFile, type ResultIdentity } from '../library/results.ts';
 import { writeFileAtomic } from '../util/fs.ts';
 import { collectShards, keyDifferences } from './shard.ts';
+import { openShardCaches } from './sharded-cache.ts';
 
 export interface MergeSummary {
   shards: number;
@@ -80,29 +81,13 @@ export async function mergeCacheShards(dir: string, options: MergeCacheOptions =
   }
   // Leftovers of a merge killed while moving its files in (no meta.json yet): not a cache, so they go.
   if (existsSync(out)) for (const f of readdirSync(out)) if (CACHE_FILE.test(f)) rmSync(join(out, f));
-  const caches = await Promise.all(set.shards.map((s) => FeatureCache.openExisting(s.dir)));
+  const caches = await openShardCaches(dir, set);
   const tmp = tempFor(out);
   let merged: FeatureCache | undefined;
   let records = 0;
   const total = set.shards.reduce((n, s) => n + s.manifest.keys.length, 0);
   try {
     const meta = caches[0]!.meta;
-    caches.forEach((c, i) => {
-      const name = set.shards[i]!.name;
-      if (JSON.stringify(c.meta) !== JSON.stringify(meta))
-        throw new ClipDecoderError(
-          'SHARD_MISMATCH',
-          `${dir}: ${set.shards[0]!.name} and ${name} hold caches made otherwise (meta.json differs: ${JSON.stringify(meta)} vs ${JSON.stringify(c.meta)})`,
-          c.dir,
-        );
-      const missing = set.shards[i]!.manifest.keys.filter((k) => !c.has(k));
-      if (missing.length > 0)
-        throw new ClipDecoderError(
-          'SHARD_INCOMPLETE',
-          `${c.dir}: says complete but lacks ${missing.length} record(s) (${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}); rerun its command: ${set.shards[i]!.manifest.command ?? 'clip-decoder extract --shard'}`,
-          c.dir,
-        );
-    });
     merged = await FeatureCache.open(tmp, meta);
     const batch: CacheRecord[] = [];
     const flush = () => {

@@ -11,7 +11,7 @@ import type { ClipDecoderHead } from '../head/head.ts';
 import { defaultHeadConfig, type HeadConfig } from '../head/config.ts';
 import type { MatmulBackend } from '../nn/matmul.ts';
 import { createRng, shuffleInPlace } from '../data/random.ts';
-import type { FeatureCache } from '../features/cache.ts';
+import type { FeatureSource } from '../features/cache.ts';
 import { viewKey } from '../features/extract.ts';
 import { evaluateProtocol, type ProtocolResult } from '../eval/protocol.ts';
 import { writeFileAtomic } from '../util/fs.ts';
@@ -160,7 +160,7 @@ export function selectionScore(r: ProtocolResult): number {
 /** Scores [N, L] of images from the cache for a label set (EMA or live head). */
 export function scoreFromCache(
   head: ClipDecoderHead,
-  cache: FeatureCache,
+  cache: FeatureSource,
   ids: readonly string[],
   labels: readonly string[],
   queries: Float32Array,
@@ -181,7 +181,7 @@ export function scoreFromCache(
   return out;
 }
 
-export function evaluateHead(head: ClipDecoderHead, cache: FeatureCache, data: FitEvalData): ProtocolResult {
+export function evaluateHead(head: ClipDecoderHead, cache: FeatureSource, data: FitEvalData): ProtocolResult {
   const labels = [...data.seen, ...data.unseen];
   const scores = scoreFromCache(head, cache, data.ids, labels, data.queries);
   return evaluateProtocol({ scores, labels, targets: data.targets, images: data.ids.length }, data.seen, data.unseen);
@@ -195,7 +195,7 @@ function checkNoLeak(train: FitTrainData, val: FitEvalData | null): void {
 }
 
 /** Checks what fitHead trains on: no leak, images and queries present, every image in the cache. */
-function checkFitInputs(cache: FeatureCache, train: FitTrainData, val: FitEvalData | null): void {
+function checkFitInputs(cache: FeatureSource, train: FitTrainData, val: FitEvalData | null): void {
   checkNoLeak(train, val);
   const L = train.labels.length;
   if (train.ids.length === 0) throw new ClipDecoderError('DATASET_INVALID', 'no training images', 'train');
@@ -223,7 +223,7 @@ interface OpenRun {
 }
 
 async function openRun(
-  cache: FeatureCache,
+  cache: FeatureSource,
   train: FitTrainData,
   backend: MatmulBackend,
   opts: FitOptions,
@@ -323,7 +323,7 @@ async function openRun(
  * validation data (a final run on all training images) the last epoch counts as the best.
  */
 export async function fitHead(
-  cache: FeatureCache,
+  cache: FeatureSource,
   train: FitTrainData,
   val: FitEvalData | null,
   backend: MatmulBackend,

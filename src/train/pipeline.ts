@@ -2,7 +2,6 @@
 // text embeddings of prompts, or word vectors learned from text alone) and the seen-label captions, fit with
 // validation-based selection, then score the test split with the best checkpoint. The CLI's `train` and the
 // experiments both call this; plain CLIP zero-shot scoring (no head) lives here too, as the baseline.
-import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ClipModel } from '../clip/model.ts';
 import { DEFAULT_TEMPLATES, embedLabels, l2normalizeRows } from '../clip/prompts.ts';
@@ -11,8 +10,18 @@ import { loadDataset } from '../data/load.ts';
 import { evaluationSet, splitItems, targetMatrix, trainingSet, type Dataset, type EvaluationSet, type TrainingSet } from '../data/types.ts';
 import { evaluateAndWriteReport, type EvalReport } from '../eval/report.ts';
 import type { ScoreTable } from '../eval/scores.ts';
-import { FeatureCache, type CacheDtype } from '../features/cache.ts';
-import { datasetExtractItems, datasetFingerprint, extractFeatures, extractKeys, type ExtractSummary } from '../features/extract.ts';
+import type { CacheDtype, FeatureSource } from '../features/cache.ts';
+import {
+  datasetExtractItems,
+  datasetFingerprint,
+  extractFeatures,
+  extractKeys,
+  modelFingerprint,
+  sourceStamp,
+  type ExtractItem,
+  type ExtractSummary,
+} from '../features/extract.ts';
+import { holdsUnmergedShards, openFeatures, ShardedFeatures } from '../scale/sharded-cache.ts';
 import { assignShard, beginShard, shardName, type ShardSpec } from '../scale/shard.ts';
 import type { HeadConfig } from '../head/config.ts';
 import { OrtMatmul } from '../nn/ort-matmul.ts';
@@ -119,7 +128,8 @@ export async function ensureFeatures(
 ): Promise<ExtractSummary> {
   const all = datasetExtractItems(dataset, extraViews);
   const { shard } = options;
-  if (!shard) refuseUnmergedShards(cacheDir);
+  // The shards of a sharded extract, not merged: read as they are (checked complete, of this model and dataset).
+  if (!shard && holdsUnmergedShards(cacheDir)) return checkShards(model, dataset, cacheDir, all);
   const items = shard ? assignShard(all, (it) => it.id, shard) : all;
   const dir = shard ? join(cacheDir, shardName(shard)) : cacheDir;
   let finish: (() => Promise<void>) | undefined;
@@ -162,16 +172,43 @@ export async function ensureFeatures(
   return summary;
 }
 
-/** An unsharded run into a folder of shards not yet merged would extract everything again: say what to do. */
-function refuseUnmergedShards(cacheDir: string): void {
-  if (!existsSync(cacheDir) || existsSync(join(cacheDir, 'meta.json'))) return;
-  const shards = readdirSync(cacheDir).filter((n) => /^shard-\d+-of-\d+$/.test(n));
-  if (shards.length > 0)
-    throw new ClipDecoderError(
-      'CACHE_MISMATCH',
-      `${cacheDir}: holds the shards of a sharded extract (${shards.sort()[0]}, …), not merged yet: run \`clip-decoder cache merge ${cacheDir}\` first`,
-      cacheDir,
-    );
+/**
+ * ensureFeatures over a folder of shards not merged yet: they must be complete, of this model and dataset, and hold
+ * every record of it from the image files as they are now (a shard cannot be extended from here: say which to rerun).
+ */
+async function checkShards(model: ClipModel, dataset: Dataset, cacheDir: string, all: ExtractItem[]): Promise<ExtractSummary> {
+  const t0 = performance.now();
+  const shards = await ShardedFeatures.open(cacheDir, { datasetFingerprint: datasetFingerprint(dataset.items) });
+  try {
+    const fp = await modelFingerprint(model, shards.meta.keepCls);
+    if (fp !== shards.meta.modelFingerprint)
+      throw new ClipDecoderError(
+        'CACHE_MISMATCH',
+        `${cacheDir}: the shards were extracted with another model or preprocessing (${shards.meta.modelId}, fingerprint ${shards.meta.modelFingerprint.slice(0, 12)} ≠ ${fp.slice(0, 12)} of ${model.id}); use another --cache folder`,
+        cacheDir,
+      );
+    const keys = extractKeys(all);
+    const missing = keys.filter((k) => !shards.has(k));
+    if (missing.length > 0)
+      throw new ClipDecoderError(
+        'SHARD_MISMATCH',
+        `${cacheDir}: the shards lack ${missing.length} record(s) this run needs (${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}; other --views?); extract them with the shards' settings`,
+        cacheDir,
+      );
+    const changed = all.filter((it) => shards.sourceOf(it.id) !== sourceStamp(it.path));
+    if (changed.length > 0)
+      throw new ClipDecoderError(
+        'SHARD_INCOMPLETE',
+        `${cacheDir}: ${changed.length} image(s) changed since their shard was extracted (${changed
+          .slice(0, 3)
+          .map((it) => it.path)
+          .join(', ')}); rerun the shards' commands (they recompute what changed), or merge and run unsharded`,
+        cacheDir,
+      );
+    return { total: keys.length, computed: 0, changed: 0, skipped: keys.length, failed: 0, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    shards.close();
+  }
 }
 
 async function queryEmbeddings(
@@ -185,7 +222,7 @@ async function queryEmbeddings(
 }
 
 /** Scores [N, L] of plain CLIP zero-shot: cosine of the cached image embedding and each label's prompt embedding. */
-export function clipZeroShotScores(cache: FeatureCache, ids: readonly string[], labelEmbeds: Float32Array, L: number): Float32Array {
+export function clipZeroShotScores(cache: FeatureSource, ids: readonly string[], labelEmbeds: Float32Array, L: number): Float32Array {
   const E = cache.meta.embedDim;
   const T = cache.meta.numTokens * cache.meta.tokenDim;
   const tokens = new Float32Array(T);
@@ -214,7 +251,7 @@ export async function evaluateClipZeroShot(opts: {
   const dataset = typeof opts.dataset === 'string' ? loadDataset(opts.dataset) : opts.dataset;
   const model = typeof opts.model === 'string' ? await ClipModel.load(opts.model) : opts.model;
   await ensureFeatures(model, dataset, opts.cacheDir, 0);
-  const cache = await FeatureCache.openExisting(opts.cacheDir, { datasetFingerprint: datasetFingerprint(dataset.items) });
+  const cache = await openFeatures(opts.cacheDir, { datasetFingerprint: datasetFingerprint(dataset.items) });
   try {
     const test: EvaluationSet = evaluationSet(dataset, 'final');
     const emb = await embedLabels(model, test.labels, { templates: opts.templates });
@@ -265,7 +302,7 @@ export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRun
   });
   if (extract.computed > 0) log(`features: ${extract.computed} computed, ${extract.skipped} cached, ${extract.seconds.toFixed(1)} s`);
   // ensureFeatures has checked the cache's model fingerprint; the dataset's is checked again on opening.
-  const cache = await FeatureCache.openExisting(opts.cacheDir, { datasetFingerprint: datasetFingerprint(dataset.items) });
+  const cache = await openFeatures(opts.cacheDir, { datasetFingerprint: datasetFingerprint(dataset.items) });
   try {
     // Model selection: train on the training part without the pseudo-unseen labels, select on validation.
     // A final run trains on train + validation with all seen labels.
