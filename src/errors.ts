@@ -33,6 +33,8 @@ export type ErrorCode =
   | 'EXPORT_UNSUPPORTED' // a head or model that export-onnx / export-web cannot express (the message says what)
   | 'RESULTS_MISMATCH' // a results file or embeddings folder (tag --out, embed --out) made with another model, head or label set
   | 'SIDECAR_INVALID' // an existing XMP sidecar is not valid XMP: left untouched
+  | 'SHARD_MISMATCH' // shards to merge come from different runs (model, preprocessing, dataset, options), or share or lack items
+  | 'SHARD_INCOMPLETE' // a shard to merge is missing, or was killed or failed midway (rerun its command)
   // HTTP requests (src/serve): each names the field, parameter or limit at fault.
   | 'BAD_REQUEST' // malformed multipart, a repeated parameter or field
   | 'NOT_FOUND' // no such route
@@ -77,6 +79,8 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   EXPORT_UNSUPPORTED: 500,
   RESULTS_MISMATCH: 409,
   SIDECAR_INVALID: 500,
+  SHARD_MISMATCH: 409,
+  SHARD_INCOMPLETE: 409,
   BAD_REQUEST: 400,
   NOT_FOUND: 404,
   BAD_PARAMETER: 400,

@@ -253,6 +253,8 @@ test('a cache of the previous format (no digests) is refused with a message sayi
   await assert.rejects(
     extractFeatures(model, items(1), { cacheDir, datasetFingerprint: 'd1' }),
     (e: unknown) =>
-      e instanceof ClipDecoderError && e.code === 'CACHE_MISMATCH' && /format 1 \(this version reads 2\).*delete this one/.test(e.message),
+      e instanceof ClipDecoderError &&
+      e.code === 'CACHE_MISMATCH' &&
+      /format 1 \(this version reads 2 \(float32\) and 3 \(float16\)\).*delete this one/.test(e.message),
   );
 });

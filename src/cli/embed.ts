@@ -1,9 +1,11 @@
 // `embed-text` and `embed-image`: the CLIP encoder layer from the command line, to stdout; `embed --out EMB/`:
 // a library's image embeddings as .npy shards for other tools (src/library/embed-library.ts), resumable.
 import type { Command } from 'commander';
+import { join } from 'node:path';
 import { ClipDecoderError } from '../errors.ts';
+import { shardName } from '../scale/shard.ts';
 import { expandImageInputs } from '../util/images.ts';
-import { modelOrDefault, numberFlag, reportInputs } from './options.ts';
+import { addShardOptions, modelOrDefault, numberFlag, reportInputs, shardFlags } from './options.ts';
 import { startLazyProgress, startProgress } from './progress.ts';
 import { DEFAULT_TEMPLATES } from '../clip/prompts.ts';
 
@@ -90,9 +92,11 @@ export function registerEmbedCommands(program: Command): void {
       }
     });
 
-  program
+  const embed = program
     .command('embed')
-    .description("image embeddings of a library into .npy shards + JSONL metadata (clip-retrieval's layout), resumable")
+    .description(
+      "image embeddings of a library into .npy shards + JSONL metadata (clip-retrieval's layout), resumable; sharded: OUT/shard-i-of-n/, then `embeddings merge OUT`",
+    )
     .argument('<paths...>', 'image files or folders (walked recursively)')
     .option('-o, --out <dir>', 'output folder (required): img_emb/img_emb_0.npy, metadata/metadata_0.jsonl, ...')
     .option('-m, --model <path|id>', 'CLIP model folder (default: the bundled model)')
@@ -101,50 +105,55 @@ export function registerEmbedCommands(program: Command): void {
     .option('--no-normalize', 'write the embeddings as the model gives them (default: L2-normalised, as clip-retrieval)')
     .option('--shard-size <n>', 'images per shard', '100000')
     .option('--force', 'embed every image again and start the folder anew')
-    .option('-b, --batch-size <n>', 'images per ONNX run', '16')
-    .action(
-      async (
-        paths: string[],
-        opts: {
-          out: string;
-          model?: string;
-          tokens?: boolean;
-          keepCls?: boolean;
-          normalize: boolean;
-          shardSize: string;
-          force?: boolean;
-          batchSize: string;
-        },
-      ) => {
-        if (opts.out === undefined)
-          throw new ClipDecoderError('INPUT_INVALID', 'embed needs --out <dir> (to print embeddings instead, use embed-image)', '--out');
-        const out = opts.out;
-        const batchSize = numberFlag(opts.batchSize, '--batch-size', 'positive-integer');
-        const shardSize = numberFlag(opts.shardSize, '--shard-size', 'positive-integer');
-        const inputs = expandImageInputs(paths);
-        if (!reportInputs(inputs, 'embed')) return;
-        const [{ ClipModel }, { embedLibrary }] = await Promise.all([import('../clip/model.ts'), import('../library/embed-library.ts')]);
-        const model = await ClipModel.load(modelOrDefault(opts.model), { keepCls: opts.keepCls });
-        const progress = startLazyProgress('embedding');
-        try {
-          const s = await embedLibrary(model, inputs.files, {
-            out,
-            tokens: opts.tokens,
-            normalize: opts.normalize,
-            shardSize,
-            force: opts.force,
-            batchSize,
-            onProgress: (done, total) => progress.update(done, total),
-          });
-          progress.stop();
-          for (const f of s.failures) process.stderr.write(`clip-decoder: ${f.message}\n`);
-          const failed = s.failed + inputs.missing.length;
-          process.stderr.write(`clip-decoder: ${s.done} embedded, ${s.skipped} skipped (already in ${out}), ${failed} failed\n`);
-          if (failed > 0) process.exitCode = 1;
-        } finally {
-          progress.stop();
-          await model.dispose();
-        }
+    .option('-b, --batch-size <n>', 'images per ONNX run', '16');
+  addShardOptions(embed).action(
+    async (
+      paths: string[],
+      opts: {
+        shard?: string;
+        shardCount?: string;
+        out: string;
+        model?: string;
+        tokens?: boolean;
+        keepCls?: boolean;
+        normalize: boolean;
+        shardSize: string;
+        force?: boolean;
+        batchSize: string;
       },
-    );
+    ) => {
+      if (opts.out === undefined)
+        throw new ClipDecoderError('INPUT_INVALID', 'embed needs --out <dir> (to print embeddings instead, use embed-image)', '--out');
+      const out = opts.out;
+      const batchSize = numberFlag(opts.batchSize, '--batch-size', 'positive-integer');
+      const shardSize = numberFlag(opts.shardSize, '--shard-size', 'positive-integer');
+      const shard = shardFlags(opts);
+      const inputs = expandImageInputs(paths);
+      if (!reportInputs(inputs, 'embed')) return;
+      const [{ ClipModel }, { embedLibrary }] = await Promise.all([import('../clip/model.ts'), import('../library/embed-library.ts')]);
+      const model = await ClipModel.load(modelOrDefault(opts.model), { keepCls: opts.keepCls });
+      const progress = startLazyProgress('embedding');
+      try {
+        const s = await embedLibrary(model, inputs.files, {
+          out,
+          tokens: opts.tokens,
+          normalize: opts.normalize,
+          shardSize,
+          force: opts.force,
+          batchSize,
+          shard,
+          onProgress: (done, total) => progress.update(done, total),
+        });
+        progress.stop();
+        for (const f of s.failures) process.stderr.write(`clip-decoder: ${f.message}\n`);
+        const failed = s.failed + inputs.missing.length;
+        const where = shard ? join(out, shardName(shard)) : out;
+        process.stderr.write(`clip-decoder: ${s.done} embedded, ${s.skipped} skipped (already in ${where}), ${failed} failed\n`);
+        if (failed > 0) process.exitCode = 1;
+      } finally {
+        progress.stop();
+        await model.dispose();
+      }
+    },
+  );
 }

@@ -10,6 +10,7 @@ import { registerExportCommands } from './export.ts';
 import { registerTagCommand } from './tag.ts';
 import { registerServeCommand } from './serve.ts';
 import { registerTrainCommands } from './train.ts';
+import { registerScaleCommands } from './scale.ts';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerTagCommand(program);
   registerServeCommand(program);
   registerTrainCommands(program);
+  registerScaleCommands(program);
   registerEmbedCommands(program);
   registerDataCommands(program);
   registerEvalCommand(program);

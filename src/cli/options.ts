@@ -6,6 +6,8 @@ import { checkLabels, parseLabelList, readLabelFile, type LabelLimits } from '..
 import { parseDecimal, type NumberKind } from '../numbers.ts';
 import { DEFAULT_MODEL } from '../tagger/defaults.ts';
 import type { ExpandedInputs } from '../util/images.ts';
+import type { Command } from 'commander';
+import { resolveShard, type ShardSpec } from '../scale/shard.ts';
 
 /** The --model value, or the bundled model when none is given. */
 export function modelOrDefault(model: string | undefined): string {
@@ -52,4 +54,19 @@ export function reportInputs(inputs: ExpandedInputs, verb: string): boolean {
   process.stderr.write(`clip-decoder: nothing to ${verb}: ${n === 1 ? 'the input yields' : `none of the ${n} inputs yields`} an image\n`);
   process.exitCode = 1;
   return false;
+}
+
+/** The --shard / --shard-count flags of extract, embed and tag (docs/scale.md). */
+export function addShardOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--shard <i/n>',
+      'do shard i of n (0 ≤ i < n) into OUT/shard-i-of-n/; default: a Slurm array task\'s SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT, or a Kubernetes Indexed Job\'s JOB_COMPLETION_INDEX of --shard-count; "none": unsharded whatever the environment',
+    )
+    .option('--shard-count <n>', "with JOB_COMPLETION_INDEX (Kubernetes Indexed Job): the number of shards (the Job's completions)");
+}
+
+/** The shard the flags and the environment ask for (undefined: unsharded). */
+export function shardFlags(flags: { shard?: string; shardCount?: string }): ShardSpec | undefined {
+  return resolveShard(flags, process.env);
 }

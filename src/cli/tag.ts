@@ -9,7 +9,7 @@ import { SIDECAR_NAMINGS, type SidecarChange, type SidecarNaming } from '../libr
 import type { Tagger, TagResult } from '../tagger/tagger.ts';
 import { expandImageInputs } from '../util/images.ts';
 import { DEFAULT_MAX_FILE_BYTES, writeFileAtomic } from '../util/fs.ts';
-import { numberFlag, optionalNumberFlag, readLabelFlags, reportInputs } from './options.ts';
+import { addShardOptions, numberFlag, optionalNumberFlag, readLabelFlags, reportInputs, shardFlags } from './options.ts';
 import { startLazyProgress, startProgress } from './progress.ts';
 
 interface TagFlags {
@@ -31,6 +31,8 @@ interface TagFlags {
   xmp?: boolean;
   xmpNaming: string;
   dryRun?: boolean;
+  shard?: string;
+  shardCount?: string;
 }
 
 function csvCell(s: string): string {
@@ -55,7 +57,7 @@ function prepareExplainDir(dir: string): void {
 }
 
 export function registerTagCommand(program: Command): void {
-  program
+  const tag = program
     .command('tag')
     .description('independent probability of each label for each image (any labels: open vocabulary)')
     .argument('<paths...>', 'image files or folders (walked recursively)')
@@ -89,104 +91,112 @@ export function registerTagCommand(program: Command): void {
       'sidecar name: append (photo.jpg.xmp: darktable, digiKam) or replace (photo.xmp: Adobe)',
       'append',
     )
-    .option('--dry-run', 'with --out: write nothing; show what each sidecar would become')
-    .action(async (paths: string[], flags: TagFlags) => {
-      const labels = readLabelFlags(flags.labels, flags.labelsFile);
-      const top = optionalNumberFlag(flags.top, '--top', 'positive-integer');
-      const givenThreshold = flags.threshold === true ? 'calibrated' : optionalNumberFlag(flags.threshold, '--threshold', 'probability');
-      const format = flags.format ?? (process.stdout.isTTY ? 'table' : 'jsonl');
-      if (!['table', 'jsonl', 'csv'].includes(format))
-        throw new ClipDecoderError('BAD_PARAMETER', `--format must be table, jsonl or csv, got "${format}"`, '--format');
-      const batchSize = numberFlag(flags.batchSize, '--batch-size', 'positive-integer');
-      const maxFileBytes = numberFlag(flags.maxFileBytes, '--max-file-bytes', 'positive-integer');
-      if (flags.out === undefined) {
-        for (const [on, flag] of [
-          [flags.force, '--force'],
-          [flags.xmp, '--xmp'],
-          [flags.dryRun, '--dry-run'],
-        ] as const)
-          if (on) throw new ClipDecoderError('INPUT_INVALID', `${flag} works with --out <results.jsonl>: give it`, flag);
-      } else if (flags.explain !== undefined || flags.format !== undefined) {
-        throw new ClipDecoderError(
-          'INPUT_INVALID',
-          `--out writes records, not ${flags.explain ? '--explain overlays' : '--format output'}: drop one`,
-          '--out',
-        );
-      }
-      if (!SIDECAR_NAMINGS.includes(flags.xmpNaming as SidecarNaming))
-        throw new ClipDecoderError('BAD_PARAMETER', `--xmp-naming must be append or replace, got "${flags.xmpNaming}"`, '--xmp-naming');
-      if (flags.explain !== undefined) prepareExplainDir(flags.explain);
+    .option('--dry-run', 'with --out: write nothing; show what each sidecar would become');
+  addShardOptions(tag).action(async (paths: string[], flags: TagFlags) => {
+    const labels = readLabelFlags(flags.labels, flags.labelsFile);
+    const top = optionalNumberFlag(flags.top, '--top', 'positive-integer');
+    const givenThreshold = flags.threshold === true ? 'calibrated' : optionalNumberFlag(flags.threshold, '--threshold', 'probability');
+    const format = flags.format ?? (process.stdout.isTTY ? 'table' : 'jsonl');
+    if (!['table', 'jsonl', 'csv'].includes(format))
+      throw new ClipDecoderError('BAD_PARAMETER', `--format must be table, jsonl or csv, got "${format}"`, '--format');
+    const batchSize = numberFlag(flags.batchSize, '--batch-size', 'positive-integer');
+    const maxFileBytes = numberFlag(flags.maxFileBytes, '--max-file-bytes', 'positive-integer');
+    const shard = shardFlags(flags);
+    if (shard && flags.out === undefined)
+      throw new ClipDecoderError(
+        'INPUT_INVALID',
+        'a sharded tag run writes OUT.shards/shard-i-of-n/: give --out <results.jsonl>',
+        '--shard',
+      );
+    if (flags.out === undefined) {
+      for (const [on, flag] of [
+        [flags.force, '--force'],
+        [flags.xmp, '--xmp'],
+        [flags.dryRun, '--dry-run'],
+      ] as const)
+        if (on) throw new ClipDecoderError('INPUT_INVALID', `${flag} works with --out <results.jsonl>: give it`, flag);
+    } else if (flags.explain !== undefined || flags.format !== undefined) {
+      throw new ClipDecoderError(
+        'INPUT_INVALID',
+        `--out writes records, not ${flags.explain ? '--explain overlays' : '--format output'}: drop one`,
+        '--out',
+      );
+    }
+    if (!SIDECAR_NAMINGS.includes(flags.xmpNaming as SidecarNaming))
+      throw new ClipDecoderError('BAD_PARAMETER', `--xmp-naming must be append or replace, got "${flags.xmpNaming}"`, '--xmp-naming');
+    if (flags.explain !== undefined) prepareExplainDir(flags.explain);
 
-      const expanded = expandImageInputs(paths);
-      const { files, missing } = expanded;
-      const inputs = files.length + missing.length;
-      // Nothing to tag is a failed input (exit 1), each named; no model is loaded for nothing.
-      if (!reportInputs(expanded, 'tag')) return;
-      let failures = missing.length;
+    const expanded = expandImageInputs(paths);
+    const { files, missing } = expanded;
+    const inputs = files.length + missing.length;
+    // Nothing to tag is a failed input (exit 1), each named; no model is loaded for nothing.
+    if (!reportInputs(expanded, 'tag')) return;
+    let failures = missing.length;
 
-      const [{ Tagger }, { parseDtype }, overlay] = await Promise.all([
-        import('../tagger/tagger.ts'),
-        import('../clip/family.ts'),
-        flags.explain !== undefined ? import('../tagger/overlay.ts') : undefined,
-      ]);
-      const dtype = flags.dtype !== undefined ? parseDtype(flags.dtype) : undefined;
-      const tagger = await Tagger.load({ model: flags.model, head: flags.head, calibration: flags.calibration, maxFileBytes, dtype });
-      let threshold: number | undefined;
+    const [{ Tagger }, { parseDtype }, overlay] = await Promise.all([
+      import('../tagger/tagger.ts'),
+      import('../clip/family.ts'),
+      flags.explain !== undefined ? import('../tagger/overlay.ts') : undefined,
+    ]);
+    const dtype = flags.dtype !== undefined ? parseDtype(flags.dtype) : undefined;
+    const tagger = await Tagger.load({ model: flags.model, head: flags.head, calibration: flags.calibration, maxFileBytes, dtype });
+    let threshold: number | undefined;
+    try {
+      threshold = tagger.resolveThreshold(givenThreshold);
+    } catch (e) {
+      await tagger.dispose();
+      throw e;
+    }
+    process.stderr.write(`clip-decoder: scoring: ${tagger.describeMode()}\n`);
+    if (flags.out !== undefined) {
+      const xmp = flags.xmp
+        ? { naming: flags.xmpNaming as SidecarNaming, threshold: threshold ?? tagger.threshold ?? undefined, top }
+        : undefined;
       try {
-        threshold = tagger.resolveThreshold(givenThreshold);
-      } catch (e) {
-        await tagger.dispose();
-        throw e;
-      }
-      process.stderr.write(`clip-decoder: scoring: ${tagger.describeMode()}\n`);
-      if (flags.out !== undefined) {
-        const xmp = flags.xmp
-          ? { naming: flags.xmpNaming as SidecarNaming, threshold: threshold ?? tagger.threshold ?? undefined, top }
-          : undefined;
-        try {
-          failures += await tagIntoLibrary(tagger, files, labels, {
-            out: flags.out,
-            force: flags.force,
-            dryRun: flags.dryRun,
-            batchSize,
-            xmp,
-          });
-        } finally {
-          await tagger.dispose();
-        }
-        if (failures > 0) process.exitCode = 1;
-        return;
-      }
-      const labelParts = overlay?.overlayLabelParts(labels);
-      const progress = startProgress('tagging', files.length);
-      const out = (text: string) => progress.write(process.stdout, text);
-      const width = Math.max(...files.map((f) => f.length), 4);
-      if (format === 'csv') out('file,label,probability\n');
-      try {
-        for await (const r of tagger.tagStream(files, labels, {
-          top,
-          threshold,
+        failures += await tagIntoLibrary(tagger, files, labels, {
+          out: flags.out,
+          force: flags.force,
+          dryRun: flags.dryRun,
           batchSize,
-          attention: flags.explain !== undefined,
-          onProgress: (d) => progress.update(d),
-        })) {
-          if (r.error) {
-            failures++;
-            progress.write(process.stderr, `clip-decoder: ${r.error.message}\n`);
-            continue;
-          }
-          out(formatResult(r, format, width));
-          if (flags.explain !== undefined) await explain(tagger, r, flags.explain, labelParts!);
-        }
+          xmp,
+          shard,
+        });
       } finally {
-        progress.stop();
         await tagger.dispose();
       }
-      if (failures > 0) {
-        process.stderr.write(`clip-decoder: ${failures} of ${inputs} inputs failed\n`);
-        process.exitCode = 1;
+      if (failures > 0) process.exitCode = 1;
+      return;
+    }
+    const labelParts = overlay?.overlayLabelParts(labels);
+    const progress = startProgress('tagging', files.length);
+    const out = (text: string) => progress.write(process.stdout, text);
+    const width = Math.max(...files.map((f) => f.length), 4);
+    if (format === 'csv') out('file,label,probability\n');
+    try {
+      for await (const r of tagger.tagStream(files, labels, {
+        top,
+        threshold,
+        batchSize,
+        attention: flags.explain !== undefined,
+        onProgress: (d) => progress.update(d),
+      })) {
+        if (r.error) {
+          failures++;
+          progress.write(process.stderr, `clip-decoder: ${r.error.message}\n`);
+          continue;
+        }
+        out(formatResult(r, format, width));
+        if (flags.explain !== undefined) await explain(tagger, r, flags.explain, labelParts!);
       }
-    });
+    } finally {
+      progress.stop();
+      await tagger.dispose();
+    }
+    if (failures > 0) {
+      process.stderr.write(`clip-decoder: ${failures} of ${inputs} inputs failed\n`);
+      process.exitCode = 1;
+    }
+  });
 }
 
 /** `tag --out`: the incremental library run, with a progress bar and a summary line; returns the failures. */
@@ -210,7 +220,7 @@ async function tagIntoLibrary(
     });
     progress.stop();
     const dry = options.dryRun ? ' (dry run: nothing written)' : '';
-    process.stderr.write(`clip-decoder: ${s.done} tagged, ${s.skipped} skipped (already in ${options.out}), ${s.failed} failed${dry}\n`);
+    process.stderr.write(`clip-decoder: ${s.done} tagged, ${s.skipped} skipped (already in ${s.results}), ${s.failed} failed${dry}\n`);
     return s.failed;
   } finally {
     progress.stop();

@@ -7,7 +7,17 @@ import { defaultHeadConfig } from '../head/config.ts';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { defaultWorkers, validateWorkers } from '../train/parallel.ts';
-import { modelOrDefault, numberFlag } from './options.ts';
+import { addShardOptions, modelOrDefault, numberFlag, shardFlags } from './options.ts';
+import { CACHE_DTYPES, type CacheDtype } from '../features/cache.ts';
+
+/** --cache-dtype: float32 or float16 (undefined: the existing cache's, else float32). */
+function cacheDtypeFlag(v: string | undefined): CacheDtype | undefined {
+  if (v !== undefined && !CACHE_DTYPES.includes(v as CacheDtype))
+    throw new ClipDecoderError('BAD_PARAMETER', `--cache-dtype must be float32 or float16, got "${v}"`, '--cache-dtype');
+  return v as CacheDtype | undefined;
+}
+const CACHE_DTYPE_HELP =
+  "store features as float32 or float16 (half the disk; reads give float32) (default: the existing cache's, else float32)";
 import { startProgress, startStepProgress } from './progress.ts';
 import { DEFAULT_TEMPLATES } from '../clip/prompts.ts';
 
@@ -17,6 +27,7 @@ interface TrainFlags {
   dataset: string;
   model?: string;
   cache: string;
+  cacheDtype?: string;
   out: string;
   epochs?: string;
   batchSize?: string;
@@ -70,15 +81,29 @@ export function registerTrainCommands(program: Command): void {
   const tDef = defaultTrainerOptions({ totalSteps: 1 });
   const hDef = defaultHeadConfig();
   const dflt = (v: unknown) => `(default ${v}; with --resume, the run's)`;
-  program
+  const extract = program
     .command('extract')
-    .description('compute CLIP patch tokens and image embeddings of a dataset into the feature cache (resumable)')
+    .description(
+      'compute CLIP patch tokens and image embeddings of a dataset into the feature cache (resumable); sharded: CACHE/shard-i-of-n/, then `cache merge CACHE`',
+    )
     .requiredOption('-d, --dataset <path>', 'dataset folder or label file')
     .requiredOption('-c, --cache <dir>', 'feature cache folder')
     .option('-m, --model <path|id>', 'CLIP model folder (default: the bundled pico-CLIP)')
     .option('--views <n>', 'augmented views per training image besides the plain one', '0')
-    .action(async (o: { dataset: string; cache: string; model?: string; views: string }) => {
+    .option('--cache-dtype <float32|float16>', CACHE_DTYPE_HELP);
+  addShardOptions(extract).action(
+    async (o: {
+      dataset: string;
+      cache: string;
+      model?: string;
+      views: string;
+      cacheDtype?: string;
+      shard?: string;
+      shardCount?: string;
+    }) => {
       const views = numberFlag(o.views, '--views', 'non-negative-integer');
+      const dtype = cacheDtypeFlag(o.cacheDtype);
+      const shard = shardFlags(o);
       const [{ loadDataset }, { ClipModel }, { ensureFeatures }] = await Promise.all([
         import('../data/load.ts'),
         import('../clip/model.ts'),
@@ -95,16 +120,19 @@ export function registerTrainCommands(program: Command): void {
           views,
           (d, t) => progress.update(d, t),
           (m) => process.stderr.write(`clip-decoder: ${m}\n`),
+          { shard, dtype },
         );
         progress.stop();
+        const which = shard ? `shard ${shard.index}/${shard.count}: ` : '';
         process.stderr.write(
-          `${s.computed} computed${s.changed ? ` (${s.changed} of them because the image changed)` : ''}, ${s.skipped} already cached, in ${s.seconds.toFixed(1)} s (${(s.computed / Math.max(s.seconds, 1e-9)).toFixed(1)} images/s)\n`,
+          `${which}${s.computed} computed${s.changed ? ` (${s.changed} of them because the image changed)` : ''}, ${s.skipped} already cached, in ${s.seconds.toFixed(1)} s (${(s.computed / Math.max(s.seconds, 1e-9)).toFixed(1)} images/s)\n`,
         );
       } finally {
         progress.stop();
         await model.dispose();
       }
-    });
+    },
+  );
 
   program
     .command('train')
@@ -113,6 +141,7 @@ export function registerTrainCommands(program: Command): void {
     .requiredOption('-c, --cache <dir>', 'feature cache folder (made if absent)')
     .requiredOption('-o, --out <dir>', 'output folder: best/ and last/ checkpoints, logs, curves, test report')
     .option('-m, --model <path|id>', 'CLIP model folder (default: the bundled pico-CLIP)')
+    .option('--cache-dtype <float32|float16>', CACHE_DTYPE_HELP)
     .option('--epochs <n>', `epochs ${dflt(FIT_DEFAULTS.epochs)}`)
     .option('-b, --batch-size <n>', `batch size ${dflt(FIT_DEFAULTS.batchSize)}`)
     .option('--lr <x>', `OneCycle peak learning rate ${dflt(tDef.maxLr)}`)
@@ -174,6 +203,7 @@ export function registerTrainCommands(program: Command): void {
         dataset,
         model: modelOrDefault(o.model),
         cacheDir: o.cache,
+        cacheDtype: cacheDtypeFlag(o.cacheDtype),
         outDir: o.out,
         queries,
         wordvecCorpus: corpus,

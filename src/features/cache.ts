@@ -2,7 +2,9 @@
 // at any moment (kill -9) leaves every indexed record whole, and a rerun continues where it stopped.
 //
 //   DIR/meta.json      fingerprint (model + preprocessing + dataset) and shapes; written once, atomically
-//   DIR/shard-NNNN.bin records: [tokens f32 T×C][imageEmbed f32 E], fixed size, back to back
+//   DIR/shard-NNNN.bin records: [tokens T×C][imageEmbed E], fixed size, back to back, as float32 (format 2) or, with
+//                      dtype "float16" (format 3, so that older versions refuse it rather than misread it),
+//                      as IEEE half floats: half the bytes; reads convert back to float32
 //   DIR/index.jsonl    one line per committed record: {"key","shard","slot","sha256","source"}; written after the
 //                      shard is fsynced
 //
@@ -18,10 +20,20 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, readFileSync, closeSync, fsyncSync, readSync, ftruncateSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
+import { fromFloat16Bits, toFloat16Bits } from '../clip/float16.ts';
 import { ClipDecoderError } from '../errors.ts';
 import { writeFileAtomic, writeAll } from '../util/fs.ts';
 
+/** Format of float32 caches (unchanged since format 2); float16 caches are format 3. */
 export const CACHE_FORMAT_VERSION = 2;
+export const CACHE_FORMAT_FLOAT16 = 3;
+export type CacheDtype = 'float32' | 'float16';
+export const CACHE_DTYPES: readonly CacheDtype[] = ['float32', 'float16'];
+
+/** The format number a cache of this dtype is written with. */
+export function cacheFormat(dtype: CacheDtype | undefined): number {
+  return dtype === 'float16' ? CACHE_FORMAT_FLOAT16 : CACHE_FORMAT_VERSION;
+}
 /** Records per shard file (keeps files a manageable size). */
 const RECORDS_PER_SHARD = 4096;
 
@@ -36,6 +48,8 @@ export interface CacheMeta {
   tokenDim: number;
   embedDim: number;
   keepCls: boolean;
+  /** How values are stored; absent (format 2) is float32. */
+  dtype?: CacheDtype;
 }
 
 export interface CacheEntry {
@@ -86,7 +100,17 @@ function readCacheMeta(metaPath: string): CacheMeta {
   }
 }
 
-export class FeatureCache {
+/** What training and scoring read features from: one cache, or the shards of a sharded extract (src/scale/sharded-cache.ts). */
+export interface FeatureSource {
+  readonly dir: string;
+  readonly meta: CacheMeta;
+  readonly size: number;
+  has(key: string): boolean;
+  read(key: string, into?: { tokens: Float32Array; imageEmbed: Float32Array }): { tokens: Float32Array; imageEmbed: Float32Array };
+  close(): void;
+}
+
+export class FeatureCache implements FeatureSource {
   readonly dir: string;
   readonly meta: CacheMeta;
   private readonly index = new Map<string, CacheEntry>();
@@ -102,6 +126,15 @@ export class FeatureCache {
 
   get recordFloats(): number {
     return this.meta.numTokens * this.meta.tokenDim + this.meta.embedDim;
+  }
+
+  get dtype(): CacheDtype {
+    return this.meta.dtype ?? 'float32';
+  }
+
+  /** Bytes of one stored record. */
+  get recordBytes(): number {
+    return this.recordFloats * (this.dtype === 'float16' ? 2 : 4);
   }
 
   get size(): number {
@@ -131,7 +164,11 @@ export class FeatureCache {
     if (existsSync(metaPath)) {
       const old = readCacheMeta(metaPath);
       const problems: string[] = [];
-      if (old.format !== CACHE_FORMAT_VERSION) problems.push(`format ${old.format} (this version reads ${CACHE_FORMAT_VERSION})`);
+      const oldDtype = old.dtype ?? 'float32';
+      if (old.format !== cacheFormat(oldDtype))
+        problems.push(`format ${old.format} (this version reads ${CACHE_FORMAT_VERSION} (float32) and ${CACHE_FORMAT_FLOAT16} (float16))`);
+      else if (oldDtype !== (meta.dtype ?? 'float32'))
+        problems.push(`records stored as ${oldDtype} (this run: ${meta.dtype ?? 'float32'}; --cache-dtype)`);
       if (old.modelFingerprint !== meta.modelFingerprint)
         problems.push(
           `another model or preprocessing (${old.modelId}, fingerprint ${old.modelFingerprint.slice(0, 12)} ≠ ${meta.modelFingerprint.slice(0, 12)})`,
@@ -232,7 +269,8 @@ export class FeatureCache {
    */
   append(records: CacheRecord[]): void {
     const { numTokens: T, tokenDim: C, embedDim: E } = this.meta;
-    const bytes = this.recordFloats * 4;
+    const bytes = this.recordBytes;
+    const half = this.dtype === 'float16';
     const lines: string[] = [];
     const touched = new Set<number>();
     for (const r of records) {
@@ -257,8 +295,18 @@ export class FeatureCache {
       const slot = this.next % RECORDS_PER_SHARD;
       const fd = this.shardFd(shard, 'a');
       const buf = Buffer.allocUnsafe(bytes);
-      Buffer.from(r.tokens.buffer, r.tokens.byteOffset, r.tokens.byteLength).copy(buf, 0);
-      Buffer.from(r.imageEmbed.buffer, r.imageEmbed.byteOffset, r.imageEmbed.byteLength).copy(buf, T * C * 4);
+      if (half) {
+        const over = encodeHalf(r.tokens, buf, 0) ?? encodeHalf(r.imageEmbed, buf, T * C * 2);
+        if (over !== undefined)
+          throw new ClipDecoderError(
+            'INPUT_INVALID',
+            `feature record "${r.key}" holds ${over}, beyond float16's range (±65504); it was not cached: use --cache-dtype float32`,
+            r.key,
+          );
+      } else {
+        Buffer.from(r.tokens.buffer, r.tokens.byteOffset, r.tokens.byteLength).copy(buf, 0);
+        Buffer.from(r.imageEmbed.buffer, r.imageEmbed.byteOffset, r.imageEmbed.byteLength).copy(buf, T * C * 4);
+      }
       writeAll(fd, buf.subarray(0, bytes), slot * bytes);
       touched.add(fd);
       const entry: CacheEntry = { shard, slot, sha256: recordDigest(r.key, buf), ...(r.source !== undefined ? { source: r.source } : {}) };
@@ -286,7 +334,7 @@ export class FeatureCache {
         key,
       );
     const { numTokens: T, tokenDim: C, embedDim: E } = this.meta;
-    const bytes = this.recordFloats * 4;
+    const bytes = this.recordBytes;
     const fd = this.shardFd(e.shard, 'r');
     const buf = Buffer.allocUnsafe(bytes);
     const n = readSync(fd, buf, 0, bytes, e.slot * bytes);
@@ -304,7 +352,8 @@ export class FeatureCache {
         key,
       );
     }
-    const f = new Float32Array(buf.buffer, buf.byteOffset, this.recordFloats);
+    const f =
+      this.dtype === 'float16' ? decodeHalf(buf, this.recordFloats) : new Float32Array(buf.buffer, buf.byteOffset, this.recordFloats);
     const bad = firstNonFinite(f);
     if (bad !== undefined) {
       throw new ClipDecoderError(
@@ -340,6 +389,38 @@ export class FeatureCache {
     if (this.indexFd !== undefined) closeSync(this.indexFd);
     this.indexFd = undefined;
   }
+}
+
+/** Writes `a` as float16 bits into `buf` at byte `offset`; returns the first value that overflows, if any. */
+function encodeHalf(a: Float32Array, buf: Buffer, offset: number): number | undefined {
+  const h = halfView(buf, offset, a.length);
+  for (let i = 0; i < a.length; i++) {
+    const bits = toFloat16Bits(a[i]!);
+    if ((bits & 0x7c00) === 0x7c00) return a[i];
+    h[i] = bits;
+  }
+  if (h.buffer !== buf.buffer) Buffer.from(h.buffer, h.byteOffset, h.byteLength).copy(buf, offset);
+  return undefined;
+}
+
+/** Every float16 bit pattern's float32 value (256 KB, made on first use): decoding is one lookup per value. */
+let HALF_TABLE: Float32Array | undefined;
+
+function decodeHalf(buf: Buffer, n: number): Float32Array {
+  const table = (HALF_TABLE ??= Float32Array.from({ length: 65536 }, (_, h) => fromFloat16Bits(h)));
+  const h = halfView(buf, 0, n);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = table[h[i]!]!;
+  return out;
+}
+
+/** The n half floats at `offset` of `buf` as a Uint16Array (little-endian, as the file), copied when unaligned. */
+function halfView(buf: Buffer, offset: number, n: number): Uint16Array {
+  const at = buf.byteOffset + offset;
+  if (at % 2 === 0) return new Uint16Array(buf.buffer, at, n);
+  const copy = new Uint16Array(n);
+  Buffer.from(copy.buffer).set(buf.subarray(offset, offset + 2 * n));
+  return copy;
 }
 
 function firstNonFinite(a: Float32Array): number | undefined {

@@ -1,14 +1,15 @@
 // Feature extraction: every image of a dataset through the CLIP vision model into the feature cache, pipelined
 // (decode overlaps inference), resumable (finished records are skipped), with optional augmented views.
 import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClipModel } from '../clip/model.ts';
 import type { PreprocessOptions } from '../clip/preprocess.ts';
 import { ClipDecoderError } from '../errors.ts';
 import { statStamp } from '../util/fs.ts';
 import { createRng } from '../data/random.ts';
-import { FeatureCache, CACHE_FORMAT_VERSION, type CacheRecord } from './cache.ts';
+import { imagePath, splitItems, type Dataset } from '../data/types.ts';
+import { FeatureCache, cacheFormat, type CacheDtype, type CacheMeta, type CacheRecord } from './cache.ts';
 
 function allFinite(a: Float32Array): boolean {
   for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return false;
@@ -79,6 +80,23 @@ export interface ExtractItem {
   extraViews?: number;
 }
 
+/** What a dataset's feature cache holds: every train and val image with its extra views, every test image. */
+export function datasetExtractItems(dataset: Dataset, extraViews: number): ExtractItem[] {
+  return [
+    ...[...splitItems(dataset, 'train'), ...splitItems(dataset, 'val')].map((it) => ({
+      id: it.id,
+      path: imagePath(dataset, it),
+      extraViews,
+    })),
+    ...splitItems(dataset, 'test').map((it) => ({ id: it.id, path: imagePath(dataset, it) })),
+  ];
+}
+
+/** The cache keys of extraction items (each view of each image). */
+export function extractKeys(items: readonly ExtractItem[]): string[] {
+  return items.flatMap((it) => Array.from({ length: 1 + (it.extraViews ?? 0) }, (_, v) => viewKey(it.id, v)));
+}
+
 export interface ExtractOptions {
   cacheDir: string;
   /** Fingerprint of the dataset (refuses a cache made for another one). */
@@ -87,6 +105,10 @@ export interface ExtractOptions {
   batchSize?: number;
   seed?: number;
   pixelLimit?: number;
+  /** How the cache stores values (default: the existing cache's, else float32). */
+  dtype?: CacheDtype;
+  /** Called once the cache is open (a sharded run writes its manifest then), before any image is encoded. */
+  onCacheOpen?: (meta: CacheMeta) => Promise<void>;
   onProgress?: (done: number, total: number) => void;
   /** Called for each image that fails; extraction goes on. */
   onError?: (error: ClipDecoderError) => void;
@@ -102,12 +124,24 @@ export interface ExtractSummary {
   seconds: number;
 }
 
+/** The dtype of the cache in `dir`, float32 when there is none (or it cannot be read: opening it will say why). */
+function existingDtype(dir: string): CacheDtype {
+  try {
+    return existsSync(join(dir, 'meta.json'))
+      ? ((JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8')) as CacheMeta).dtype ?? 'float32')
+      : 'float32';
+  } catch {
+    return 'float32';
+  }
+}
+
 /** Extracts every missing (image, view) record into the cache. Safe to kill at any moment and rerun. */
 export async function extractFeatures(model: ClipModel, items: readonly ExtractItem[], options: ExtractOptions): Promise<ExtractSummary> {
   const t0 = performance.now();
   const keepCls = options.keepCls ?? false;
+  const dtype = options.dtype ?? existingDtype(options.cacheDir);
   const cache = await FeatureCache.open(options.cacheDir, {
-    format: CACHE_FORMAT_VERSION,
+    format: cacheFormat(dtype),
     modelFingerprint: await modelFingerprint(model, keepCls),
     datasetFingerprint: options.datasetFingerprint,
     modelId: model.id,
@@ -115,7 +149,9 @@ export async function extractFeatures(model: ClipModel, items: readonly ExtractI
     tokenDim: model.tokenDim,
     embedDim: model.embedDim,
     keepCls,
+    ...(dtype === 'float16' ? { dtype } : {}),
   });
+  await options.onCacheOpen?.(cache.meta);
   const seed = options.seed ?? 0;
   const todo: { key: string; path: string; source?: string; augment?: PreprocessOptions['augment'] }[] = [];
   let total = 0;

@@ -13,7 +13,7 @@
 // size and mtime are in the metadata; a changed image gets a new row (its older row stays: readers that
 // dedupe by image_path keep the last).
 import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { ClipModel } from '../clip/model.ts';
 import { l2normalizeRows } from '../clip/prompts.ts';
 import { ClipDecoderError } from '../errors.ts';
@@ -21,6 +21,7 @@ import { writeFileAtomic, writeAll } from '../util/fs.ts';
 import { modelIdentity } from './identity.ts';
 import { NpyAppender } from './npy.ts';
 import { planImages, type LibrarySummary, type Stamp } from './plan.ts';
+import { beginShard, shardFiles, shardName, type ShardSpec } from '../scale/shard.ts';
 
 export interface EmbedLibraryOptions {
   /** Output folder. */
@@ -34,10 +35,12 @@ export interface EmbedLibraryOptions {
   /** Start the folder anew (its shards are deleted) whatever it holds. */
   force?: boolean;
   batchSize?: number;
+  /** Embed only this shard's images, into OUT/shard-i-of-n/ with its manifest (src/scale/shard.ts). */
+  shard?: ShardSpec;
   onProgress?: (done: number, total: number) => void;
 }
 
-interface EmbeddingsMeta {
+export interface EmbeddingsMeta {
   format: 'clip-decoder-embeddings';
   version: 1;
   model: string;
@@ -49,11 +52,12 @@ interface EmbeddingsMeta {
 }
 
 const DIRS = ['img_emb', 'patch_tokens', 'metadata'] as const;
-const shardFile = (out: string, dir: string, k: number, ext: string) => join(out, dir, `${dir}_${k}.${ext}`);
-const metaFile = (out: string, k: number) => join(out, 'metadata', `metadata_${k}.jsonl`);
+export const embeddingsFile = (out: string, dir: string, k: number, ext: string) => join(out, dir, `${dir}_${k}.${ext}`);
+const shardFile = embeddingsFile;
+export const metaFile = (out: string, k: number) => join(out, 'metadata', `metadata_${k}.jsonl`);
 
 /** One shard open for appending: its .npy files and metadata. */
-class Shard {
+export class Shard {
   readonly k: number;
   readonly emb: NpyAppender;
   readonly tok: NpyAppender | undefined;
@@ -117,7 +121,7 @@ class Shard {
   }
 }
 
-function readMeta(path: string): EmbeddingsMeta | undefined {
+export function readMeta(path: string): EmbeddingsMeta | undefined {
   if (!existsSync(path)) return undefined;
   try {
     return JSON.parse(readFileSync(path, 'utf8')) as EmbeddingsMeta;
@@ -131,8 +135,11 @@ function readMeta(path: string): EmbeddingsMeta | undefined {
 }
 
 /** Embeds images into EMB/ (layout above), skipping those already there from the same file and model. */
-export async function embedLibrary(model: ClipModel, files: readonly string[], options: EmbedLibraryOptions): Promise<LibrarySummary> {
-  const { out } = options;
+export async function embedLibrary(model: ClipModel, allFiles: readonly string[], options: EmbedLibraryOptions): Promise<LibrarySummary> {
+  const { shard: spec } = options;
+  const sharded = spec && shardFiles(allFiles, spec);
+  const files = sharded ? sharded.files : allFiles;
+  const out = spec ? join(options.out, shardName(spec)) : options.out;
   const normalize = options.normalize ?? true;
   const { imageSize, patchSize } = model.folder;
   const keepCls = model.numTokens > (imageSize.height / patchSize) * (imageSize.width / patchSize); // CLS kept among the tokens
@@ -177,6 +184,22 @@ export async function embedLibrary(model: ClipModel, files: readonly string[], o
       for (const f of readdirSync(join(out, d))) if (new RegExp(`^${d}_\\d+\\.(npy|jsonl)$`).test(f)) rmSync(join(out, d, f));
     await writeFileAtomic(metaPath, `${JSON.stringify(meta, null, 2)}\n`);
   }
+  const finish =
+    spec &&
+    (await beginShard(
+      out,
+      'embeddings',
+      spec,
+      {
+        model: meta.model,
+        embedDim: meta.embedDim,
+        normalized: meta.normalized,
+        tokens: JSON.stringify(meta.tokens),
+        shardSize: meta.shardSize,
+      },
+      sharded!.allKeys,
+      files.map((f) => resolve(f)),
+    ));
 
   const done = new Map<string, Stamp>();
   let shard = new Shard(out, 0, meta, done);
@@ -221,5 +244,6 @@ export async function embedLibrary(model: ClipModel, files: readonly string[], o
   } finally {
     shard.close();
   }
+  if (summary.failed === 0) await finish?.();
   return summary;
 }

@@ -8,7 +8,7 @@ import { writeAll } from '../util/fs.ts';
 
 const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]); // \x93NUMPY v1.0
 /** Whole header: magic (8) + length (2) + dict; a multiple of 64 as the format asks, room for any shape. */
-const HEADER_BYTES = 128;
+export const HEADER_BYTES = 128;
 
 export function npyHeader(shape: readonly number[]): Buffer {
   const dims = shape.length === 1 ? `${shape[0]},` : shape.join(', ');

@@ -160,6 +160,28 @@ export class ResultsFile {
     }
   }
 
+  /**
+   * The record lines of a results file by image path (the last of a path wins), each checked against its
+   * SHA-256 and the identity; a damaged or foreign line is RESULTS_MISMATCH naming the file and line.
+   */
+  static readLines(path: string, identity: ResultIdentity): Map<string, string> {
+    const lines = new Map<string, string>();
+    const text = readFileSync(path, 'utf8');
+    for (const [n, line] of text.split('\n').entries()) {
+      if (line === '') continue;
+      const p = parseLine(line);
+      const differs = p.ok ? (['model', 'head', 'labelSet'] as const).filter((k) => p.rec[k] !== identity[k]) : [];
+      if (!p.ok || differs.length > 0)
+        throw new ClipDecoderError(
+          'RESULTS_MISMATCH',
+          `${path}: line ${n + 1} ${p.ok ? `is a result of another ${differs.map((k) => NAMES[k]).join(' and ')}` : `is ${p.why}`}; rerun the command that made it`,
+          path,
+        );
+      lines.set(p.rec.path, `${line}\n`);
+    }
+    return lines;
+  }
+
   /** Number of images with a record. */
   get size(): number {
     return this.done.size;

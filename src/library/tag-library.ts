@@ -6,6 +6,10 @@ import { labelSetIdentity, modelIdentity, scoringIdentity } from './identity.ts'
 import { planImages, type LibrarySummary } from './plan.ts';
 import { ResultsFile, type ResultIdentity } from './results.ts';
 import { sidecarPath, XmpSidecars, type SidecarChange, type SidecarNaming } from './xmp.ts';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ClipDecoderError } from '../errors.ts';
+import { beginShard, shardFiles, shardName, type ShardSpec } from '../scale/shard.ts';
 
 export interface XmpOptions {
   naming?: SidecarNaming;
@@ -25,6 +29,8 @@ export interface TagLibraryOptions {
   /** Write nothing (neither results nor sidecars); report what would change through onSidecar. */
   dryRun?: boolean;
   batchSize?: number;
+  /** Tag only this shard's images, into OUT.shards/shard-i-of-n/results.jsonl with its manifest (src/scale/shard.ts). */
+  shard?: ShardSpec;
   onProgress?: (done: number, total: number) => void;
   /** Each sidecar change (planned, with dryRun). */
   onSidecar?: (change: SidecarChange) => void;
@@ -42,19 +48,52 @@ export async function tagIdentity(tagger: Tagger, labels: readonly string[]): Pr
   };
 }
 
+/** Where shard i of n of a results file OUT goes: OUT.shards/shard-i-of-n/results.jsonl (`results merge OUT` joins them). */
+export function resultsShardPath(out: string, spec: ShardSpec): string {
+  return join(`${out}.shards`, shardName(spec), 'results.jsonl');
+}
+
 export async function tagLibrary(
   tagger: Tagger,
-  files: readonly string[],
+  allFiles: readonly string[],
   labels: readonly string[],
   options: TagLibraryOptions,
 ): Promise<LibrarySummary & { results: string }> {
   const identity = await tagIdentity(tagger, labels);
+  const spec = options.shard;
+  const sharded = spec && shardFiles(allFiles, spec);
+  const files = sharded ? sharded.files : allFiles;
+  const outFile = spec ? resultsShardPath(options.out, spec) : options.out;
+  let finish: (() => Promise<void>) | undefined;
+  if (spec && !options.dryRun) {
+    const dir = join(`${options.out}.shards`, shardName(spec));
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (e) {
+      throw new ClipDecoderError(
+        'OUTPUT_UNWRITABLE',
+        `--out ${dir}: cannot create the shard's folder (${(e as NodeJS.ErrnoException).code ?? e})`,
+        dir,
+        {
+          cause: e,
+        },
+      );
+    }
+    finish = await beginShard(
+      dir,
+      'results',
+      spec,
+      { ...identity },
+      sharded!.allKeys,
+      files.map((f) => resolve(f)),
+    );
+  }
   const xmp = options.xmp;
   // exiftool starts before the results file opens: a failed start (no Perl) must not have emptied it (--force).
   const sidecars = xmp ? await XmpSidecars.start() : undefined;
   let results: ResultsFile;
   try {
-    results = ResultsFile.open(options.out, identity, { force: options.force, readOnly: options.dryRun, onWarning: options.onWarning });
+    results = ResultsFile.open(outFile, identity, { force: options.force, readOnly: options.dryRun, onWarning: options.onWarning });
   } catch (e) {
     await sidecars?.end();
     throw e;
@@ -117,5 +156,6 @@ export async function tagLibrary(
     results.close();
     await sidecars?.end();
   }
-  return { ...summary, results: options.out };
+  if (summary.failed === 0) await finish?.();
+  return { ...summary, results: outFile };
 }

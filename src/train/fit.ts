@@ -11,7 +11,7 @@ import type { ClipDecoderHead } from '../head/head.ts';
 import { defaultHeadConfig, type HeadConfig } from '../head/config.ts';
 import type { MatmulBackend } from '../nn/matmul.ts';
 import { createRng, shuffleInPlace } from '../data/random.ts';
-import type { FeatureCache } from '../features/cache.ts';
+import type { FeatureSource } from '../features/cache.ts';
 import { viewKey } from '../features/extract.ts';
 import { evaluateProtocol, type ProtocolResult } from '../eval/protocol.ts';
 import { globalScores } from '../head/fusion.ts';
@@ -184,7 +184,7 @@ export function selectionScore(r: ProtocolResult): number {
 /** Scores [N, L] of images from the cache for a label set (EMA or live head). */
 export function scoreFromCache(
   head: ClipDecoderHead,
-  cache: FeatureCache,
+  cache: FeatureSource,
   ids: readonly string[],
   labels: readonly string[],
   queries: Float32Array,
@@ -222,7 +222,7 @@ function addResidual(
   for (let i = 0; i < B * L; i++) logits[i] += r.scale * g[i]! + r.bias;
 }
 
-export function evaluateHead(head: ClipDecoderHead, cache: FeatureCache, data: FitEvalData, residual?: ResidualStream): ProtocolResult {
+export function evaluateHead(head: ClipDecoderHead, cache: FeatureSource, data: FitEvalData, residual?: ResidualStream): ProtocolResult {
   const labels = [...data.seen, ...data.unseen];
   const scores = scoreFromCache(head, cache, data.ids, labels, data.queries, 64, residual);
   return evaluateProtocol({ scores, labels, targets: data.targets, images: data.ids.length }, data.seen, data.unseen);
@@ -236,7 +236,7 @@ function checkNoLeak(train: FitTrainData, val: FitEvalData | null): void {
 }
 
 /** Checks what fitHead trains on: no leak, images and queries present, every image in the cache. */
-function checkFitInputs(cache: FeatureCache, train: FitTrainData, val: FitEvalData | null): void {
+function checkFitInputs(cache: FeatureSource, train: FitTrainData, val: FitEvalData | null): void {
   checkNoLeak(train, val);
   const L = train.labels.length;
   if (train.ids.length === 0) throw new ClipDecoderError('DATASET_INVALID', 'no training images', 'train');
@@ -267,7 +267,7 @@ interface OpenRun {
 }
 
 async function openRun(
-  cache: FeatureCache,
+  cache: FeatureSource,
   train: FitTrainData,
   backend: MatmulBackend,
   opts: FitOptions,
@@ -374,7 +374,7 @@ async function openRun(
  * validation data (a final run on all training images) the last epoch counts as the best.
  */
 export async function fitHead(
-  cache: FeatureCache,
+  cache: FeatureSource,
   train: FitTrainData,
   val: FitEvalData | null,
   backend: MatmulBackend,
@@ -390,7 +390,7 @@ export async function fitHead(
 }
 
 async function fitRun(
-  cache: FeatureCache,
+  cache: FeatureSource,
   train: FitTrainData,
   val: FitEvalData | null,
   backend: MatmulBackend,

@@ -7,21 +7,23 @@ import { ClipModel } from '../clip/model.ts';
 import { DEFAULT_TEMPLATES, embedLabels, l2normalizeRows } from '../clip/prompts.ts';
 import { ClipDecoderError } from '../errors.ts';
 import { loadDataset } from '../data/load.ts';
-import {
-  evaluationSet,
-  imagePath,
-  splitItems,
-  targetMatrix,
-  trainingSet,
-  type Dataset,
-  type EvaluationSet,
-  type TrainingSet,
-} from '../data/types.ts';
+import { evaluationSet, splitItems, targetMatrix, trainingSet, type Dataset, type EvaluationSet, type TrainingSet } from '../data/types.ts';
 import { evaluateAndWriteReport, type EvalReport } from '../eval/report.ts';
 import type { ScoreTable } from '../eval/scores.ts';
-import { FeatureCache } from '../features/cache.ts';
 import { clipFingerprint } from '../head/calibration.ts';
-import { datasetFingerprint, extractFeatures, type ExtractSummary } from '../features/extract.ts';
+import type { CacheDtype, FeatureSource } from '../features/cache.ts';
+import {
+  datasetExtractItems,
+  datasetFingerprint,
+  extractFeatures,
+  extractKeys,
+  modelFingerprint,
+  sourceStamp,
+  type ExtractItem,
+  type ExtractSummary,
+} from '../features/extract.ts';
+import { holdsUnmergedShards, openFeatures, ShardedFeatures } from '../scale/sharded-cache.ts';
+import { assignShard, beginShard, shardName, type ShardSpec } from '../scale/shard.ts';
 import type { HeadConfig } from '../head/config.ts';
 import { OrtMatmul } from '../nn/ort-matmul.ts';
 import { labelVectors, trainWordVectors } from '../text/wordvec.ts';
@@ -38,6 +40,8 @@ export interface TrainRunOptions {
   /** CLIP model folder (features + text embeddings). */
   model: string | ClipModel;
   cacheDir: string;
+  /** How a new feature cache stores values (default: the existing cache's, else float32). */
+  cacheDtype?: CacheDtype;
   outDir: string;
   /** Label queries: CLIP text embeddings (CLIP-Decoder) or text-only word vectors (ML-Decoder baseline). */
   queries?: QuerySource;
@@ -121,7 +125,17 @@ export function trainingCaptions(set: TrainingSet): string[] {
   return set.ids.map((_, i) => captionOf(set.labels.filter((_, l) => set.targets[i * L + l] === 1)));
 }
 
-/** Ensures every image of the dataset has features in the cache (train images with extra views). */
+export interface EnsureFeaturesOptions {
+  /** Extract only this shard's images, into CACHE/shard-i-of-n/ with its manifest (src/scale/shard.ts). */
+  shard?: ShardSpec;
+  /** How the cache stores values (default: the existing cache's, else float32). */
+  dtype?: CacheDtype;
+}
+
+/**
+ * Ensures every image of the dataset has features in the cache (train images with extra views), or, with a
+ * shard, every image of that shard in its own cache under CACHE, whose manifest says complete once it is.
+ */
 export async function ensureFeatures(
   model: ClipModel,
   dataset: Dataset,
@@ -129,21 +143,42 @@ export async function ensureFeatures(
   extraViews: number,
   onProgress?: (d: number, t: number) => void,
   onError?: (m: string) => void,
+  options: EnsureFeaturesOptions = {},
 ): Promise<ExtractSummary> {
-  const items = [
-    ...[...splitItems(dataset, 'train'), ...splitItems(dataset, 'val')].map((it) => ({
-      id: it.id,
-      path: imagePath(dataset, it),
-      extraViews,
-    })),
-    ...splitItems(dataset, 'test').map((it) => ({ id: it.id, path: imagePath(dataset, it) })),
-  ];
+  const all = datasetExtractItems(dataset, extraViews);
+  const { shard } = options;
+  // The shards of a sharded extract, not merged: read as they are (checked complete, of this model and dataset).
+  if (!shard && holdsUnmergedShards(cacheDir)) return checkShards(model, dataset, cacheDir, all);
+  const items = shard ? assignShard(all, (it) => it.id, shard) : all;
+  const dir = shard ? join(cacheDir, shardName(shard)) : cacheDir;
+  let finish: (() => Promise<void>) | undefined;
   const summary = await extractFeatures(model, items, {
-    cacheDir,
+    cacheDir: dir,
     datasetFingerprint: datasetFingerprint(dataset.items),
     seed: 0,
+    dtype: options.dtype,
     onProgress,
     onError: (e) => onError?.(e.message),
+    onCacheOpen: async (meta) => {
+      if (!shard) return;
+      finish = await beginShard(
+        dir,
+        'cache',
+        shard,
+        {
+          modelId: meta.modelId,
+          modelFingerprint: meta.modelFingerprint,
+          datasetFingerprint: meta.datasetFingerprint,
+          dtype: meta.dtype ?? 'float32',
+          keepCls: meta.keepCls,
+          views: extraViews,
+          tokens: `${meta.numTokens}x${meta.tokenDim}`,
+          embedDim: meta.embedDim,
+        },
+        extractKeys(all),
+        extractKeys(items),
+      );
+    },
   });
   if (summary.failed > 0) {
     throw new ClipDecoderError(
@@ -152,7 +187,47 @@ export async function ensureFeatures(
       dataset.name,
     );
   }
+  await finish?.();
   return summary;
+}
+
+/**
+ * ensureFeatures over a folder of shards not merged yet: they must be complete, of this model and dataset, and hold
+ * every record of it from the image files as they are now (a shard cannot be extended from here: say which to rerun).
+ */
+async function checkShards(model: ClipModel, dataset: Dataset, cacheDir: string, all: ExtractItem[]): Promise<ExtractSummary> {
+  const t0 = performance.now();
+  const shards = await ShardedFeatures.open(cacheDir, { datasetFingerprint: datasetFingerprint(dataset.items) });
+  try {
+    const fp = await modelFingerprint(model, shards.meta.keepCls);
+    if (fp !== shards.meta.modelFingerprint)
+      throw new ClipDecoderError(
+        'CACHE_MISMATCH',
+        `${cacheDir}: the shards were extracted with another model or preprocessing (${shards.meta.modelId}, fingerprint ${shards.meta.modelFingerprint.slice(0, 12)} ≠ ${fp.slice(0, 12)} of ${model.id}); use another --cache folder`,
+        cacheDir,
+      );
+    const keys = extractKeys(all);
+    const missing = keys.filter((k) => !shards.has(k));
+    if (missing.length > 0)
+      throw new ClipDecoderError(
+        'SHARD_MISMATCH',
+        `${cacheDir}: the shards lack ${missing.length} record(s) this run needs (${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}; other --views?); extract them with the shards' settings`,
+        cacheDir,
+      );
+    const changed = all.filter((it) => shards.sourceOf(it.id) !== sourceStamp(it.path));
+    if (changed.length > 0)
+      throw new ClipDecoderError(
+        'SHARD_INCOMPLETE',
+        `${cacheDir}: ${changed.length} image(s) changed since their shard was extracted (${changed
+          .slice(0, 3)
+          .map((it) => it.path)
+          .join(', ')}); rerun the shards' commands (they recompute what changed), or merge and run unsharded`,
+        cacheDir,
+      );
+    return { total: keys.length, computed: 0, changed: 0, skipped: keys.length, failed: 0, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    shards.close();
+  }
 }
 
 async function queryEmbeddings(
@@ -166,7 +241,7 @@ async function queryEmbeddings(
 }
 
 /** Scores [N, L] of plain CLIP zero-shot: cosine of the cached image embedding and each label's prompt embedding. */
-export function clipZeroShotScores(cache: FeatureCache, ids: readonly string[], labelEmbeds: Float32Array, L: number): Float32Array {
+export function clipZeroShotScores(cache: FeatureSource, ids: readonly string[], labelEmbeds: Float32Array, L: number): Float32Array {
   const E = cache.meta.embedDim;
   const tokens = new Float32Array(cache.meta.numTokens * cache.meta.tokenDim);
   const embeds = new Float32Array(ids.length * E);
@@ -175,7 +250,7 @@ export function clipZeroShotScores(cache: FeatureCache, ids: readonly string[], 
 }
 
 /** The global stream of a residual head: scale · cos + bias fitted to the training targets (logistic regression). */
-export function fitResidualStream(cache: FeatureCache, set: TrainingSet, labelEmbeds: Float32Array): ResidualStream {
+export function fitResidualStream(cache: FeatureSource, set: TrainingSet, labelEmbeds: Float32Array): ResidualStream {
   const L = set.labels.length;
   const g = clipZeroShotScores(cache, set.ids, labelEmbeds, L);
   const w = fitStreams(
@@ -200,7 +275,7 @@ export async function evaluateClipZeroShot(opts: {
   const dataset = typeof opts.dataset === 'string' ? loadDataset(opts.dataset) : opts.dataset;
   const model = typeof opts.model === 'string' ? await ClipModel.load(opts.model) : opts.model;
   await ensureFeatures(model, dataset, opts.cacheDir, 0);
-  const cache = await FeatureCache.openExisting(opts.cacheDir, { datasetFingerprint: datasetFingerprint(dataset.items) });
+  const cache = await openFeatures(opts.cacheDir, { datasetFingerprint: datasetFingerprint(dataset.items) });
   try {
     const test: EvaluationSet = evaluationSet(dataset, 'final');
     const emb = await embedLabels(model, test.labels, { templates: opts.templates });
@@ -251,10 +326,12 @@ export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRun
   const model = typeof opts.model === 'string' ? await ClipModel.load(opts.model) : opts.model;
   // Views decide which features to extract, so a resumed run's own value is needed before its checkpoint loads.
   const extraViews = opts.extraViews ?? 0;
-  const extract = await ensureFeatures(model, dataset, opts.cacheDir, extraViews, opts.onExtractProgress, (m) => log(m));
+  const extract = await ensureFeatures(model, dataset, opts.cacheDir, extraViews, opts.onExtractProgress, (m) => log(m), {
+    dtype: opts.cacheDtype,
+  });
   if (extract.computed > 0) log(`features: ${extract.computed} computed, ${extract.skipped} cached, ${extract.seconds.toFixed(1)} s`);
   // ensureFeatures has checked the cache's model fingerprint; the dataset's is checked again on opening.
-  const cache = await FeatureCache.openExisting(opts.cacheDir, { datasetFingerprint: datasetFingerprint(dataset.items) });
+  const cache = await openFeatures(opts.cacheDir, { datasetFingerprint: datasetFingerprint(dataset.items) });
   try {
     // Model selection: train on the training part without the pseudo-unseen labels, select on validation.
     // A final run trains on train + validation with all seen labels.
