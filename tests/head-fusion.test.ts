@@ -23,6 +23,8 @@ import { FeatureCache } from '../src/features/cache.ts';
 import { datasetFingerprint } from '../src/features/extract.ts';
 import { embedLabels } from '../src/clip/prompts.ts';
 import { evaluationSet } from '../src/data/types.ts';
+import { CALIBRATION_FILE, clipFingerprint, readCalibration } from '../src/head/calibration.ts';
+import { Tagger } from '../src/tagger/tagger.ts';
 
 test('fitLogistic recovers the weights that generated the labels', () => {
   const rng = createRng(3);
@@ -129,7 +131,7 @@ const base = {
   trainer: { maxLr: 1e-3, emaDecay: 0.9, alpha: 0.5 },
 } as const;
 
-test('residual training: the loss sees CLIP score + head; the saved head scores the same sum; wordvec queries are refused', async () => {
+test('residual training: the loss sees CLIP score + head; the saved head scores the same sum and is calibrated on validation; wordvec queries are refused', async () => {
   const out = join(root, 'residual');
   const r = await trainOnDataset({ ...base, outDir: out, head: { ...small, zeroOutput: true }, residual: true });
   const best = await loadCheckpoint(r.fit.bestDir, new TsMatmul());
@@ -148,6 +150,18 @@ test('residual training: the loss sees CLIP score + head; the saved head scores 
     assert.ok(best.head.fc.weight.data.some((v) => v !== 0));
   } finally {
     cache.close();
+  }
+  // train calibrated the head on validation: tagging with it is CLIP-Decoder+, fused and calibrated
+  const cal = await readCalibration(join(r.fit.bestDir, CALIBRATION_FILE), {
+    modelFingerprint: await clipFingerprint(model, false),
+    headDigest: best.weightsSha256,
+  });
+  assert.ok(cal.fusion.threshold > 0 && cal.fusion.threshold < 1);
+  const tagger = await Tagger.load({ model: 'tests/fixtures/tiny-clip', head: r.fit.bestDir, threads: 1 });
+  try {
+    assert.deepEqual(tagger.mode, { scoring: 'fused', calibrated: true });
+  } finally {
+    await tagger.dispose();
   }
   await assert.rejects(
     trainOnDataset({ ...base, outDir: join(root, 'residual-wv'), head: small, residual: true, queries: 'wordvec' }),

@@ -79,7 +79,7 @@ test('tag --out: one record per image with file state, model, head, label set an
     assert.equal(rec.size, Number(st.size));
     assert.equal(rec.mtimeNs, String(st.mtimeNs));
     assert.match(rec.model, /^pico-clip@[0-9a-f]{16}$/);
-    assert.match(rec.head, /^pico-clip-decoder@[0-9a-f]{16}$/);
+    assert.match(rec.head, /^pico-clip-decoder@[0-9a-f]{16}\+calibration@[0-9a-f]{16}$/); // the bundled head ships its calibration
     assert.match(rec.labelSet, /^sha256:[0-9a-f]{16}$/);
     assert.deepEqual(rec.probabilities, plain.find((p) => p.file === rec.path)!.labels, rec.path);
   }
@@ -119,7 +119,7 @@ test('a rerun skips what is done, redoes changed files, --force redoes all; anot
   assert.deepEqual(Object.keys(fresh[0]!.probabilities).sort(), ['cat', 'dog']);
   const head = cli('tag', dir, '--labels', 'cat,dog', '--out', out, '--head', 'none');
   assert.equal(head.code, 2);
-  assert.match(head.stderr, /holds results of another head: head pico-clip-decoder@\w+ \(this run: none\)/);
+  assert.match(head.stderr, /holds results of another head: head pico-clip-decoder@\S+ \(this run: none\+calibration@[0-9a-f]{16}\)/);
 });
 
 test('a torn last line is cut off and a damaged line ignored: their images are tagged again', async () => {

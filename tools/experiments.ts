@@ -29,7 +29,7 @@ import { clipZeroShotScores, ensureFeatures, trainOnDataset, type TrainRunOption
 import { loadCheckpoint } from '../src/train/checkpoint.ts';
 import { OrtMatmul } from '../src/nn/ort-matmul.ts';
 import { evaluateProtocol, type ProtocolMetrics } from '../src/eval/protocol.ts';
-import { bestThreshold, fitStreams, fuseLogits, sigmoid, type Fusion, type StreamWeights } from '../src/head/fusion.ts';
+import { bestThreshold, fitFusion, fuseLogits, sigmoid, type Fusion } from '../src/head/fusion.ts';
 import { f1AtThreshold, reliability } from '../src/eval/calibration.ts';
 import { lineChartSvg, reliabilitySvg } from '../src/eval/svg.ts';
 import { writeFileAtomic } from '../src/util/fs.ts';
@@ -325,16 +325,10 @@ const trainedMaskOf = (s: Split, trained: readonly string[]) => {
   const set = new Set(trained);
   return Uint8Array.from(s.labels, (l) => (set.has(l) ? 1 : 0));
 };
-const columns = (mask: Uint8Array, want: 0 | 1) => Array.from(mask.keys()).filter((j) => mask[j] === want);
 
-/** Weights fitted on validation: trained labels on the seen columns, novel ones on the pseudo-unseen columns. */
-function fitFusion(local: Float32Array | null, trained: readonly string[], useGlobal: boolean): Omit<Fusion, 'threshold'> {
-  const mask = trainedMaskOf(val, trained);
-  const B = val.ids.length,
-    L = val.labels.length;
-  const fit = (cols: number[]): StreamWeights => fitStreams(val.global, local, val.targets, B, L, cols, useGlobal);
-  const novel = fit(columns(mask, 0));
-  return { trained: local ? fit(columns(mask, 1)) : novel, novel };
+/** Weights and threshold fitted on validation (src/head/fusion.ts fitFusion). */
+function fitOnVal(local: Float32Array | null, trained: readonly string[], useGlobal: boolean): Fusion {
+  return fitFusion(val.global, local, val.targets, val.ids.length, val.labels.length, trainedMaskOf(val, trained), useGlobal);
 }
 function fusedScorer(run: Run | null, fusion: Omit<Fusion, 'threshold'>): Scorer {
   return (s) =>
@@ -368,12 +362,11 @@ function metrics(scores: Float32Array, s: Split, rows: readonly number[]): { zsl
 
 /** A calibrated method: fitted fusion + the threshold with the best validation micro-F1 (all labels). */
 function calibrated(name: string, runs: (Run | null)[], useGlobal: boolean, spec?: RunSpec, useLocal = true): Method {
-  const fusions = runs.map((r) => fitFusion(r && useLocal ? r.local.val : null, r?.trainedLabels ?? [], useGlobal));
+  const fusions = runs.map((r) => fitOnVal(r && useLocal ? r.local.val : null, r?.trainedLabels ?? [], useGlobal));
   const scorers = runs.map((r, k) => fusedScorer(r && useLocal ? r : null, fusions[k]!));
-  const thresholds = scorers.map((sc) => bestThreshold(probs(sc(val)), val.targets).threshold);
+  const thresholds = fusions.map((f) => f.threshold);
   return { name, scorers, thresholds, fusions, spec, runs: runs.filter((r): r is Run => r !== null) };
 }
-const probs = (logits: Float32Array) => logits.map(sigmoid);
 
 // (a) plain CLIP: deterministic. α for (d) on validation (seed 0), then every method seed by seed, so that an
 // interrupted invocation has every method at the first seeds.

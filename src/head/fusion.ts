@@ -219,3 +219,25 @@ export function bestThreshold(probs: Float32Array, targets: Uint8Array): { thres
   }
   return best;
 }
+
+/**
+ * The whole fit on validation scores [B, L]: trained-label weights on the columns the head was trained on
+ * (trained[l] = 1), novel-label weights on the others (held-out, pseudo-unseen labels: the zero-shot case), and
+ * the threshold with the best micro-F1 over every pair. local null: plain CLIP (one weight set, every column).
+ * useGlobal false: the head's logit alone, calibrated.
+ */
+export function fitFusion(
+  global: Float32Array,
+  local: Float32Array | null,
+  targets: Uint8Array,
+  B: number,
+  L: number,
+  trained: Uint8Array,
+  useGlobal = true,
+): Fusion {
+  const cols = (want: number) => Array.from(trained.keys()).filter((j) => (local ? trained[j] === want : true));
+  const novel = fitStreams(global, local, targets, B, L, cols(0), useGlobal);
+  const weights = { trained: local ? fitStreams(global, local, targets, B, L, cols(1), useGlobal) : novel, novel };
+  const z = fuseLogits(global, local, B, L, trained, weights);
+  return { ...weights, threshold: bestThreshold(z.map(sigmoid), targets).threshold };
+}

@@ -10,7 +10,7 @@ import { loadDataset } from '../data/load.ts';
 import { evaluationSet, splitItems, targetMatrix, trainingSet, type Dataset, type EvaluationSet, type TrainingSet } from '../data/types.ts';
 import { evaluateAndWriteReport, type EvalReport } from '../eval/report.ts';
 import type { ScoreTable } from '../eval/scores.ts';
-import { clipFingerprint } from '../head/calibration.ts';
+import { CALIBRATION_FILE, CALIBRATION_FORMAT, CALIBRATION_VERSION, clipFingerprint, writeCalibration } from '../head/calibration.ts';
 import type { CacheDtype, FeatureSource } from '../features/cache.ts';
 import {
   datasetExtractItems,
@@ -29,7 +29,7 @@ import { OrtMatmul } from '../nn/ort-matmul.ts';
 import { labelVectors, trainWordVectors } from '../text/wordvec.ts';
 import { loadCheckpoint } from './checkpoint.ts';
 import { fitHead, savedRunSettings, scoreFromCache, type FitResult, type ResidualStream, type TrainProgress } from './fit.ts';
-import { fitStreams, globalScores } from '../head/fusion.ts';
+import { fitFusion, fitStreams, globalScores, trainedMask, type Fusion, type StreamWeights } from '../head/fusion.ts';
 import type { TrainerOptions } from './trainer.ts';
 
 export type QuerySource = 'clip' | 'wordvec';
@@ -249,6 +249,35 @@ export function clipZeroShotScores(cache: FeatureSource, ids: readonly string[],
   return globalScores(embeds, ids.length, labelEmbeds, L, E);
 }
 
+/**
+ * Fits the fusion of CLIP's score and a trained head's on the validation split (its held-out labels stand for
+ * the labels the head never saw) and writes it as the head's calibration.json, which tagging then uses.
+ */
+export async function calibrateOnValidation(
+  model: ClipModel,
+  cache: FeatureSource,
+  headDir: string,
+  val: EvaluationSet,
+  queries: Float32Array,
+  datasetName: string,
+): Promise<Fusion> {
+  const best = await loadCheckpoint(headDir, new OrtMatmul());
+  const B = val.ids.length,
+    L = val.labels.length;
+  const local = scoreFromCache(best.head, cache, val.ids, val.labels, queries);
+  const global = clipZeroShotScores(cache, val.ids, queries, L);
+  const fusion = fitFusion(global, local, val.targets, B, L, trainedMask(val.labels, best.meta.labels));
+  await writeCalibration(join(headDir, CALIBRATION_FILE), {
+    format: CALIBRATION_FORMAT,
+    version: CALIBRATION_VERSION,
+    clipModel: { id: model.id, fingerprint: await clipFingerprint(model, false) },
+    head: { sha256: best.weightsSha256 },
+    fusion,
+    fittedOn: { dataset: datasetName, split: 'val', images: B, pairs: B * L, heldOutLabels: val.unseen.length },
+  });
+  return fusion;
+}
+
 /** The global stream of a residual head: scale · cos + bias fitted to the training targets (logistic regression). */
 export function fitResidualStream(cache: FeatureSource, set: TrainingSet, labelEmbeds: Float32Array): ResidualStream {
   const L = set.labels.length;
@@ -439,6 +468,15 @@ export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRun
         ? `trained ${fit.bestEpoch} epochs; scoring the test split`
         : `best epoch ${fit.bestEpoch} (validation ${(fit.bestScore * 100).toFixed(2)} mAP); scoring the test split`,
     );
+    // CLIP-Decoder+: tagging with this head fuses it with CLIP's own score, by weights fitted here on validation
+    if (val && !wordvec) {
+      const valQueries = await queryEmbeddings(model, val.labels, opts, wordvec);
+      const cal = await calibrateOnValidation(model, cache, fit.bestDir, val, valQueries, dataset.name);
+      const w = (x: StreamWeights) => `${x.global.toFixed(2)} · cos + ${x.local.toFixed(2)} · head + ${x.bias.toFixed(2)}`;
+      log(
+        `calibration (validation): trained labels ${w(cal.trained)}; other labels ${w(cal.novel)}; threshold ${cal.threshold.toFixed(3)}`,
+      );
+    }
     if (opts.testReport === false) return { extract, fit, seconds: (performance.now() - t0) / 1000 };
     const best = await loadCheckpoint(fit.bestDir, new OrtMatmul());
     // the run's stream: fitted here, or a resumed run's own
