@@ -23,9 +23,10 @@ test('export-onnx writes the bundled head and says its size', () => {
   const r = cli('export-onnx', '--out', out);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /wrote .*head\.onnx \(\d+\.\d MB, opset 17\)/);
-  // the graph holds every weight of the bundled checkpoint (float32, as in its safetensors file)
+  // the graph holds the inference weights of the bundled checkpoint (float32): all but the CLIP-loss branch's,
+  // which are about a quarter of its safetensors file
   const cfg = JSON.parse(readFileSync('models/pico-clip-decoder/config.json', 'utf8')) as { weights: string };
-  assert.ok(statSync(out).size > 0.9 * statSync(join('models/pico-clip-decoder', cfg.weights)).size);
+  assert.ok(statSync(out).size > 0.6 * statSync(join('models/pico-clip-decoder', cfg.weights)).size);
 });
 
 test('export-onnx refuses a closed-set head and a missing one, in one line each', async () => {

@@ -75,15 +75,17 @@ test('keywords above the threshold into sidecars of JPEG, PNG and WebP; other to
   });
   const originals = [jpg, png, webp].map(sha);
   const out = join(dir, 'results.jsonl');
-  const r = cli('tag', dir, '--labels', 'red,green,blue,dog', '--out', out, '--xmp', '--threshold', '0.5');
+  // the bundled head's probabilities are calibrated (a label fits few images): a low threshold keeps some
+  const T = 0.05;
+  const r = cli('tag', dir, '--labels', 'red,green,blue,dog', '--out', out, '--xmp', '--threshold', String(T));
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual([jpg, png, webp].map(sha), originals, 'the images are never written');
 
   const recs = records(out);
   for (const img of [jpg, png, webp]) {
     const rec = recs.find((x) => x.path === img)!;
-    const ours = expectedKeywords(rec.probabilities, 0.5);
-    assert.ok(ours.length > 0, `${img}: some label passes 0.5`);
+    const ours = expectedKeywords(rec.probabilities, T);
+    assert.ok(ours.length > 0, `${img}: some label passes ${T}`);
     const tags = exiftoolRead(`${img}.xmp`);
     const others = img === jpg ? ['family', 'red'] : [];
     assert.deepEqual(tags['XMP-dc:Subject'], [...others, ...ours.filter((k) => !others.includes(k))], img);
@@ -95,7 +97,7 @@ test('keywords above the threshold into sidecars of JPEG, PNG and WebP; other to
     const scores = (tags['XMP-clipdecoder:Scores'] ?? []) as { Label: string; Probability: number }[];
     for (const s of scores) assert.ok(Math.abs(s.Probability - rec.probabilities[s.Label]!) <= 5e-5, `${s.Label} probability`);
     assert.match(String(tags['XMP-clipdecoder:Model']), /^pico-clip@/);
-    assert.equal(tags['XMP-clipdecoder:Threshold'], 0.5);
+    assert.equal(tags['XMP-clipdecoder:Threshold'], T);
   }
   const jt = exiftoolRead(`${jpg}.xmp`);
   assert.equal(jt['XMP-dc:Title'], 'The barn');
