@@ -25,11 +25,18 @@ import { ClipModel } from '../src/clip/model.ts';
 import { embedLabels } from '../src/clip/prompts.ts';
 import { FeatureCache } from '../src/features/cache.ts';
 import { datasetFingerprint } from '../src/features/extract.ts';
-import { clipZeroShotScores, ensureFeatures, trainOnDataset, type TrainRunOptions } from '../src/train/pipeline.ts';
+import {
+  clipZeroShotScores,
+  ensureFeatures,
+  runWordVectors,
+  trainOnDataset,
+  wordVectorQueries,
+  type TrainRunOptions,
+} from '../src/train/pipeline.ts';
 import { loadCheckpoint } from '../src/train/checkpoint.ts';
 import { OrtMatmul } from '../src/nn/ort-matmul.ts';
 import { evaluateProtocol, type ProtocolMetrics } from '../src/eval/protocol.ts';
-import { bestThreshold, fitFusion, fuseLogits, sigmoid, type Fusion } from '../src/head/fusion.ts';
+import { bestThreshold, fitFusion, fuseLogits, sigmoid, trainedMask, type Fusion } from '../src/head/fusion.ts';
 import { f1AtThreshold, reliability } from '../src/eval/calibration.ts';
 import { lineChartSvg, reliabilitySvg } from '../src/eval/svg.ts';
 import { writeFileAtomic } from '../src/util/fs.ts';
@@ -66,6 +73,7 @@ const log = (s: string) => process.stderr.write(`[${((performance.now() - t0) / 
 // paper's ratios (FFN = 4·D, dropout 0.1, no self-attention) at D = 64 with 4 heads.
 const HEAD = { dModel, heads: 4, ffnDim: 4 * dModel, dropout: 0.1 };
 const BATCH = 56;
+const WORDVEC_DIM = 128;
 const LR = 1e-3;
 
 // ---- data and features
@@ -214,7 +222,7 @@ async function trainRun(spec: RunSpec, seed: number, alpha: number, outDir: stri
     const hp = best.meta.hyperParameters as { residual?: { scale: number; bias: number } };
     let pointed: Pointing | null = null;
     for (const s of splits) {
-      const q = spec.over.queries === 'wordvec' ? await wordvecQueries(s, seed) : s.embeds;
+      const q = spec.over.queries === 'wordvec' ? wordvecQueries(s, seed) : s.embeds;
       // the test split in one pass with the attention maps, for the pointing rate
       const scored = scoreWithAttention(best.head, s, q, s === test ? new Set(rowsWhere(test, 'scene')) : null);
       if (s === test) pointed = scored.pointing;
@@ -236,11 +244,8 @@ async function trainRun(spec: RunSpec, seed: number, alpha: number, outDir: stri
 }
 
 /** The word-vector queries of a run: the pipeline's, rebuilt (same corpus, dimension and seed: deterministic). */
-async function wordvecQueries(s: Split, seed: number): Promise<Float32Array> {
-  const { labelVectors, trainWordVectors } = await import('../src/text/wordvec.ts');
-  const { l2normalizeRows } = await import('../src/clip/prompts.ts');
-  const wv = trainWordVectors(corpusCaptions, { dim: 128, seed, epochs: 3 });
-  return l2normalizeRows(labelVectors(wv, s.labels).vectors, wv.dim);
+function wordvecQueries(s: Split, seed: number): Float32Array {
+  return wordVectorQueries(runWordVectors(corpusCaptions, WORDVEC_DIM, seed), s.labels);
 }
 
 // ---- attention pointing
@@ -321,10 +326,7 @@ function scoreWithAttention(
 
 // ---- scoring a method on a split: raw logits (the paper's heads), or fused and calibrated (src/head/fusion.ts)
 type Scorer = (s: Split) => Float32Array;
-const trainedMaskOf = (s: Split, trained: readonly string[]) => {
-  const set = new Set(trained);
-  return Uint8Array.from(s.labels, (l) => (set.has(l) ? 1 : 0));
-};
+const trainedMaskOf = (s: Split, trained: readonly string[]) => trainedMask(s.labels, trained);
 
 /** Weights and threshold fitted on validation (src/head/fusion.ts fitFusion). */
 function fitOnVal(local: Float32Array | null, trained: readonly string[], useGlobal: boolean): Fusion {
@@ -375,7 +377,7 @@ const specs = {
   b: {
     key: 'wordvec',
     name: '(b) ML-Decoder, word-vector queries',
-    over: { queries: 'wordvec', wordvecCorpus: corpusCaptions, wordvecDim: 128 },
+    over: { queries: 'wordvec', wordvecCorpus: corpusCaptions, wordvecDim: WORDVEC_DIM },
   },
   c: { key: 'clip-asl', name: '(c) ML-Decoder, CLIP queries, ASL', over: {} },
   d: clipDecoder,
@@ -704,7 +706,7 @@ Every number below comes from that command. Machine: ${cpus()[0]?.model ?? 'CPU'
   on the training targets first; the head's output layer starts at zero, so the untrained model is plain CLIP); (f3) is (f2) with the CLIP loss
   pulling the head's pooled embedding towards CLIP's own image embedding instead of the caption (distillation: the head keeps CLIP's view).
 - **Seeds**: ${seeds.length} (head initialisation, dropout, batch order, label subsets); (a) has no randomness.
-- **Word vectors** for (b): skip-gram on the ${corpusCaptions.length} captions of pico-CLIP v2's pretraining corpus, text only, 128-d.
+- **Word vectors** for (b): skip-gram on the ${corpusCaptions.length} captions of pico-CLIP v2's pretraining corpus, text only, ${WORDVEC_DIM}-d.
 
 ${testSets
   .map(

@@ -277,7 +277,6 @@ async function openRun(
   const N = train.ids.length,
     L = train.labels.length;
   const { tokenDim: C, embedDim: E } = cache.meta;
-  const queryDim = train.queries.length / L;
   const flag = (k: string) => opts.optionNames?.[k] ?? k;
   const resuming = Boolean(opts.resume) && existsSync(join(lastDir, 'config.json'));
   if (opts.resume && !resuming) log(`resume: nothing to resume in ${lastDir} (no checkpoint yet); starting a new run`);
@@ -352,7 +351,7 @@ async function openRun(
   if (!resuming) {
     const config = defaultHeadConfig({
       inputDim: C,
-      queryDim,
+      queryDim: queryDim(train),
       captionDim: E,
       clipProjDim: alpha > 0 ? (opts.head?.clipProjDim ?? E) : 0,
       ...opts.head,

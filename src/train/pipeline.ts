@@ -230,23 +230,38 @@ async function checkShards(model: ClipModel, dataset: Dataset, cacheDir: string,
   }
 }
 
+/** The word vectors of a run with `queries: 'wordvec'` (deterministic for a corpus, dimension and seed). */
+export function runWordVectors(corpus: readonly string[], dim = 64, seed?: number): ReturnType<typeof trainWordVectors> {
+  return trainWordVectors(corpus, { dim, seed, epochs: 3 });
+}
+
+/** Unit-norm word-vector queries of labels (the ML-Decoder baseline's). */
+export function wordVectorQueries(wordvec: ReturnType<typeof trainWordVectors>, labels: readonly string[]): Float32Array {
+  return l2normalizeRows(labelVectors(wordvec, labels).vectors, wordvec.dim);
+}
+
 async function queryEmbeddings(
   model: ClipModel,
   labels: readonly string[],
   opts: TrainRunOptions,
   wordvec: ReturnType<typeof trainWordVectors> | undefined,
 ): Promise<Float32Array> {
-  if (wordvec) return l2normalizeRows(labelVectors(wordvec, labels).vectors, wordvec.dim);
+  if (wordvec) return wordVectorQueries(wordvec, labels);
   return embedLabels(model, labels, { templates: opts.templates });
 }
 
-/** Scores [N, L] of plain CLIP zero-shot: cosine of the cached image embedding and each label's prompt embedding. */
-export function clipZeroShotScores(cache: FeatureSource, ids: readonly string[], labelEmbeds: Float32Array, L: number): Float32Array {
+/** The cached CLIP image embeddings of `ids` [N, E], as the model gave them. */
+export function cachedImageEmbeds(cache: FeatureSource, ids: readonly string[]): Float32Array {
   const E = cache.meta.embedDim;
   const tokens = new Float32Array(cache.meta.numTokens * cache.meta.tokenDim);
   const embeds = new Float32Array(ids.length * E);
   ids.forEach((id, i) => cache.read(id, { tokens, imageEmbed: embeds.subarray(i * E, (i + 1) * E) }));
-  return globalScores(embeds, ids.length, labelEmbeds, L, E);
+  return embeds;
+}
+
+/** Scores [N, L] of plain CLIP zero-shot: cosine of the cached image embedding and each label's prompt embedding. */
+export function clipZeroShotScores(cache: FeatureSource, ids: readonly string[], labelEmbeds: Float32Array, L: number): Float32Array {
+  return globalScores(cachedImageEmbeds(cache, ids), ids.length, labelEmbeds, L, cache.meta.embedDim);
 }
 
 /**
@@ -376,12 +391,7 @@ export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRun
     let captionEmbeds: Float32Array | undefined;
     if (wantClipLoss && opts.clipTarget === 'image') {
       // distillation: each image's own CLIP embedding, unit-norm, stands in for its caption
-      captionEmbeds = new Float32Array(train.ids.length * model.embedDim);
-      const tokens = new Float32Array(cache.meta.numTokens * cache.meta.tokenDim);
-      train.ids.forEach((id, i) =>
-        cache.read(id, { tokens, imageEmbed: captionEmbeds!.subarray(i * model.embedDim, (i + 1) * model.embedDim) }),
-      );
-      l2normalizeRows(captionEmbeds, model.embedDim);
+      captionEmbeds = l2normalizeRows(cachedImageEmbeds(cache, train.ids), model.embedDim);
     } else if (wantClipLoss) {
       const unique = [...new Set(captions)];
       const emb = l2normalizeRows(await model.encodeTexts(unique), model.embedDim);
@@ -391,10 +401,7 @@ export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRun
         captionEmbeds!.set(emb.subarray(row.get(c)! * model.embedDim, (row.get(c)! + 1) * model.embedDim), i * model.embedDim),
       );
     }
-    const wordvec =
-      opts.queries === 'wordvec'
-        ? trainWordVectors(opts.wordvecCorpus ?? captions, { dim: opts.wordvecDim ?? 64, seed: opts.seed, epochs: 3 })
-        : undefined;
+    const wordvec = opts.queries === 'wordvec' ? runWordVectors(opts.wordvecCorpus ?? captions, opts.wordvecDim, opts.seed) : undefined;
     if (wordvec) {
       const oov = labelVectors(wordvec, [...test.labels]).outOfVocabulary;
       log(
