@@ -27,7 +27,7 @@ import { assignShard, beginShard, shardName, type ShardSpec } from '../scale/sha
 import type { HeadConfig } from '../head/config.ts';
 import { OrtMatmul } from '../nn/ort-matmul.ts';
 import { labelVectors, trainWordVectors } from '../text/wordvec.ts';
-import { loadCheckpoint } from './checkpoint.ts';
+import { loadCheckpoint, type LoadedCheckpoint } from './checkpoint.ts';
 import { fitHead, savedRunSettings, scoreFromCache, type FitResult, type ResidualStream, type TrainProgress } from './fit.ts';
 import { fitFusion, fitStreams, globalScores, trainedMask, type Fusion, type StreamWeights } from '../head/fusion.ts';
 import type { TrainerOptions } from './trainer.ts';
@@ -271,12 +271,12 @@ export function clipZeroShotScores(cache: FeatureSource, ids: readonly string[],
 export async function calibrateOnValidation(
   model: ClipModel,
   cache: FeatureSource,
+  best: LoadedCheckpoint,
   headDir: string,
   val: EvaluationSet,
   queries: Float32Array,
   datasetName: string,
 ): Promise<Fusion> {
-  const best = await loadCheckpoint(headDir, new OrtMatmul());
   const B = val.ids.length,
     L = val.labels.length;
   const local = scoreFromCache(best.head, cache, val.ids, val.labels, queries);
@@ -418,6 +418,7 @@ export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRun
     // A resumed run keeps its saved stream (fitting again would give the same numbers, but the check is by value).
     const residual = opts.residual ? fitResidualStream(cache, { ids: train.ids, labels, targets }, trainQueries) : undefined;
     if (residual) log(`global stream: ${residual.scale.toFixed(3)} · cos + ${residual.bias.toFixed(3)} (fitted on the training targets)`);
+    const valQueries = val ? await queryEmbeddings(model, val.labels, opts, wordvec) : undefined; // seen, then held out
     const fit = await fitHead(
       cache,
       {
@@ -433,7 +434,7 @@ export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRun
         seen: val.seen,
         unseen: val.unseen,
         targets: val.targets,
-        queries: await queryEmbeddings(model, [...val.seen, ...val.unseen], opts, wordvec),
+        queries: valQueries!,
       },
       new OrtMatmul(),
       {
@@ -476,16 +477,17 @@ export async function trainOnDataset(options: TrainRunOptions): Promise<TrainRun
         : `best epoch ${fit.bestEpoch} (validation ${(fit.bestScore * 100).toFixed(2)} mAP); scoring the test split`,
     );
     // CLIP-Decoder+: tagging with this head fuses it with CLIP's own score, by weights fitted here on validation
-    if (val && !wordvec) {
-      const valQueries = await queryEmbeddings(model, val.labels, opts, wordvec);
-      const cal = await calibrateOnValidation(model, cache, fit.bestDir, val, valQueries, dataset.name);
+    const calibrate = val !== null && !wordvec;
+    if (!calibrate && opts.testReport === false) return { extract, fit, seconds: (performance.now() - t0) / 1000 };
+    const best = await loadCheckpoint(fit.bestDir, new OrtMatmul());
+    if (calibrate) {
+      const cal = await calibrateOnValidation(model, cache, best, fit.bestDir, val, valQueries!, dataset.name);
       const w = (x: StreamWeights) => `${x.global.toFixed(2)} · cos + ${x.local.toFixed(2)} · head + ${x.bias.toFixed(2)}`;
       log(
         `calibration (validation): trained labels ${w(cal.trained)}; other labels ${w(cal.novel)}; threshold ${cal.threshold.toFixed(3)}`,
       );
     }
     if (opts.testReport === false) return { extract, fit, seconds: (performance.now() - t0) / 1000 };
-    const best = await loadCheckpoint(fit.bestDir, new OrtMatmul());
     // the run's stream: fitted here, or a resumed run's own
     const stream = residual ?? (best.meta.hyperParameters?.residual as ResidualStream | undefined);
     const scores = scoreFromCache(
