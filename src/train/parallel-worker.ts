@@ -10,7 +10,7 @@ import { adamEmaKernel } from '../nn/fused.ts';
 import { OrtMatmul } from '../nn/ort-matmul.ts';
 import { Rng } from '../nn/rng.ts';
 import { adamScalars } from './adam.ts';
-import type { InitMessage, StepMessage, UpdateMessage, WorkerReply } from './parallel.ts';
+import type { BatchViews, InitMessage, StepMessage, UpdateMessage, WorkerReply } from './parallel.ts';
 
 const port = parentPort;
 if (!port) throw new Error('parallel-worker.ts runs as a worker thread of train/parallel.ts');
@@ -30,14 +30,7 @@ interface State {
   // the step's inputs, in this worker's own memory where ONNX Runtime reads them
   features: Float32Array;
   queries: Float32Array;
-  views?: {
-    features: Float32Array;
-    queries: Float32Array;
-    targets: Float32Array;
-    offset: Float32Array;
-    pooled: Float32Array;
-    dPooled: Float32Array;
-  };
+  views?: BatchViews;
 }
 let st: State | null = null;
 let gen = 0;

@@ -109,6 +109,16 @@ export interface SharedBatch {
   dPooled: SharedArrayBuffer; // [B, D]  α·∂clip/∂pooled
 }
 
+/** Float32 views of a SharedBatch's buffers (main thread and workers each hold one set). */
+export interface BatchViews {
+  features: Float32Array;
+  queries: Float32Array;
+  targets: Float32Array;
+  offset: Float32Array;
+  pooled: Float32Array;
+  dPooled: Float32Array;
+}
+
 /** Main → worker, once per step: forward + backward on images [row0, row0 + B). */
 export interface StepMessage {
   type: 'step';
@@ -189,14 +199,7 @@ export class ParallelTrainer {
   private readonly clipLoss: Float64Array;
   private readonly shards: Array<[number, number]>;
   private batch: SharedBatch;
-  private views: {
-    features: Float32Array;
-    queries: Float32Array;
-    targets: Float32Array;
-    offset: Float32Array;
-    pooled: Float32Array;
-    dPooled: Float32Array;
-  };
+  private views: BatchViews;
   private dPooledLocal = new Float32Array(0);
   private pooledLocal = new Float32Array(0);
   private gen = 0;
